@@ -1,0 +1,48 @@
+//! The exam domain: pure state machines, no IO and no async. Every change is
+//! `decide(state, command, now) -> Result<Vec<Event>, DomainError>` followed by
+//! `apply(event)`, so replaying recorded events rebuilds the same state.
+//!
+//! # Layout
+//! - `ids`: validated identifiers chosen by the admin server
+//! - `time`: timestamps and pause logs
+//! - `clock`: a candidate's remaining time
+//! - `spec`: the imported plan and its validation
+//! - `question`: question kinds and which answers fit them
+//! - `plan`, `room`, `candidate`: the lifecycles
+//! - `answer`: the answer sheet
+//! - `incident`, `proctor`: incidents and proctor presence
+//! - `error`: refusals with stable codes
+
+pub mod answer;
+pub mod candidate;
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod incident;
+pub mod plan;
+pub mod proctor;
+pub mod question;
+pub mod room;
+pub mod spec;
+pub mod time;
+
+#[cfg(test)]
+mod properties;
+
+pub use answer::{AnswerSheet, KnownCseq, SavedAnswer};
+pub use candidate::{
+    AnswerDecision, CandidateCommand, CandidateEvent, CandidateRuntime, CandidateState, ExamContext,
+    ExamRules, SubmitReason,
+};
+pub use clock::CandidateClock;
+pub use error::DomainError;
+pub use ids::{CandidateId, InvalidId, PlanId, ProctorId, QuestionId, RoomId};
+pub use incident::{Incident, IncidentSource, IncidentStatus, Severity};
+pub use plan::{PlanCommand, PlanEvent, PlanRuntime, PlanState};
+pub use question::{Question, QuestionKind};
+pub use room::{RoomCommand, RoomEvent, RoomRuntime, RoomState};
+pub use spec::{
+    CandidateSpec, CredentialHash, PlanSettings, PlanSpec, Plaintext, ProctorSpec, RoomSpec, SpecProblem,
+    SpecProblems,
+};
+pub use time::{PauseLog, Timestamp};

@@ -1,0 +1,471 @@
+//! The ports: what the exam needs from the outside, as traits. Adapters live
+//! in invigil-store (sqlx for Postgres and SQLite, Redis) and are wired by the
+//! node; the domain and the actors see only these traits.
+//!
+//! - [`Clock`]: the server's time, injectable for tests
+//! - [`PlanStore`]: plans as imported, their runtime, logins and status
+//! - [`Journal`]: fenced, batched durable writes of the live exam
+//! - [`LeaseStore`]: shard leases with fencing epochs
+//! - [`HotState`]: resume buffers, live sessions, snapshots, rate counters
+//! - [`WorkQueue`]: at-least-once work for the workers
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+pub use crate::error::StoreError;
+use crate::domain::{
+    CandidateEvent, CandidateId, CandidateRuntime, CandidateState, CredentialHash, Incident, PlanEvent, PlanId, PlanRuntime, PlanSpec, PlanState, ProctorId, QuestionId, RoomEvent,
+    RoomId, RoomRuntime, Timestamp,
+};
+use crate::shard::{Fence, ShardId};
+
+// ---------------------------------------------------------------- clock
+
+/// The server's clock. Everything time-dependent reads it, so tests can move time.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp::from_millis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// A clock that moves only when told to; for tests.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> Self {
+        Self(AtomicI64::new(start.as_millis()))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let millis = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.fetch_add(millis, Ordering::SeqCst);
+    }
+
+    pub fn set(&self, to: Timestamp) {
+        self.0.store(to.as_millis(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.0.load(Ordering::SeqCst))
+    }
+}
+
+// ---------------------------------------------------------------- plans
+
+/// A secret that is never read back out of the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Redacted;
+
+/// A plan as stored: its content without secrets, its runtime and revision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredPlan {
+    pub spec: PlanSpec<Redacted>,
+    pub runtime: PlanRuntime,
+    /// Increases with every change of the plan row; for optimistic concurrency.
+    pub revision: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What an import did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportOutcome {
+    Created,
+    Replaced,
+    /// The same content was imported before; nothing changed.
+    Unchanged,
+    /// The plan exists and is past the point where it may be replaced.
+    Refused(PlanState),
+}
+
+/// The plan's runtime with the revision it was read at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionedPlanRuntime {
+    pub runtime: PlanRuntime,
+    pub revision: i64,
+}
+
+/// Everything a candidate login needs, read in one query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CandidateLogin {
+    pub plan_id: PlanId,
+    pub candidate_id: CandidateId,
+    pub room_id: RoomId,
+    pub name: String,
+    pub access_code_hash: CredentialHash,
+    pub extra_time_s: i64,
+    pub runtime: CandidateRuntime,
+    pub plan_runtime: PlanRuntime,
+    pub duration_s: i64,
+    pub late_entry_s: i64,
+}
+
+/// Everything a proctor login needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProctorLogin {
+    pub plan_id: PlanId,
+    pub proctor_id: ProctorId,
+    pub name: String,
+    pub password_hash: CredentialHash,
+    pub room_ids: Vec<RoomId>,
+    pub plan_state: PlanState,
+    pub starts_at: Timestamp,
+}
+
+/// Durable per-room counts for the status view.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoomCounts {
+    pub room_id: RoomId,
+    pub name: String,
+    pub capacity: i64,
+    pub runtime: RoomRuntime,
+    pub candidates_by_state: BTreeMap<CandidateState, i64>,
+    pub incidents_open: i64,
+}
+
+/// Durable counts of a plan for `GET .../status`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanCounts {
+    pub plan_id: PlanId,
+    pub title: String,
+    pub duration_s: i64,
+    pub runtime: PlanRuntime,
+    pub rooms: Vec<RoomCounts>,
+    pub incidents_open: i64,
+    pub answers_saved: i64,
+}
+
+/// Plans as the admin server imports them, and the reads built on them.
+#[async_trait]
+pub trait PlanStore: Send + Sync + 'static {
+    /// Returns the import digest and state of a plan, to answer a repeated
+    /// import without hashing its secrets again.
+    async fn plan_digest(&self, plan_id: &PlanId) -> Result<Option<(String, PlanState)>, StoreError>;
+
+    /// Creates a plan, or replaces it while it is still scheduled, in one
+    /// transaction. `digest` identifies the content for idempotency.
+    async fn import_plan(
+        &self,
+        plan: &PlanSpec<CredentialHash>,
+        digest: &str,
+        now: Timestamp,
+    ) -> Result<ImportOutcome, StoreError>;
+
+    async fn load_plan(&self, plan_id: &PlanId) -> Result<Option<StoredPlan>, StoreError>;
+
+    async fn plan_runtime(&self, plan_id: &PlanId) -> Result<Option<VersionedPlanRuntime>, StoreError>;
+
+    /// Stores a plan's new runtime and its events if the plan is still at
+    /// `expected_revision` and `fence` is current; returns the new revision,
+    /// or `Conflict` when another writer came first.
+    async fn save_plan_runtime(
+        &self,
+        fence: Fence,
+        plan_id: &PlanId,
+        expected_revision: i64,
+        runtime: &PlanRuntime,
+        events: &[PlanEvent],
+    ) -> Result<i64, FencedError>;
+
+    async fn plan_counts(&self, plan_id: &PlanId) -> Result<Option<PlanCounts>, StoreError>;
+
+    /// Every room's runtime, in import order.
+    async fn room_runtimes(&self, plan_id: &PlanId) -> Result<Vec<(RoomId, RoomRuntime)>, StoreError>;
+
+    /// Every candidate's runtime without its answer sheet, in import order.
+    async fn candidate_runtimes(&self, plan_id: &PlanId) -> Result<Vec<CandidateRuntimeRow>, StoreError>;
+
+    async fn candidate_login(&self, plan_id: &PlanId, reg_no: &str) -> Result<Option<CandidateLogin>, StoreError>;
+
+    /// Returns every non-finalized plan's proctor with this login.
+    async fn proctor_logins(&self, login: &str) -> Result<Vec<ProctorLogin>, StoreError>;
+}
+
+/// A candidate's durable runtime (the answer sheet is not part of it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CandidateRuntimeRow {
+    pub candidate_id: CandidateId,
+    pub room_id: RoomId,
+    pub extra_time_s: i64,
+    pub runtime: CandidateRuntime,
+}
+
+// ---------------------------------------------------------------- journal
+
+/// One durable write of the live exam.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JournalEntry {
+    /// A new answer version (append to the journal, update the current answer).
+    Answer {
+        plan_id: PlanId,
+        candidate_id: CandidateId,
+        question_id: QuestionId,
+        value: Value,
+        cseq: i64,
+        version: i64,
+        at: Timestamp,
+    },
+    /// A candidate event and the runtime it led to.
+    Candidate {
+        plan_id: PlanId,
+        candidate_id: CandidateId,
+        event: CandidateEvent,
+        runtime: CandidateRuntime,
+    },
+    /// A room event and the runtime it led to.
+    Room { plan_id: PlanId, room_id: RoomId, event: RoomEvent, runtime: RoomRuntime },
+    /// A new incident, or an incident's new status.
+    Incident(Incident),
+    /// A system, candidate or proctor log line.
+    Log(LogEntry),
+}
+
+/// A log line (시스템 / 수험자 / 감독관 로그).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogEntry {
+    pub plan_id: PlanId,
+    pub kind: LogKind,
+    /// The candidate or proctor concerned, if any.
+    pub subject: Option<String>,
+    pub room_id: Option<RoomId>,
+    pub message: String,
+    pub detail: Value,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogKind {
+    System,
+    Candidate,
+    Proctor,
+}
+
+impl LogKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Candidate => "candidate",
+            Self::Proctor => "proctor",
+        }
+    }
+}
+
+/// A journal entry with the fence of the shard it belongs to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FencedEntry {
+    pub fence: Fence,
+    pub entry: JournalEntry,
+}
+
+/// What became of one entry of a committed batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryOutcome {
+    /// Durable.
+    Written,
+    /// An answer with this (candidate, cseq) was already durable; nothing changed.
+    AlreadyStored,
+    /// The shard's epoch moved on: this writer no longer owns it.
+    StaleFence,
+}
+
+/// A write that was refused for its fence or failed in the store.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FencedError {
+    #[error("shard {} moved to a newer epoch than {}", .0.shard, .0.epoch)]
+    StaleFence(Fence),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A previously journaled answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JournaledAnswer {
+    pub question_id: QuestionId,
+    pub version: i64,
+}
+
+/// The durable journal of the live exam. Writes come in batches (group
+/// commit); each entry is checked against its fence in the same transaction.
+#[async_trait]
+pub trait Journal: Send + Sync + 'static {
+    /// Writes a batch in one transaction. Returns one outcome per entry, in
+    /// order. An `Err` means nothing of the batch was written.
+    async fn commit(&self, batch: &[FencedEntry]) -> Result<Vec<EntryOutcome>, StoreError>;
+
+    /// Looks up an answer by its client sequence number.
+    async fn journaled_answer(
+        &self,
+        plan_id: &PlanId,
+        candidate_id: &CandidateId,
+        cseq: i64,
+    ) -> Result<Option<JournaledAnswer>, StoreError>;
+}
+
+// ---------------------------------------------------------------- leases
+
+/// A shard lease as the store holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub shard: ShardId,
+    pub owner: String,
+    pub epoch: i64,
+    pub expires_at: Timestamp,
+}
+
+/// Shard leases with fencing epochs. Acquiring a lease bumps its epoch; every
+/// write under an older epoch is rejected from then on.
+#[async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Takes every shard of `shards` whose lease expired or is already ours,
+    /// in one statement. Returns the leases now held (with new epochs for the
+    /// ones taken over).
+    async fn acquire_leases(
+        &self,
+        node_id: &str,
+        shards: &[ShardId],
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<Lease>, StoreError>;
+
+    /// Extends the leases still held at the given epochs, in one statement.
+    /// Returns the shards renewed; a missing one was lost.
+    async fn renew_leases(
+        &self,
+        node_id: &str,
+        held: &[Fence],
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<ShardId>, StoreError>;
+
+    /// Gives leases up (expires them now) so another node may take them at once.
+    async fn release_leases(&self, node_id: &str, held: &[Fence]) -> Result<(), StoreError>;
+
+    /// Every lease, for the cluster view.
+    async fn leases(&self) -> Result<Vec<Lease>, StoreError>;
+}
+
+// ---------------------------------------------------------------- hot state
+
+/// Identifies one candidate across plans.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CandidateKey {
+    pub plan_id: PlanId,
+    pub candidate_id: CandidateId,
+}
+
+/// A server→client message kept for resume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundFrame {
+    pub seq: u64,
+    /// The JSON text sent on the socket.
+    pub text: String,
+}
+
+/// Who holds a candidate's live session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionClaim {
+    pub session_id: String,
+    pub node_id: String,
+}
+
+/// A hot-state failure: the data is a cache or a buffer, so callers degrade
+/// (a full snapshot instead of a replay), they do not fail the exam.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("hot state unavailable: {0}")]
+pub struct HotStateError(pub String);
+
+/// Fast, non-durable state shared by the nodes. Losing it costs a resume
+/// replay (clients get a full snapshot) but never an acknowledged answer.
+#[async_trait]
+pub trait HotState: Send + Sync + 'static {
+    /// Appends frames to candidates' resume buffers, each capped at `cap`.
+    async fn append_outbound(&self, frames: &[(CandidateKey, OutboundFrame)], cap: usize) -> Result<(), HotStateError>;
+
+    /// Returns the frames after `after_seq`, oldest first, or `None` when the
+    /// buffer no longer reaches back that far (the client needs a snapshot).
+    async fn outbound_after(&self, key: &CandidateKey, after_seq: u64) -> Result<Option<Vec<OutboundFrame>>, HotStateError>;
+
+    /// Makes `claim` the candidate's live session; returns the one it replaced.
+    async fn swap_session(&self, key: &CandidateKey, claim: SessionClaim) -> Result<Option<SessionClaim>, HotStateError>;
+
+    async fn session(&self, key: &CandidateKey) -> Result<Option<SessionClaim>, HotStateError>;
+
+    /// Keeps a serialized live snapshot for fast re-activation elsewhere.
+    async fn put_snapshot(&self, key: &str, snapshot: Vec<u8>, ttl: Duration) -> Result<(), HotStateError>;
+
+    async fn snapshot(&self, key: &str) -> Result<Option<Vec<u8>>, HotStateError>;
+
+    /// Counts one event in the current fixed window of `window` and returns the
+    /// count so far; for rate limits.
+    async fn count_in_window(&self, key: &str, window: Duration) -> Result<u64, HotStateError>;
+}
+
+// ---------------------------------------------------------------- work queue
+
+/// One delivery of a queued item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkItem {
+    pub id: String,
+    pub payload: Vec<u8>,
+    /// How many times it was delivered, this one included.
+    pub deliveries: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("work queue unavailable: {0}")]
+pub struct QueueError(pub String);
+
+/// At-least-once work for the workers: consumer groups, acknowledgements,
+/// reclaim of items stuck with a dead consumer, and a dead-letter list.
+#[async_trait]
+pub trait WorkQueue: Send + Sync + 'static {
+    async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), QueueError>;
+
+    /// Returns up to `max` new items for `consumer` of `group`, waiting up to `wait`.
+    async fn fetch(
+        &self,
+        topic: &str,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<WorkItem>, QueueError>;
+
+    async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> Result<(), QueueError>;
+
+    /// Moves items idle for at least `min_idle` (their consumer died) to `consumer`.
+    async fn reclaim(
+        &self,
+        topic: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<WorkItem>, QueueError>;
+
+    /// Parks an item that keeps failing, with the reason, and acks it.
+    async fn dead_letter(&self, topic: &str, group: &str, item: &WorkItem, reason: &str) -> Result<(), QueueError>;
+
+    async fn dead_letters(&self, topic: &str, max: usize) -> Result<Vec<WorkItem>, QueueError>;
+
+    /// Publishes a dead-lettered item again; returns whether it existed.
+    async fn replay_dead_letter(&self, topic: &str, id: &str) -> Result<bool, QueueError>;
+}
