@@ -17,7 +17,7 @@ use super::room::RoomRuntime;
 use super::spec::PlanSpec;
 use super::time::{PauseLog, Timestamp};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CandidateState {
     #[default]
@@ -134,6 +134,21 @@ pub enum CandidateEvent {
 }
 
 impl CandidateEvent {
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Self::CheckedIn { at }
+            | Self::Began { at }
+            | Self::Paused { at }
+            | Self::Resumed { at }
+            | Self::Extended { at, .. }
+            | Self::Submitted { at, .. }
+            | Self::Expelled { at, .. }
+            | Self::MarkedAbsent { at }
+            | Self::Warned { at, .. }
+            | Self::AnswerSaved { at, .. } => *at,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Self::CheckedIn { .. } => "checked_in",

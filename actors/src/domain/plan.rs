@@ -105,6 +105,19 @@ impl PlanEvent {
         }
     }
 
+    /// When it happened.
+    pub fn at(&self) -> Timestamp {
+        match *self {
+            Self::Opened { at }
+            | Self::Started { at }
+            | Self::Paused { at }
+            | Self::Resumed { at }
+            | Self::Extended { at, .. }
+            | Self::Ended { at }
+            | Self::Finalized { at } => at,
+        }
+    }
+
     /// The event's name as recorded in the transition log.
     pub fn name(&self) -> &'static str {
         match self {

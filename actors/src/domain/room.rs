@@ -57,6 +57,12 @@ pub enum RoomEvent {
 }
 
 impl RoomEvent {
+    pub fn at(&self) -> Timestamp {
+        match *self {
+            Self::Started { at } | Self::Paused { at } | Self::Resumed { at } | Self::Extended { at, .. } | Self::Ended { at } => at,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Self::Started { .. } => "started",

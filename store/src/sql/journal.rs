@@ -1,0 +1,341 @@
+//! [`Journal`] on sqlx: one transaction per batch. The fences of every shard
+//! in the batch are read first (Postgres: `FOR SHARE`, so a lease takeover
+//! waits until this batch is in; SQLite: under the write lock), entries under
+//! a stale epoch are left out and reported, the rest is written with
+//! multi-row statements.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use invigil_actors::domain::{CandidateId, PlanId};
+use invigil_actors::error::StoreError;
+use invigil_actors::ports::{EntryOutcome, FencedEntry, Journal, JournalEntry, JournaledAnswer};
+use sqlx::{QueryBuilder, Row};
+
+use super::rows::{candidate_runtime_json, id, to_json};
+use super::{SqlStore, on_backend};
+use crate::error::from_sqlx;
+
+/// Rows per multi-row statement (answer_journal has 9 columns).
+const ROWS_PER_STATEMENT: usize = 2_000;
+
+struct AnswerRow<'a> {
+    index: usize,
+    plan_id: &'a str,
+    candidate_id: &'a str,
+    question_id: &'a str,
+    value: String,
+    cseq: i64,
+    version: i64,
+    shard: i64,
+    epoch: i64,
+    at_ms: i64,
+}
+
+struct TransitionRow {
+    plan_id: String,
+    entity: &'static str,
+    entity_id: String,
+    event: &'static str,
+    to_state: &'static str,
+    detail: String,
+    shard: i64,
+    epoch: i64,
+    at_ms: i64,
+    runtime: String,
+}
+
+/// The entries of a batch sorted by table, with their positions in the batch.
+#[derive(Default)]
+struct Sorted<'a> {
+    answers: Vec<AnswerRow<'a>>,
+    candidates: Vec<TransitionRow>,
+    rooms: Vec<TransitionRow>,
+    incidents: Vec<(&'a FencedEntry, &'a invigil_actors::domain::Incident)>,
+    logs: Vec<(&'a FencedEntry, &'a invigil_actors::ports::LogEntry)>,
+}
+
+fn sort<'a>(
+    batch: &'a [FencedEntry],
+    current: &HashMap<i64, i64>,
+    outcomes: &mut [EntryOutcome],
+) -> Result<Sorted<'a>, StoreError> {
+    let mut sorted = Sorted::default();
+    for (index, fenced) in batch.iter().enumerate() {
+        let shard = i64::from(fenced.fence.shard.get());
+        if current.get(&shard) != Some(&fenced.fence.epoch) {
+            outcomes[index] = EntryOutcome::StaleFence;
+            continue;
+        }
+        let epoch = fenced.fence.epoch;
+        match &fenced.entry {
+            JournalEntry::Answer { plan_id, candidate_id, question_id, value, cseq, version, at } => {
+                sorted.answers.push(AnswerRow {
+                    index,
+                    plan_id: plan_id.as_str(),
+                    candidate_id: candidate_id.as_str(),
+                    question_id: question_id.as_str(),
+                    value: value.to_string(),
+                    cseq: *cseq,
+                    version: *version,
+                    shard,
+                    epoch,
+                    at_ms: at.as_millis(),
+                });
+            }
+            JournalEntry::Candidate { plan_id, candidate_id, event, runtime } => {
+                sorted.candidates.push(TransitionRow {
+                    plan_id: plan_id.to_string(),
+                    entity: "candidate",
+                    entity_id: candidate_id.to_string(),
+                    event: event.name(),
+                    to_state: runtime.state.as_str(),
+                    detail: to_json(event)?,
+                    shard,
+                    epoch,
+                    at_ms: event.at().as_millis(),
+                    runtime: candidate_runtime_json(runtime)?,
+                });
+            }
+            JournalEntry::Room { plan_id, room_id, event, runtime } => {
+                sorted.rooms.push(TransitionRow {
+                    plan_id: plan_id.to_string(),
+                    entity: "room",
+                    entity_id: room_id.to_string(),
+                    event: event.name(),
+                    to_state: runtime.state.as_str(),
+                    detail: to_json(event)?,
+                    shard,
+                    epoch,
+                    at_ms: event.at().as_millis(),
+                    runtime: to_json(runtime)?,
+                });
+            }
+            JournalEntry::Incident(incident) => sorted.incidents.push((fenced, incident)),
+            JournalEntry::Log(log) => sorted.logs.push((fenced, log)),
+        }
+    }
+    Ok(sorted)
+}
+
+/// Keeps the last row per key, in first-seen order, so one multi-row
+/// statement never touches a row twice (Postgres refuses that in upserts).
+fn last_per_key<T, K: std::hash::Hash + Eq>(rows: impl IntoIterator<Item = T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut positions: HashMap<K, usize> = HashMap::new();
+    let mut kept: Vec<T> = Vec::new();
+    for row in rows {
+        match positions.get(&key(&row)) {
+            Some(&position) => kept[position] = row,
+            None => {
+                positions.insert(key(&row), kept.len());
+                kept.push(row);
+            }
+        }
+    }
+    kept
+}
+
+#[async_trait]
+impl Journal for SqlStore {
+    async fn commit(&self, batch: &[FencedEntry]) -> Result<Vec<EntryOutcome>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut outcomes = vec![EntryOutcome::Written; batch.len()];
+        let mut shards: Vec<i64> = batch.iter().map(|fenced| i64::from(fenced.fence.shard.get())).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        on_backend!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(from_sqlx)?;
+
+            let mut read_fences = QueryBuilder::new("SELECT shard, epoch FROM shard_lease WHERE shard IN (");
+            let mut list = read_fences.separated(", ");
+            for shard in &shards {
+                list.push_bind(*shard);
+            }
+            read_fences.push(")");
+            read_fences.push(self.dialect(" FOR SHARE", ""));
+            let current: HashMap<i64, i64> = read_fences
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(from_sqlx)?
+                .into_iter()
+                .map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1)))
+                .collect();
+            let sorted = sort(batch, &current, &mut outcomes)?;
+
+            let mut fresh_answers = Vec::new();
+            for chunk in sorted.answers.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = QueryBuilder::new(
+                    "INSERT INTO answer_journal (plan_id, candidate_id, cseq, question_id, value, version, shard, epoch, at_ms) ",
+                );
+                insert.push_values(chunk, |mut row, answer| {
+                    row.push_bind(answer.plan_id.to_owned())
+                        .push_bind(answer.candidate_id.to_owned())
+                        .push_bind(answer.cseq)
+                        .push_bind(answer.question_id.to_owned())
+                        .push_bind(answer.value.clone())
+                        .push_bind(answer.version)
+                        .push_bind(answer.shard)
+                        .push_bind(answer.epoch)
+                        .push_bind(answer.at_ms);
+                });
+                insert.push(" ON CONFLICT (plan_id, candidate_id, cseq) DO NOTHING RETURNING plan_id, candidate_id, cseq");
+                let inserted: std::collections::HashSet<(String, String, i64)> = insert
+                    .build()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?
+                    .into_iter()
+                    .map(|row| (row.get(0), row.get(1), row.get(2)))
+                    .collect();
+                for answer in chunk {
+                    let key = (answer.plan_id.to_owned(), answer.candidate_id.to_owned(), answer.cseq);
+                    if inserted.contains(&key) {
+                        fresh_answers.push(answer);
+                    } else {
+                        outcomes[answer.index] = EntryOutcome::AlreadyStored;
+                    }
+                }
+            }
+            let latest = last_per_key(
+                {
+                    let mut by_version: Vec<&AnswerRow> = fresh_answers;
+                    by_version.sort_by_key(|answer| answer.version);
+                    by_version
+                },
+                |answer| (answer.plan_id, answer.candidate_id, answer.question_id),
+            );
+            for chunk in latest.chunks(ROWS_PER_STATEMENT) {
+                let mut upsert = QueryBuilder::new(
+                    "INSERT INTO answers (plan_id, candidate_id, question_id, value, version, cseq, updated_at_ms) ",
+                );
+                upsert.push_values(chunk, |mut row, answer| {
+                    row.push_bind(answer.plan_id.to_owned())
+                        .push_bind(answer.candidate_id.to_owned())
+                        .push_bind(answer.question_id.to_owned())
+                        .push_bind(answer.value.clone())
+                        .push_bind(answer.version)
+                        .push_bind(answer.cseq)
+                        .push_bind(answer.at_ms);
+                });
+                upsert.push(
+                    " ON CONFLICT (plan_id, candidate_id, question_id) DO UPDATE SET value = excluded.value, \
+                     version = excluded.version, cseq = excluded.cseq, updated_at_ms = excluded.updated_at_ms \
+                     WHERE answers.version < excluded.version",
+                );
+                upsert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+            }
+
+            for (rows, table) in [(&sorted.candidates, "candidates"), (&sorted.rooms, "rooms")] {
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut insert = QueryBuilder::new(
+                        "INSERT INTO transitions (plan_id, entity, entity_id, event, to_state, detail, shard, epoch, at_ms) ",
+                    );
+                    insert.push_values(chunk, |mut row, transition| {
+                        row.push_bind(transition.plan_id.clone())
+                            .push_bind(transition.entity)
+                            .push_bind(transition.entity_id.clone())
+                            .push_bind(transition.event)
+                            .push_bind(transition.to_state)
+                            .push_bind(transition.detail.clone())
+                            .push_bind(transition.shard)
+                            .push_bind(transition.epoch)
+                            .push_bind(transition.at_ms);
+                    });
+                    insert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+                }
+                let latest = last_per_key(rows.iter(), |row| (row.plan_id.as_str(), row.entity_id.as_str()));
+                for chunk in latest.chunks(ROWS_PER_STATEMENT) {
+                    // VALUES columns are column1.. in both dialects.
+                    let mut update = QueryBuilder::new(format!("UPDATE {table} SET state = v.column3, runtime = v.column4"));
+                    if table == "candidates" {
+                        update.push(", updated_at_ms = ");
+                        update.push_bind(chunk.iter().map(|row| row.at_ms).max().unwrap_or(0));
+                    }
+                    update.push(" FROM (");
+                    update.push_values(chunk, |mut row, transition| {
+                        row.push_bind(transition.plan_id.clone())
+                            .push_bind(transition.entity_id.clone())
+                            .push_bind(transition.to_state)
+                            .push_bind(transition.runtime.clone());
+                    });
+                    update.push(format!(") AS v WHERE {table}.plan_id = v.column1 AND {table}.id = v.column2"));
+                    update.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+                }
+            }
+
+            let incidents = last_per_key(sorted.incidents.iter(), |(_, incident)| incident.id.as_str());
+            for chunk in incidents.chunks(ROWS_PER_STATEMENT) {
+                let mut upsert = QueryBuilder::new(
+                    "INSERT INTO incidents (id, plan_id, room_id, candidate_id, kind, source, severity, status, note, \
+                     action, created_at_ms, resolved_at_ms, resolved_by, shard, epoch) ",
+                );
+                upsert.push_values(chunk, |mut row, (fenced, incident)| {
+                    row.push_bind(incident.id.clone())
+                        .push_bind(incident.plan_id.to_string())
+                        .push_bind(incident.room_id.to_string())
+                        .push_bind(incident.candidate_id.as_ref().map(ToString::to_string))
+                        .push_bind(incident.kind.clone())
+                        .push_bind(incident.source.as_str())
+                        .push_bind(incident.severity.as_str())
+                        .push_bind(incident.status.as_str())
+                        .push_bind(incident.note.clone())
+                        .push_bind(incident.action.clone())
+                        .push_bind(incident.created_at.as_millis())
+                        .push_bind(incident.resolved_at.map(|at| at.as_millis()))
+                        .push_bind(incident.resolved_by.as_ref().map(ToString::to_string))
+                        .push_bind(i64::from(fenced.fence.shard.get()))
+                        .push_bind(fenced.fence.epoch);
+                });
+                upsert.push(
+                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, note = excluded.note, \
+                     action = excluded.action, resolved_at_ms = excluded.resolved_at_ms, \
+                     resolved_by = excluded.resolved_by, shard = excluded.shard, epoch = excluded.epoch",
+                );
+                upsert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+            }
+
+            for chunk in sorted.logs.chunks(ROWS_PER_STATEMENT) {
+                let mut insert =
+                    QueryBuilder::new("INSERT INTO logs (plan_id, kind, subject, room_id, message, detail, at_ms) ");
+                insert.push_values(chunk, |mut row, (_, log)| {
+                    row.push_bind(log.plan_id.to_string())
+                        .push_bind(log.kind.as_str())
+                        .push_bind(log.subject.clone())
+                        .push_bind(log.room_id.as_ref().map(ToString::to_string))
+                        .push_bind(log.message.clone())
+                        .push_bind(log.detail.to_string())
+                        .push_bind(log.at.as_millis());
+                });
+                insert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+            }
+
+            tx.commit().await.map_err(from_sqlx)?;
+            Ok(outcomes)
+        })
+    }
+
+    async fn journaled_answer(
+        &self,
+        plan_id: &PlanId,
+        candidate_id: &CandidateId,
+        cseq: i64,
+    ) -> Result<Option<JournaledAnswer>, StoreError> {
+        let row = on_backend!(self, pool => {
+            sqlx::query(
+                "SELECT question_id, version FROM answer_journal WHERE plan_id = $1 AND candidate_id = $2 AND cseq = $3",
+            )
+            .bind(plan_id.as_str())
+            .bind(candidate_id.as_str())
+            .bind(cseq)
+            .fetch_optional(pool)
+            .await
+            .map_err(from_sqlx)?
+            .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
+        });
+        row.map(|(question_id, version)| Ok(JournaledAnswer { question_id: id("question id", question_id)?, version }))
+            .transpose()
+    }
+}

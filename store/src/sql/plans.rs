@@ -1,0 +1,564 @@
+//! [`PlanStore`] on sqlx: the import transaction and the reads built on plans.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use invigil_actors::domain::{
+    CandidateSpec, CandidateState, CredentialHash, PlanEvent, PlanId, PlanRuntime, PlanSettings, PlanSpec, PlanState,
+    ProctorSpec, Question, QuestionKind, RoomId, RoomRuntime, RoomSpec, Timestamp,
+};
+use invigil_actors::error::StoreError;
+use invigil_actors::ports::{
+    CandidateLogin, CandidateRuntimeRow, ImportOutcome, PlanCounts, PlanStore, ProctorLogin, Redacted, RoomCounts,
+    StoredPlan, VersionedPlanRuntime,
+};
+use invigil_actors::shard::Fence;
+use sqlx::{QueryBuilder, Row};
+
+use super::rows::{candidate_runtime_json, from_json, id, to_json};
+use super::{SqlStore, on_backend};
+use crate::error::{corrupt, from_sqlx};
+use invigil_actors::ports::FencedError;
+
+/// Rows per multi-row INSERT: below SQLite's 32766 and Postgres' 65535
+/// bind parameters for the widest table (candidates, 12 columns).
+const ROWS_PER_INSERT: usize = 2_000;
+
+#[async_trait]
+impl PlanStore for SqlStore {
+    async fn plan_digest(&self, plan_id: &PlanId) -> Result<Option<(String, PlanState)>, StoreError> {
+        let row = on_backend!(self, pool => {
+            sqlx::query("SELECT import_digest, state FROM plans WHERE id = $1")
+                .bind(plan_id.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(from_sqlx)?
+                .map(|row| (row.get::<String, _>(0), row.get::<String, _>(1)))
+        });
+        row.map(|(digest, state)| Ok((digest, parse_plan_state(&state)?))).transpose()
+    }
+
+    async fn import_plan(
+        &self,
+        plan: &PlanSpec<CredentialHash>,
+        digest: &str,
+        now: Timestamp,
+    ) -> Result<ImportOutcome, StoreError> {
+        let runtime = PlanRuntime::default();
+        let settings = to_json(&plan.settings)?;
+        let runtime_json = to_json(&runtime)?;
+        let room_runtime = to_json(&RoomRuntime::default())?;
+        let candidate_runtime = candidate_runtime_json(&Default::default())?;
+        on_backend!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(from_sqlx)?;
+            let existing = sqlx::query(self.dialect(
+                "SELECT import_digest, state FROM plans WHERE id = $1 FOR UPDATE",
+                "SELECT import_digest, state FROM plans WHERE id = $1",
+            ))
+            .bind(plan.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+            let outcome = match existing {
+                Some(row) => {
+                    let (existing_digest, state): (String, String) = (row.get(0), row.get(1));
+                    let state = parse_plan_state(&state)?;
+                    if existing_digest == digest {
+                        return Ok(ImportOutcome::Unchanged);
+                    }
+                    if state != PlanState::Scheduled {
+                        return Ok(ImportOutcome::Refused(state));
+                    }
+                    // Children go with the plan (ON DELETE CASCADE).
+                    sqlx::query("DELETE FROM plans WHERE id = $1")
+                        .bind(plan.id.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(from_sqlx)?;
+                    ImportOutcome::Replaced
+                }
+                None => ImportOutcome::Created,
+            };
+
+            sqlx::query(
+                "INSERT INTO plans (id, title, starts_at_ms, duration_s, settings, state, runtime, revision, \
+                 import_digest, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $9)",
+            )
+            .bind(plan.id.as_str())
+            .bind(plan.title.as_str())
+            .bind(plan.starts_at.as_millis())
+            .bind(plan.duration_s)
+            .bind(settings.as_str())
+            .bind(runtime.state.as_str())
+            .bind(runtime_json.as_str())
+            .bind(digest)
+            .bind(now.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+
+            let plan_id = plan.id.as_str();
+            for (offset, chunk) in chunks(&plan.questions) {
+                let mut insert = QueryBuilder::new("INSERT INTO questions (plan_id, id, position, kind, choices, answer, points) ");
+                insert.push_values(chunk.iter().enumerate(), |mut row, (index, question)| {
+                    row.push_bind(plan_id.to_owned())
+                        .push_bind(question.id.as_str().to_owned())
+                        .push_bind(position(offset + index))
+                        .push_bind(question.kind.as_str())
+                        .push_bind(serde_json::to_string(&question.choices).unwrap_or_default())
+                        .push_bind(question.answer.to_string())
+                        .push_bind(question.points);
+                });
+                insert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+            }
+            for (offset, chunk) in chunks(&plan.rooms) {
+                let mut insert = QueryBuilder::new("INSERT INTO rooms (plan_id, id, position, name, capacity, state, runtime) ");
+                insert.push_values(chunk.iter().enumerate(), |mut row, (index, room)| {
+                    row.push_bind(plan_id.to_owned())
+                        .push_bind(room.id.as_str().to_owned())
+                        .push_bind(position(offset + index))
+                        .push_bind(room.name.clone())
+                        .push_bind(room.capacity)
+                        .push_bind(RoomRuntime::default().state.as_str())
+                        .push_bind(room_runtime.clone());
+                });
+                insert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+            }
+            for (offset, chunk) in chunks(&plan.proctors) {
+                let mut insert = QueryBuilder::new("INSERT INTO proctors (plan_id, id, position, name, login, password_hash) ");
+                insert.push_values(chunk.iter().enumerate(), |mut row, (index, proctor)| {
+                    row.push_bind(plan_id.to_owned())
+                        .push_bind(proctor.id.as_str().to_owned())
+                        .push_bind(position(offset + index))
+                        .push_bind(proctor.name.clone())
+                        .push_bind(proctor.login.clone())
+                        .push_bind(proctor.password.0.clone());
+                });
+                insert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+            }
+            let assignments: Vec<(&str, &str)> = plan
+                .proctors
+                .iter()
+                .flat_map(|proctor| proctor.room_ids.iter().map(move |room| (proctor.id.as_str(), room.as_str())))
+                .collect();
+            for (_, chunk) in chunks(&assignments) {
+                let mut insert = QueryBuilder::new("INSERT INTO proctor_rooms (plan_id, proctor_id, room_id) ");
+                insert.push_values(chunk, |mut row, (proctor_id, room_id)| {
+                    row.push_bind(plan_id.to_owned())
+                        .push_bind((*proctor_id).to_owned())
+                        .push_bind((*room_id).to_owned());
+                });
+                insert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+            }
+            for (offset, chunk) in chunks(&plan.candidates) {
+                let mut insert = QueryBuilder::new(
+                    "INSERT INTO candidates (plan_id, id, position, reg_no, name, room_id, seat, access_code_hash, \
+                     extra_time_s, state, runtime, updated_at_ms) ",
+                );
+                insert.push_values(chunk.iter().enumerate(), |mut row, (index, candidate)| {
+                    row.push_bind(plan_id.to_owned())
+                        .push_bind(candidate.id.as_str().to_owned())
+                        .push_bind(position(offset + index))
+                        .push_bind(candidate.reg_no.clone())
+                        .push_bind(candidate.name.clone())
+                        .push_bind(candidate.room_id.as_str().to_owned())
+                        .push_bind(candidate.seat.clone())
+                        .push_bind(candidate.access_code.0.clone())
+                        .push_bind(candidate.extra_time_s)
+                        .push_bind(CandidateState::Registered.as_str())
+                        .push_bind(candidate_runtime.clone())
+                        .push_bind(now.as_millis());
+                });
+                insert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+            }
+            tx.commit().await.map_err(from_sqlx)?;
+            Ok(outcome)
+        })
+    }
+
+    async fn load_plan(&self, plan_id: &PlanId) -> Result<Option<StoredPlan>, StoreError> {
+        on_backend!(self, pool => {
+            let Some(plan) = sqlx::query(
+                "SELECT title, starts_at_ms, duration_s, settings, runtime, revision, created_at_ms, updated_at_ms \
+                 FROM plans WHERE id = $1",
+            )
+            .bind(plan_id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(from_sqlx)?
+            else {
+                return Ok(None);
+            };
+            let questions = sqlx::query(
+                "SELECT id, kind, choices, answer, points FROM questions WHERE plan_id = $1 ORDER BY position",
+            )
+            .bind(plan_id.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(from_sqlx)?
+            .into_iter()
+            .map(|row| {
+                let kind: String = row.get(1);
+                Ok(Question {
+                    id: id("question id", row.get(0))?,
+                    kind: QuestionKind::parse(&kind).ok_or_else(|| corrupt("question kind", &kind))?,
+                    choices: from_json("question choices", row.get::<&str, _>(2))?,
+                    answer: from_json("answer key", row.get::<&str, _>(3))?,
+                    points: row.get(4),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+            let rooms = sqlx::query("SELECT id, name, capacity FROM rooms WHERE plan_id = $1 ORDER BY position")
+                .bind(plan_id.as_str())
+                .fetch_all(pool)
+                .await
+                .map_err(from_sqlx)?
+                .into_iter()
+                .map(|row| Ok(RoomSpec { id: id("room id", row.get(0))?, name: row.get(1), capacity: row.get(2) }))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let mut assignments: HashMap<String, Vec<RoomId>> = HashMap::new();
+            for row in sqlx::query("SELECT proctor_id, room_id FROM proctor_rooms WHERE plan_id = $1 ORDER BY room_id")
+                .bind(plan_id.as_str())
+                .fetch_all(pool)
+                .await
+                .map_err(from_sqlx)?
+            {
+                assignments.entry(row.get(0)).or_default().push(id("room id", row.get(1))?);
+            }
+            let proctors = sqlx::query("SELECT id, name, login FROM proctors WHERE plan_id = $1 ORDER BY position")
+                .bind(plan_id.as_str())
+                .fetch_all(pool)
+                .await
+                .map_err(from_sqlx)?
+                .into_iter()
+                .map(|row| {
+                    let proctor_id: String = row.get(0);
+                    Ok(ProctorSpec {
+                        room_ids: assignments.remove(&proctor_id).unwrap_or_default(),
+                        id: id("proctor id", proctor_id)?,
+                        name: row.get(1),
+                        login: row.get(2),
+                        password: Redacted,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let candidates = sqlx::query(
+                "SELECT id, reg_no, name, room_id, seat, extra_time_s FROM candidates WHERE plan_id = $1 ORDER BY position",
+            )
+            .bind(plan_id.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(from_sqlx)?
+            .into_iter()
+            .map(|row| {
+                Ok(CandidateSpec {
+                    id: id("candidate id", row.get(0))?,
+                    reg_no: row.get(1),
+                    name: row.get(2),
+                    room_id: id("room id", row.get(3))?,
+                    seat: row.get(4),
+                    access_code: Redacted,
+                    extra_time_s: row.get(5),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+            let settings: PlanSettings = from_json("plan settings", plan.get::<&str, _>(3))?;
+            Ok(Some(StoredPlan {
+                spec: PlanSpec {
+                    id: plan_id.clone(),
+                    title: plan.get(0),
+                    starts_at: Timestamp::from_millis(plan.get(1)),
+                    duration_s: plan.get(2),
+                    settings,
+                    questions,
+                    rooms,
+                    proctors,
+                    candidates,
+                },
+                runtime: from_json("plan runtime", plan.get::<&str, _>(4))?,
+                revision: plan.get(5),
+                created_at: Timestamp::from_millis(plan.get(6)),
+                updated_at: Timestamp::from_millis(plan.get(7)),
+            }))
+        })
+    }
+
+    async fn plan_runtime(&self, plan_id: &PlanId) -> Result<Option<VersionedPlanRuntime>, StoreError> {
+        let row = on_backend!(self, pool => {
+            sqlx::query("SELECT runtime, revision FROM plans WHERE id = $1")
+                .bind(plan_id.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(from_sqlx)?
+                .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
+        });
+        row.map(|(runtime, revision)| {
+            Ok(VersionedPlanRuntime { runtime: from_json("plan runtime", &runtime)?, revision })
+        })
+        .transpose()
+    }
+
+    async fn save_plan_runtime(
+        &self,
+        fence: Fence,
+        plan_id: &PlanId,
+        expected_revision: i64,
+        runtime: &PlanRuntime,
+        events: &[PlanEvent],
+    ) -> Result<i64, FencedError> {
+        let runtime_json = to_json(runtime)?;
+        let at = events.last().map_or(Timestamp::default(), PlanEvent::at);
+        let details = events.iter().map(to_json).collect::<Result<Vec<_>, _>>()?;
+        on_backend!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(from_sqlx)?;
+            let epoch: Option<i64> = sqlx::query_scalar(self.dialect(
+                "SELECT epoch FROM shard_lease WHERE shard = $1 FOR SHARE",
+                "SELECT epoch FROM shard_lease WHERE shard = $1",
+            ))
+            .bind(i64::from(fence.shard.get()))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+            if epoch != Some(fence.epoch) {
+                return Err(FencedError::StaleFence(fence));
+            }
+            let updated = sqlx::query(
+                "UPDATE plans SET state = $1, runtime = $2, revision = revision + 1, updated_at_ms = $3 \
+                 WHERE id = $4 AND revision = $5",
+            )
+            .bind(runtime.state.as_str())
+            .bind(runtime_json.as_str())
+            .bind(at.as_millis())
+            .bind(plan_id.as_str())
+            .bind(expected_revision)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::Conflict(format!("plan {plan_id} changed since revision {expected_revision}")).into());
+            }
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO transitions (plan_id, entity, entity_id, event, to_state, detail, shard, epoch, at_ms) ",
+            );
+            insert.push_values(events.iter().zip(&details), |mut row, (event, detail)| {
+                row.push_bind(plan_id.as_str().to_owned())
+                    .push_bind("plan")
+                    .push_bind(plan_id.as_str().to_owned())
+                    .push_bind(event.name())
+                    .push_bind(runtime.state.as_str())
+                    .push_bind(detail.clone())
+                    .push_bind(i64::from(fence.shard.get()))
+                    .push_bind(fence.epoch)
+                    .push_bind(event.at().as_millis());
+            });
+            insert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+            tx.commit().await.map_err(from_sqlx)?;
+            Ok(expected_revision + 1)
+        })
+    }
+
+    async fn plan_counts(&self, plan_id: &PlanId) -> Result<Option<PlanCounts>, StoreError> {
+        on_backend!(self, pool => {
+            let Some(plan) = sqlx::query("SELECT title, duration_s, runtime FROM plans WHERE id = $1")
+                .bind(plan_id.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(from_sqlx)?
+            else {
+                return Ok(None);
+            };
+            let mut by_room: HashMap<String, BTreeMap<CandidateState, i64>> = HashMap::new();
+            for row in sqlx::query(
+                "SELECT room_id, state, COUNT(*) FROM candidates WHERE plan_id = $1 GROUP BY room_id, state",
+            )
+            .bind(plan_id.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(from_sqlx)?
+            {
+                let state: String = row.get(1);
+                let state = CandidateState::parse(&state).ok_or_else(|| corrupt("candidate state", &state))?;
+                by_room.entry(row.get(0)).or_default().insert(state, row.get(2));
+            }
+            let mut open_by_room: HashMap<String, i64> = HashMap::new();
+            for row in sqlx::query(
+                "SELECT room_id, COUNT(*) FROM incidents WHERE plan_id = $1 AND status = 'open' GROUP BY room_id",
+            )
+            .bind(plan_id.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(from_sqlx)?
+            {
+                open_by_room.insert(row.get(0), row.get(1));
+            }
+            let answers_saved: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM answer_journal WHERE plan_id = $1")
+                .bind(plan_id.as_str())
+                .fetch_one(pool)
+                .await
+                .map_err(from_sqlx)?;
+            let rooms = sqlx::query("SELECT id, name, capacity, runtime FROM rooms WHERE plan_id = $1 ORDER BY position")
+                .bind(plan_id.as_str())
+                .fetch_all(pool)
+                .await
+                .map_err(from_sqlx)?
+                .into_iter()
+                .map(|row| {
+                    let room_id: String = row.get(0);
+                    Ok(RoomCounts {
+                        candidates_by_state: by_room.remove(&room_id).unwrap_or_default(),
+                        incidents_open: open_by_room.get(&room_id).copied().unwrap_or(0),
+                        room_id: id("room id", room_id)?,
+                        name: row.get(1),
+                        capacity: row.get(2),
+                        runtime: from_json("room runtime", row.get::<&str, _>(3))?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(Some(PlanCounts {
+                plan_id: plan_id.clone(),
+                title: plan.get(0),
+                duration_s: plan.get(1),
+                runtime: from_json("plan runtime", plan.get::<&str, _>(2))?,
+                incidents_open: open_by_room.values().sum(),
+                rooms,
+                answers_saved,
+            }))
+        })
+    }
+
+    async fn room_runtimes(&self, plan_id: &PlanId) -> Result<Vec<(RoomId, RoomRuntime)>, StoreError> {
+        on_backend!(self, pool => {
+            sqlx::query("SELECT id, runtime FROM rooms WHERE plan_id = $1 ORDER BY position")
+                .bind(plan_id.as_str())
+                .fetch_all(pool)
+                .await
+                .map_err(from_sqlx)?
+                .into_iter()
+                .map(|row| Ok((id("room id", row.get(0))?, from_json("room runtime", row.get::<&str, _>(1))?)))
+                .collect()
+        })
+    }
+
+    async fn candidate_runtimes(&self, plan_id: &PlanId) -> Result<Vec<CandidateRuntimeRow>, StoreError> {
+        on_backend!(self, pool => {
+            sqlx::query(
+                "SELECT id, room_id, extra_time_s, runtime FROM candidates WHERE plan_id = $1 ORDER BY position",
+            )
+            .bind(plan_id.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(from_sqlx)?
+            .into_iter()
+            .map(|row| {
+                Ok(CandidateRuntimeRow {
+                    candidate_id: id("candidate id", row.get(0))?,
+                    room_id: id("room id", row.get(1))?,
+                    extra_time_s: row.get(2),
+                    runtime: from_json("candidate runtime", row.get::<&str, _>(3))?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    async fn candidate_login(&self, plan_id: &PlanId, reg_no: &str) -> Result<Option<CandidateLogin>, StoreError> {
+        let row = on_backend!(self, pool => {
+            sqlx::query(
+                "SELECT c.id, c.room_id, c.name, c.access_code_hash, c.extra_time_s, c.runtime, \
+                        p.runtime, p.duration_s, p.settings \
+                 FROM candidates c JOIN plans p ON p.id = c.plan_id \
+                 WHERE c.plan_id = $1 AND c.reg_no = $2",
+            )
+            .bind(plan_id.as_str())
+            .bind(reg_no)
+            .fetch_optional(pool)
+            .await
+            .map_err(from_sqlx)?
+            .map(|row| {
+                (
+                    row.get::<String, _>(0),
+                    row.get::<String, _>(1),
+                    row.get::<String, _>(2),
+                    row.get::<String, _>(3),
+                    row.get::<i64, _>(4),
+                    row.get::<String, _>(5),
+                    row.get::<String, _>(6),
+                    row.get::<i64, _>(7),
+                    row.get::<String, _>(8),
+                )
+            })
+        });
+        let Some((candidate_id, room_id, name, hash, extra_time_s, runtime, plan_runtime, duration_s, settings)) = row
+        else {
+            return Ok(None);
+        };
+        let settings: PlanSettings = from_json("plan settings", &settings)?;
+        Ok(Some(CandidateLogin {
+            plan_id: plan_id.clone(),
+            candidate_id: id("candidate id", candidate_id)?,
+            room_id: id("room id", room_id)?,
+            name,
+            access_code_hash: CredentialHash(hash),
+            extra_time_s,
+            runtime: from_json("candidate runtime", &runtime)?,
+            plan_runtime: from_json("plan runtime", &plan_runtime)?,
+            duration_s,
+            late_entry_s: settings.late_entry_s,
+        }))
+    }
+
+    async fn proctor_logins(&self, login: &str) -> Result<Vec<ProctorLogin>, StoreError> {
+        on_backend!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT pr.plan_id, pr.id, pr.name, pr.password_hash, p.state, p.starts_at_ms \
+                 FROM proctors pr JOIN plans p ON p.id = pr.plan_id \
+                 WHERE pr.login = $1 AND p.state <> 'finalized'",
+            )
+            .bind(login)
+            .fetch_all(pool)
+            .await
+            .map_err(from_sqlx)?;
+            let mut logins = Vec::with_capacity(rows.len());
+            for row in rows {
+                let plan_id: String = row.get(0);
+                let proctor_id: String = row.get(1);
+                let room_ids = sqlx::query_scalar::<_, String>(
+                    "SELECT room_id FROM proctor_rooms WHERE plan_id = $1 AND proctor_id = $2 ORDER BY room_id",
+                )
+                .bind(plan_id.as_str())
+                .bind(proctor_id.as_str())
+                .fetch_all(pool)
+                .await
+                .map_err(from_sqlx)?
+                .into_iter()
+                .map(|room| id("room id", room))
+                .collect::<Result<Vec<_>, _>>()?;
+                let state: String = row.get(4);
+                logins.push(ProctorLogin {
+                    plan_id: id("plan id", plan_id)?,
+                    proctor_id: id("proctor id", proctor_id)?,
+                    name: row.get(2),
+                    password_hash: CredentialHash(row.get(3)),
+                    room_ids,
+                    plan_state: parse_plan_state(&state)?,
+                    starts_at: Timestamp::from_millis(row.get(5)),
+                });
+            }
+            Ok(logins)
+        })
+    }
+}
+
+fn parse_plan_state(state: &str) -> Result<PlanState, StoreError> {
+    PlanState::parse(state).ok_or_else(|| corrupt("plan state", state))
+}
+
+/// Splits rows into INSERT-sized chunks with the offset of each chunk.
+fn chunks<T>(rows: &[T]) -> impl Iterator<Item = (usize, &[T])> {
+    rows.chunks(ROWS_PER_INSERT).enumerate().map(|(index, chunk)| (index * ROWS_PER_INSERT, chunk))
+}
+
+/// A position column value; plans are far below `i64::MAX` rows.
+fn position(index: usize) -> i64 {
+    i64::try_from(index).unwrap_or(i64::MAX)
+}

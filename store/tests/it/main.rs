@@ -1,0 +1,34 @@
+//! The store conformance suite: every case runs against SQLite (a fresh file)
+//! and Postgres (a fresh schema), so both backends keep one behaviour.
+
+mod journal;
+mod leases;
+mod plans;
+mod support;
+
+/// Declares each listed case once per backend.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let backend = crate::support::TestStore::sqlite().await;
+                    super::$case(&backend.store).await;
+                    backend.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let backend = crate::support::TestStore::postgres().await;
+                    super::$case(&backend.store).await;
+                    backend.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use conformance;
