@@ -18,7 +18,7 @@ use serde_json::Value;
 
 pub use crate::error::StoreError;
 use crate::domain::{
-    CandidateEvent, CandidateId, CandidateRuntime, CandidateState, CredentialHash, Incident, PlanEvent, PlanId, PlanRuntime, PlanSpec, PlanState, ProctorId, QuestionId, RoomEvent,
+    CandidateEvent, CandidateId, CandidateRuntime, CandidateState, CredentialHash, Incident, PlanEvent, PlanSettings, PlanId, PlanRuntime, PlanSpec, PlanState, ProctorId, QuestionId, RoomEvent,
     RoomId, RoomRuntime, Timestamp,
 };
 use crate::shard::{Fence, ShardId};
@@ -118,6 +118,23 @@ pub struct CandidateLogin {
     pub late_entry_s: i64,
 }
 
+/// A candidate as durably stored, with what its clock depends on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CandidateRecord {
+    pub candidate_id: CandidateId,
+    pub reg_no: String,
+    pub name: String,
+    pub room_id: RoomId,
+    pub seat: Option<String>,
+    pub extra_time_s: i64,
+    /// With the answer sheet rebuilt from the current answers.
+    pub runtime: CandidateRuntime,
+    pub room_runtime: RoomRuntime,
+    pub plan_runtime: PlanRuntime,
+    pub duration_s: i64,
+    pub settings: PlanSettings,
+}
+
 /// Everything a proctor login needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProctorLogin {
@@ -194,6 +211,13 @@ pub trait PlanStore: Send + Sync + 'static {
     async fn candidate_runtimes(&self, plan_id: &PlanId) -> Result<Vec<CandidateRuntimeRow>, StoreError>;
 
     async fn candidate_login(&self, plan_id: &PlanId, reg_no: &str) -> Result<Option<CandidateLogin>, StoreError>;
+
+    /// A candidate with its runtime (sheet included), room and plan.
+    async fn candidate_record(
+        &self,
+        plan_id: &PlanId,
+        candidate_id: &CandidateId,
+    ) -> Result<Option<CandidateRecord>, StoreError>;
 
     /// Returns every non-finalized plan's proctor with this login.
     async fn proctor_logins(&self, login: &str) -> Result<Vec<ProctorLogin>, StoreError>;

@@ -1,1 +1,28 @@
-//! placeholder
+//! invigil-api: the HTTP surface — OpenAPI REST, auth, problem+json errors.
+//!
+//! # Layout
+//! - `app`: the assembled endpoint, `/openapi.json`, `/docs`
+//! - `admin`: plan import, reads, commands, status (X-Api-Key)
+//! - `login`: candidate and proctor login
+//! - `candidate`, `proctor`: role-scoped reads
+//! - `ops`: `/healthz`, `/readyz`
+//! - `auth`: credential hashing, tokens, guards, login limits
+//! - `body`: JSON bodies with size limits and field-path errors
+//! - `error`: the one mapping from errors to status and code
+//! - `state`, `views`, `tags`, `time`: shared pieces
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod candidate;
+pub mod error;
+pub mod login;
+pub mod ops;
+pub mod proctor;
+pub mod state;
+pub mod tags;
+pub mod time;
+pub mod views;
+
+pub use state::{ApiSettings, AppInner, AppState, Check, Readiness};

@@ -67,6 +67,12 @@ impl AnswerSheet {
         }
     }
 
+    /// Raises the last accepted cseq (restoring from the journal, whose
+    /// highest cseq may belong to a superseded version).
+    pub fn raise_last_cseq(&mut self, cseq: i64) {
+        self.last_cseq = self.last_cseq.max(cseq);
+    }
+
     pub fn record(&mut self, question_id: &QuestionId, version: i64, cseq: i64) {
         let entry = self.answers.entry(question_id.clone()).or_insert(SavedAnswer { version: 0, cseq: 0 });
         if version > entry.version {

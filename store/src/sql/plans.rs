@@ -4,12 +4,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use invigil_actors::domain::{
-    CandidateSpec, CandidateState, CredentialHash, PlanEvent, PlanId, PlanRuntime, PlanSettings, PlanSpec, PlanState,
+    CandidateId, CandidateRuntime, QuestionId, CandidateSpec, CandidateState, CredentialHash, PlanEvent, PlanId, PlanRuntime, PlanSettings, PlanSpec, PlanState,
     ProctorSpec, Question, QuestionKind, RoomId, RoomRuntime, RoomSpec, Timestamp,
 };
 use invigil_actors::error::StoreError;
 use invigil_actors::ports::{
-    CandidateLogin, CandidateRuntimeRow, ImportOutcome, PlanCounts, PlanStore, ProctorLogin, Redacted, RoomCounts,
+    CandidateLogin, CandidateRecord, CandidateRuntimeRow, ImportOutcome, PlanCounts, PlanStore, ProctorLogin, Redacted, RoomCounts,
     StoredPlan, VersionedPlanRuntime,
 };
 use invigil_actors::shard::Fence;
@@ -505,6 +505,66 @@ impl PlanStore for SqlStore {
             duration_s,
             late_entry_s: settings.late_entry_s,
         }))
+    }
+
+    async fn candidate_record(
+        &self,
+        plan_id: &PlanId,
+        candidate_id: &CandidateId,
+    ) -> Result<Option<CandidateRecord>, StoreError> {
+        on_backend!(self, pool => {
+            let Some(row) = sqlx::query(
+                "SELECT c.reg_no, c.name, c.room_id, c.seat, c.extra_time_s, c.runtime, r.runtime, p.runtime, \
+                        p.duration_s, p.settings \
+                 FROM candidates c \
+                 JOIN rooms r ON r.plan_id = c.plan_id AND r.id = c.room_id \
+                 JOIN plans p ON p.id = c.plan_id \
+                 WHERE c.plan_id = $1 AND c.id = $2",
+            )
+            .bind(plan_id.as_str())
+            .bind(candidate_id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(from_sqlx)?
+            else {
+                return Ok(None);
+            };
+            let mut runtime: CandidateRuntime = from_json("candidate runtime", row.get::<&str, _>(5))?;
+            for answer in sqlx::query(
+                "SELECT question_id, version, cseq FROM answers WHERE plan_id = $1 AND candidate_id = $2",
+            )
+            .bind(plan_id.as_str())
+            .bind(candidate_id.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(from_sqlx)?
+            {
+                let question_id: QuestionId = id("question id", answer.get(0))?;
+                runtime.sheet.record(&question_id, answer.get(1), answer.get(2));
+            }
+            let last_cseq: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(cseq) FROM answer_journal WHERE plan_id = $1 AND candidate_id = $2",
+            )
+            .bind(plan_id.as_str())
+            .bind(candidate_id.as_str())
+            .fetch_one(pool)
+            .await
+            .map_err(from_sqlx)?;
+            runtime.sheet.raise_last_cseq(last_cseq.unwrap_or(0));
+            Ok(Some(CandidateRecord {
+                candidate_id: candidate_id.clone(),
+                reg_no: row.get(0),
+                name: row.get(1),
+                room_id: id("room id", row.get(2))?,
+                seat: row.get(3),
+                extra_time_s: row.get(4),
+                runtime,
+                room_runtime: from_json("room runtime", row.get::<&str, _>(6))?,
+                plan_runtime: from_json("plan runtime", row.get::<&str, _>(7))?,
+                duration_s: row.get(8),
+                settings: from_json("plan settings", row.get::<&str, _>(9))?,
+            }))
+        })
     }
 
     async fn proctor_logins(&self, login: &str) -> Result<Vec<ProctorLogin>, StoreError> {

@@ -1,0 +1,48 @@
+//! The HTTP application: every API under one OpenAPI document, the
+//! document itself, Swagger UI, and problem+json for every error.
+
+use poem::middleware::{CatchPanic, Tracing};
+use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
+use poem_openapi::OpenApiService;
+
+use crate::admin::AdminApi;
+use crate::candidate::CandidateApi;
+use crate::error::{ApiError, problem_response};
+use crate::login::LoginApi;
+use crate::ops::OpsApi;
+use crate::proctor::ProctorApi;
+use crate::state::AppState;
+
+/// The OpenAPI service with every API.
+pub fn openapi(state: &AppState) -> OpenApiService<(OpsApi, AdminApi, LoginApi, CandidateApi, ProctorApi), ()> {
+    OpenApiService::new(
+        (
+            OpsApi { state: state.clone() },
+            AdminApi { state: state.clone() },
+            LoginApi { state: state.clone() },
+            CandidateApi { state: state.clone() },
+            ProctorApi { state: state.clone() },
+        ),
+        "invigil",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description("The real-time backend of live computer-based exams. Wire contract: PROTOCOL.md.")
+}
+
+/// Builds the whole endpoint.
+pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
+    let api = openapi(&state);
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let limits = state.settings.body_limits;
+    Route::new()
+        .nest("/", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .data(state)
+        .data(limits)
+        .catch_all_error(|error| async move { problem_response(error) })
+        .with(CatchPanic::new().with_handler(|_| ApiError::internal("a handler panicked").into_response()))
+        .with(Tracing)
+        .map_to_response()
+}

@@ -1,0 +1,266 @@
+//! Every error the API returns, and the one mapping from errors to HTTP
+//! status and stable `code`, rendered as RFC 7807 `application/problem+json`.
+
+use invigil_actors::domain::{DomainError, SpecProblem, SpecProblems};
+use invigil_actors::error::{ExamError, StoreError};
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::Type;
+use poem_openapi::{ApiResponse, Object};
+use serde::Serialize;
+use tracing::error;
+
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// One problem in a list of validation problems.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Object)]
+pub struct ProblemItem {
+    pub code: String,
+    pub field: String,
+    pub detail: String,
+}
+
+/// An RFC 7807 problem document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Object)]
+pub struct Problem {
+    /// `urn:invigil:problem:<code>`.
+    #[serde(rename = "type")]
+    #[oai(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    /// Stable snake_case identifier clients match on.
+    pub code: String,
+    pub detail: String,
+    /// The offending field's path, e.g. `candidates[3].room_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Every problem found, for validation errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ProblemItem>>,
+    /// How many problems were found in all (more than listed when truncated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_count: Option<usize>,
+}
+
+/// An API error: a status, a stable code and a human detail.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {detail}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub field: Option<String>,
+    pub errors: Option<(Vec<ProblemItem>, usize)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, code, detail: detail.into(), field: None, errors: None }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+    }
+
+    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, detail)
+    }
+
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, detail)
+    }
+
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    pub fn unavailable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+    }
+
+    /// An unexpected failure: logged in full, answered without internals.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        error!(error = %detail, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred; it was logged")
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (errors, error_count) = match &self.errors {
+            Some((items, total)) => (Some(items.clone()), Some(*total)),
+            None => (None, None),
+        };
+        Problem {
+            problem_type: format!("urn:invigil:problem:{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error").to_string(),
+            status: self.status.as_u16(),
+            code: self.code.to_string(),
+            detail: self.detail.clone(),
+            field: self.field.clone(),
+            errors,
+            error_count,
+        }
+    }
+}
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn as_response(&self) -> Response {
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut response = Response::builder().status(self.status).content_type(PROBLEM_CONTENT_TYPE);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response = response.header("WWW-Authenticate", "Bearer");
+        }
+        response.body(body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        poem::error::ResponseError::as_response(&self)
+    }
+}
+
+/// Describes the problem responses in the OpenAPI document.
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        let responses = [
+            (400, "Malformed request (problem+json)"),
+            (401, "Missing or invalid credentials"),
+            (403, "Not allowed for this role or scope"),
+            (404, "Not found"),
+            (409, "Conflicts with the current state"),
+            (413, "Body too large"),
+            (422, "Invalid field values"),
+            (429, "Too many attempts"),
+            (503, "Not available on this node right now"),
+        ];
+        MetaResponses {
+            responses: responses
+                .into_iter()
+                .map(|(status, description)| MetaResponse {
+                    description,
+                    status: Some(status),
+                    status_range: None,
+                    content: vec![MetaMediaType { content_type: PROBLEM_CONTENT_TYPE, schema: Problem::schema_ref() }],
+                    headers: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        Problem::register(registry);
+    }
+}
+
+impl From<SpecProblems> for ApiError {
+    fn from(problems: SpecProblems) -> Self {
+        let first = &problems.problems[0];
+        let items: Vec<ProblemItem> = problems.problems.iter().map(problem_item).collect();
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: first.code,
+            detail: if problems.total == 1 {
+                first.detail.clone()
+            } else {
+                format!("{} (and {} more problems)", first.detail, problems.total - 1)
+            },
+            field: Some(first.field.clone()),
+            errors: Some((items, problems.total)),
+        }
+    }
+}
+
+fn problem_item(problem: &SpecProblem) -> ProblemItem {
+    ProblemItem { code: problem.code.to_string(), field: problem.field.clone(), detail: problem.detail.clone() }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        let status = match &error {
+            DomainError::UnknownQuestion(_)
+            | DomainError::InvalidAnswer(_)
+            | DomainError::InvalidCseq
+            | DomainError::InvalidExtension { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            DomainError::Expelled | DomainError::Absent => StatusCode::FORBIDDEN,
+            _ => StatusCode::CONFLICT,
+        };
+        Self::new(status, error.code(), error.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(detail) => {
+                error!(%detail, "store unavailable");
+                Self::unavailable("store_unavailable", "the database is not reachable right now; retry shortly")
+            }
+            StoreError::Conflict(detail) => Self::conflict("concurrent_update", detail),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<ExamError> for ApiError {
+    fn from(error: ExamError) -> Self {
+        match error {
+            ExamError::Domain(domain) => domain.into(),
+            ExamError::NotFound(what) => Self::not_found("not_found", format!("{what} not found")),
+            ExamError::NotOwner(shard) => Self::unavailable(
+                "not_owner",
+                format!("shard {shard} is not hosted on this node right now; retry"),
+            ),
+            ExamError::Contended => Self::conflict("concurrent_update", "too many concurrent updates; retry"),
+            ExamError::Store(store) => store.into(),
+            ExamError::Stopped => Self::unavailable("shutting_down", "this node is shutting down; retry on another"),
+        }
+    }
+}
+
+/// Turns any error escaping a handler (router misses, extractor failures,
+/// panics) into a problem document.
+pub fn problem_response(error: poem::Error) -> Response {
+    if let Some(api) = error.downcast_ref::<ApiError>() {
+        return api.clone().into_response();
+    }
+    let status = error.status();
+    let api = if error.is::<poem::error::NotFoundError>() || status == StatusCode::NOT_FOUND {
+        ApiError::not_found("route_not_found", "no such route")
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        ApiError::new(status, "method_not_allowed", "this route does not accept that method")
+    } else if error.is::<poem_openapi::error::AuthorizationError>() || status == StatusCode::UNAUTHORIZED {
+        ApiError::unauthorized("missing_credentials", "credentials are required: X-Api-Key or a Bearer token")
+    } else if error.is::<poem_openapi::error::ContentTypeError>() || status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json")
+    } else if let Some(path) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
+        ApiError::bad_request("invalid_path", path.to_string())
+    } else if let Some(param) = error.downcast_ref::<poem_openapi::error::ParseParamError>() {
+        ApiError::bad_request("invalid_parameter", param.to_string()).with_field(param.name)
+    } else if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, "body_too_large", "the request body is too large")
+    } else if status.is_client_error() {
+        ApiError::new(status, "bad_request", error.to_string())
+    } else {
+        ApiError::internal(&error)
+    };
+    api.into_response()
+}

@@ -1,0 +1,205 @@
+//! `POST /api/v1/auth/candidate` and `POST /api/v1/auth/proctor`.
+//!
+//! Unknown accounts and wrong secrets get the same 401 `invalid_credentials`
+//! after the same work, so responses reveal nothing; repeated failures for
+//! one account are limited (429 `too_many_attempts`).
+
+use chrono::{DateTime, Utc};
+use invigil_actors::domain::{PlanId, PlanState};
+use invigil_actors::ports::ProctorLogin;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use serde::Deserialize;
+use tracing::info;
+
+use crate::auth::Role;
+use crate::body::{Body, RequestBodyType};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::tags::ApiTags;
+
+pub struct LoginApi {
+    pub state: AppState,
+}
+
+#[derive(Debug, Deserialize, Object)]
+#[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
+pub struct CandidateLoginBody {
+    pub plan_id: String,
+    pub reg_no: String,
+    pub access_code: String,
+}
+
+impl RequestBodyType for CandidateLoginBody {}
+
+#[derive(Debug, Object)]
+pub struct CandidateLoginResponse {
+    pub token: String,
+    pub candidate_id: String,
+    pub room_id: String,
+    pub plan_id: String,
+    /// The candidate's state after this login (`checked_in`, or `testing` when the exam already runs).
+    pub state: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, Object)]
+#[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
+pub struct ProctorLoginBody {
+    pub login: String,
+    pub password: String,
+    /// Picks the plan when the login exists in several; otherwise the running one is chosen.
+    pub plan_id: Option<String>,
+}
+
+impl RequestBodyType for ProctorLoginBody {}
+
+#[derive(Debug, Object)]
+pub struct ProctorLoginResponse {
+    pub token: String,
+    pub proctor_id: String,
+    pub plan_id: String,
+    pub room_ids: Vec<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::unauthorized("invalid_credentials", "the credentials are not valid")
+}
+
+fn bounded(value: &str, field: &'static str, max_chars: usize) -> Result<(), ApiError> {
+    if value.is_empty() || value.chars().count() > max_chars {
+        return Err(ApiError::unprocessable("invalid_field", format!("{field} must be 1 to {max_chars} characters"))
+            .with_field(field));
+    }
+    Ok(())
+}
+
+impl LoginApi {
+    fn check_not_blocked(&self, account: &str) -> Result<(), ApiError> {
+        match self.state.login_limiter.blocked_for(account, self.state.clock.now()) {
+            Some(seconds) => Err(ApiError::new(
+                poem::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many failed logins for this account; retry in {seconds} s"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, account: &str) -> ApiError {
+        self.state.login_limiter.record_failure(account, self.state.clock.now());
+        invalid_credentials()
+    }
+}
+
+/// Orders a login's plans: running first, then open, scheduled, ended; the
+/// nearest scheduled start breaks ties.
+fn plan_priority(login: &ProctorLogin) -> (u8, i64) {
+    let rank = match login.plan_state {
+        PlanState::InProgress | PlanState::Paused => 0,
+        PlanState::Open => 1,
+        PlanState::Scheduled => 2,
+        PlanState::Ended | PlanState::Finalized => 3,
+    };
+    (rank, login.starts_at.as_millis())
+}
+
+#[OpenApi(prefix_path = "/api/v1")]
+impl LoginApi {
+    /// Candidate login; checks the candidate in (and begins their exam if it already runs).
+    #[oai(path = "/auth/candidate", method = "post", tag = "ApiTags::Auth")]
+    async fn candidate(&self, body: Body<CandidateLoginBody>) -> Result<Json<CandidateLoginResponse>, ApiError> {
+        let body = body.0;
+        let plan_id = PlanId::parse(body.plan_id.as_str())
+            .map_err(|error| ApiError::unprocessable("invalid_id", error.to_string()).with_field("plan_id"))?;
+        bounded(&body.reg_no, "reg_no", 64)?;
+        bounded(&body.access_code, "access_code", 128)?;
+        let account = format!("candidate/{plan_id}/{}", body.reg_no);
+        self.check_not_blocked(&account)?;
+        let Some(login) = self.state.plans.candidate_login(&plan_id, &body.reg_no).await? else {
+            self.state.hasher.waste_access_code_check(&body.access_code);
+            return Err(self.fail(&account));
+        };
+        if !self.state.hasher.verify_access_code(&plan_id, &login.candidate_id, &body.access_code, &login.access_code_hash) {
+            return Err(self.fail(&account));
+        }
+        self.state.login_limiter.record_success(&account);
+        let runtime = self.state.exam.check_in(&login).await?;
+        let (token, expires_at) = self.state.tokens.issue(
+            Role::Candidate,
+            login.candidate_id.as_str(),
+            &plan_id,
+            vec![login.room_id.clone()],
+            self.state.clock.now(),
+            self.state.settings.candidate_token_ttl_s,
+        )?;
+        Ok(Json(CandidateLoginResponse {
+            token,
+            candidate_id: login.candidate_id.to_string(),
+            room_id: login.room_id.to_string(),
+            plan_id: plan_id.to_string(),
+            state: runtime.state.as_str().to_string(),
+            expires_at,
+        }))
+    }
+
+    /// Proctor login (argon2id-verified password).
+    #[oai(path = "/auth/proctor", method = "post", tag = "ApiTags::Auth")]
+    async fn proctor(&self, body: Body<ProctorLoginBody>) -> Result<Json<ProctorLoginResponse>, ApiError> {
+        let body = body.0;
+        bounded(&body.login, "login", 64)?;
+        bounded(&body.password, "password", 256)?;
+        let plan_filter = body
+            .plan_id
+            .as_deref()
+            .map(PlanId::parse)
+            .transpose()
+            .map_err(|error| ApiError::unprocessable("invalid_id", error.to_string()).with_field("plan_id"))?;
+        let account = format!("proctor/{}", body.login);
+        self.check_not_blocked(&account)?;
+        let mut logins: Vec<ProctorLogin> = self
+            .state
+            .plans
+            .proctor_logins(&body.login)
+            .await?
+            .into_iter()
+            .filter(|login| plan_filter.as_ref().is_none_or(|plan| &login.plan_id == plan))
+            .collect();
+        logins.sort_by_key(plan_priority);
+        let hasher = self.state.hasher.clone();
+        let password = body.password;
+        let matched = tokio::task::spawn_blocking(move || {
+            if logins.is_empty() {
+                // Spend the same time as a real check.
+                let _ = hasher.hash_password(&password);
+                return None;
+            }
+            logins.into_iter().find(|login| hasher.verify_password(&password, &login.password_hash))
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        let Some(login) = matched else {
+            return Err(self.fail(&account));
+        };
+        self.state.login_limiter.record_success(&account);
+        let (token, expires_at) = self.state.tokens.issue(
+            Role::Proctor,
+            login.proctor_id.as_str(),
+            &login.plan_id,
+            login.room_ids.clone(),
+            self.state.clock.now(),
+            self.state.settings.proctor_token_ttl_s,
+        )?;
+        info!(plan_id = %login.plan_id, proctor_id = %login.proctor_id, "proctor logged in");
+        Ok(Json(ProctorLoginResponse {
+            token,
+            proctor_id: login.proctor_id.to_string(),
+            plan_id: login.plan_id.to_string(),
+            room_ids: login.room_ids.iter().map(ToString::to_string).collect(),
+            expires_at,
+        }))
+    }
+}

@@ -1,0 +1,78 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use invigil_actors::exam::ExamService;
+use invigil_actors::ports::{Clock, PlanStore};
+
+use crate::auth::{AdminKeys, CredentialHasher, LoginLimiter, TokenIssuer};
+use crate::body::BodyLimits;
+
+/// One readiness check's result.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Tells whether this node can serve: the node wires the real checks (store
+/// reachable, shard leases held, cluster membership).
+#[async_trait]
+pub trait Readiness: Send + Sync + 'static {
+    async fn checks(&self) -> Vec<Check>;
+}
+
+/// Token lifetimes and login limits.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiSettings {
+    pub candidate_token_ttl_s: i64,
+    pub proctor_token_ttl_s: i64,
+    pub login_max_failures: u32,
+    pub login_window_s: i64,
+    pub body_limits: BodyLimits,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            candidate_token_ttl_s: 12 * 3600,
+            proctor_token_ttl_s: 12 * 3600,
+            login_max_failures: 10,
+            login_window_s: 300,
+            body_limits: BodyLimits::default(),
+        }
+    }
+}
+
+pub struct AppInner {
+    pub node_id: String,
+    pub plans: Arc<dyn PlanStore>,
+    pub exam: Arc<ExamService>,
+    pub clock: Arc<dyn Clock>,
+    pub hasher: CredentialHasher,
+    pub tokens: TokenIssuer,
+    pub admin_keys: AdminKeys,
+    pub readiness: Arc<dyn Readiness>,
+    pub settings: ApiSettings,
+    pub login_limiter: LoginLimiter,
+}
+
+/// Shared application state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+impl AppState {
+    pub fn new(inner: AppInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}

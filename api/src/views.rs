@@ -1,0 +1,70 @@
+//! View builders shared by routes: the plan clock and per-room status.
+
+use std::collections::BTreeMap;
+
+use invigil_actors::domain::{
+    CandidateClock, CandidateRuntime, CandidateState, PlanRuntime, RoomRuntime, Timestamp,
+};
+use invigil_actors::ports::RoomCounts;
+
+use crate::admin::dto::{CandidateCounts, ConnectionCounts, PlanClockView, RoomStatusView};
+use crate::time::to_datetime;
+
+pub fn plan_clock(runtime: &PlanRuntime, duration_s: i64, now: Timestamp) -> PlanClockView {
+    let room = RoomRuntime::default();
+    let candidate = CandidateRuntime::default();
+    let clock = CandidateClock { duration_s, extra_time_s: 0, plan: runtime, room: &room, candidate: &candidate };
+    PlanClockView {
+        state: runtime.state.as_str().to_string(),
+        opened_at: runtime.opened_at.map(to_datetime),
+        started_at: runtime.started_at.map(to_datetime),
+        ended_at: runtime.ended_at.map(to_datetime),
+        paused: runtime.pauses.is_paused(),
+        extension_s: runtime.extension_s,
+        remaining_s: clock.remaining_s(now),
+    }
+}
+
+pub fn candidate_counts(by_state: &BTreeMap<CandidateState, i64>) -> CandidateCounts {
+    let count = |state| by_state.get(&state).copied().unwrap_or(0);
+    CandidateCounts {
+        registered: count(CandidateState::Registered),
+        checked_in: count(CandidateState::CheckedIn),
+        testing: count(CandidateState::Testing),
+        paused: count(CandidateState::Paused),
+        submitted: count(CandidateState::Submitted),
+        force_submitted: count(CandidateState::ForceSubmitted),
+        expelled: count(CandidateState::Expelled),
+        absent: count(CandidateState::Absent),
+        total: by_state.values().sum(),
+    }
+}
+
+pub fn add_counts(total: &mut CandidateCounts, room: &CandidateCounts) {
+    total.registered += room.registered;
+    total.checked_in += room.checked_in;
+    total.testing += room.testing;
+    total.paused += room.paused;
+    total.submitted += room.submitted;
+    total.force_submitted += room.force_submitted;
+    total.expelled += room.expelled;
+    total.absent += room.absent;
+    total.total += room.total;
+}
+
+/// A room's status. Connections are live state: until a candidate opens a
+/// socket on this node, every candidate counts as offline.
+pub fn room_status(room: &RoomCounts) -> RoomStatusView {
+    let candidates = candidate_counts(&room.candidates_by_state);
+    RoomStatusView {
+        room_id: room.room_id.to_string(),
+        name: room.name.clone(),
+        state: room.runtime.state.as_str().to_string(),
+        paused: room.runtime.pauses.is_paused(),
+        capacity: room.capacity,
+        extension_s: room.runtime.extension_s,
+        connection: ConnectionCounts { online: 0, stale: 0, offline: candidates.total },
+        candidates,
+        incidents_open: room.incidents_open,
+    }
+}
