@@ -11,11 +11,15 @@ use std::sync::Arc;
 use tracing::info;
 
 use crate::domain::{
-    CandidateRuntime, ExamContext, ExamRules, PlanCommand, PlanEvent, PlanId, PlanRuntime, RoomRuntime,
+    CandidateRuntime, ExamContext, ExamRules, PlanCommand, PlanEvent, PlanId, PlanRuntime,
+    RoomRuntime,
 };
 use crate::error::ExamError;
 use crate::journal_writer::JournalWriter;
-use crate::ports::{CandidateLogin, Clock, EntryOutcome, FencedEntry, FencedError, JournalEntry, PlanStore, StoreError};
+use crate::ports::{
+    CandidateLogin, Clock, EntryOutcome, FencedEntry, FencedError, JournalEntry, PlanStore,
+    StoreError,
+};
 use crate::shard::leases::LeaseKeeper;
 use crate::shard::{Fence, ShardId};
 
@@ -38,7 +42,12 @@ impl ExamService {
         leases: Arc<LeaseKeeper>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { plans, journal, leases, clock }
+        Self {
+            plans,
+            journal,
+            leases,
+            clock,
+        }
     }
 
     fn fence(&self, shard: ShardId) -> Result<Fence, ExamError> {
@@ -46,23 +55,37 @@ impl ExamService {
     }
 
     /// Runs an admin command on a plan; returns the plan's runtime after it.
-    pub async fn plan_command(&self, plan_id: &PlanId, command: &PlanCommand) -> Result<PlanRuntime, ExamError> {
+    pub async fn plan_command(
+        &self,
+        plan_id: &PlanId,
+        command: &PlanCommand,
+    ) -> Result<PlanRuntime, ExamError> {
         let fence = self.fence(ShardId::of_plan(plan_id))?;
         for _ in 0..MAX_COMMAND_ATTEMPTS {
-            let current = self.plans.plan_runtime(plan_id).await?.ok_or(ExamError::NotFound("plan"))?;
+            let current = self
+                .plans
+                .plan_runtime(plan_id)
+                .await?
+                .ok_or(ExamError::NotFound("plan"))?;
             let mut runtime = current.runtime;
             let events = runtime.handle(command, self.clock.now())?;
             if events.is_empty() {
                 return Ok(runtime);
             }
-            match self.plans.save_plan_runtime(fence, plan_id, current.revision, &runtime, &events).await {
+            match self
+                .plans
+                .save_plan_runtime(fence, plan_id, current.revision, &runtime, &events)
+                .await
+            {
                 Ok(_) => {
                     info!(plan_id = %plan_id, events = ?events.iter().map(PlanEvent::name).collect::<Vec<_>>(), "plan command applied");
                     self.fan_out(plan_id, &runtime, &events).await?;
                     return Ok(runtime);
                 }
                 Err(FencedError::Store(StoreError::Conflict(_))) => continue,
-                Err(FencedError::StaleFence(fence)) => return Err(ExamError::NotOwner(fence.shard)),
+                Err(FencedError::StaleFence(fence)) => {
+                    return Err(ExamError::NotOwner(fence.shard));
+                }
                 Err(FencedError::Store(error)) => return Err(error.into()),
             }
         }
@@ -70,9 +93,17 @@ impl ExamService {
     }
 
     /// Applies the room and candidate consequences of plan events.
-    async fn fan_out(&self, plan_id: &PlanId, plan: &PlanRuntime, events: &[PlanEvent]) -> Result<(), ExamError> {
+    async fn fan_out(
+        &self,
+        plan_id: &PlanId,
+        plan: &PlanRuntime,
+        events: &[PlanEvent],
+    ) -> Result<(), ExamError> {
         let room_commands: Vec<_> = events.iter().filter_map(PlanEvent::room_command).collect();
-        let candidate_commands: Vec<_> = events.iter().filter_map(PlanEvent::candidate_command).collect();
+        let candidate_commands: Vec<_> = events
+            .iter()
+            .filter_map(PlanEvent::candidate_command)
+            .collect();
         if room_commands.is_empty() && candidate_commands.is_empty() {
             return Ok(());
         }
@@ -101,7 +132,12 @@ impl ExamService {
         for row in self.plans.candidate_runtimes(plan_id).await? {
             let fence = self.fence(ShardId::of_room(plan_id, &row.room_id))?;
             let room = rooms.get(&row.room_id).unwrap_or(&idle_room);
-            let context = ExamContext { rules: &rules, plan, room, extra_time_s: row.extra_time_s };
+            let context = ExamContext {
+                rules: &rules,
+                plan,
+                room,
+                extra_time_s: row.extra_time_s,
+            };
             let mut runtime = row.runtime;
             for command in &candidate_commands {
                 for event in runtime.handle(command, &context, now)? {
@@ -117,10 +153,15 @@ impl ExamService {
                 }
             }
         }
-        let writes = entries.chunks(FAN_OUT_CHUNK).map(|chunk| self.journal.write_together(chunk.to_vec()));
+        let writes = entries
+            .chunks(FAN_OUT_CHUNK)
+            .map(|chunk| self.journal.write_together(chunk.to_vec()));
         // Submitting every chunk before awaiting lets the writer share transactions.
         for outcomes in futures::future::join_all(writes).await {
-            if let Some(stale) = outcomes?.iter().position(|outcome| *outcome == EntryOutcome::StaleFence) {
+            if let Some(stale) = outcomes?
+                .iter()
+                .position(|outcome| *outcome == EntryOutcome::StaleFence)
+            {
                 return Err(ExamError::NotOwner(entries[stale].fence.shard));
             }
         }
@@ -140,7 +181,11 @@ impl ExamService {
             extra_time_s: login.extra_time_s,
         };
         let mut runtime = login.runtime.clone();
-        let events = runtime.handle(&crate::domain::CandidateCommand::CheckIn, &context, self.clock.now())?;
+        let events = runtime.handle(
+            &crate::domain::CandidateCommand::CheckIn,
+            &context,
+            self.clock.now(),
+        )?;
         if events.is_empty() {
             return Ok(runtime);
         }

@@ -27,7 +27,12 @@ pub struct JournalWriterConfig {
 
 impl Default for JournalWriterConfig {
     fn default() -> Self {
-        Self { max_batch: 1_000, linger: Duration::from_millis(2), queue_capacity: 16_384, max_attempts: 3 }
+        Self {
+            max_batch: 1_000,
+            linger: Duration::from_millis(2),
+            queue_capacity: 16_384,
+            max_attempts: 3,
+        }
     }
 }
 
@@ -54,7 +59,10 @@ pub struct JournalWriter {
 
 impl JournalWriter {
     /// Starts the writer task.
-    pub fn spawn(journal: Arc<dyn Journal>, config: JournalWriterConfig) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn spawn(
+        journal: Arc<dyn Journal>,
+        config: JournalWriterConfig,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let task = tokio::spawn(run(journal, config, receiver));
         (Self { sender }, task)
@@ -67,12 +75,18 @@ impl JournalWriter {
     }
 
     /// Writes entries in the same transaction; all or none become durable.
-    pub async fn write_together(&self, entries: Vec<FencedEntry>) -> Result<Vec<EntryOutcome>, JournalError> {
+    pub async fn write_together(
+        &self,
+        entries: Vec<FencedEntry>,
+    ) -> Result<Vec<EntryOutcome>, JournalError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
-        self.sender.send(Pending { entries, reply }).await.map_err(|_| JournalError::Stopped)?;
+        self.sender
+            .send(Pending { entries, reply })
+            .await
+            .map_err(|_| JournalError::Stopped)?;
         match answer.await {
             Ok(result) => result.map_err(JournalError::Store),
             Err(_) => Err(JournalError::Stopped),
@@ -80,7 +94,11 @@ impl JournalWriter {
     }
 }
 
-async fn run(journal: Arc<dyn Journal>, config: JournalWriterConfig, mut receiver: mpsc::Receiver<Pending>) {
+async fn run(
+    journal: Arc<dyn Journal>,
+    config: JournalWriterConfig,
+    mut receiver: mpsc::Receiver<Pending>,
+) {
     let max_batch = config.max_batch.max(1);
     while let Some(first) = receiver.recv().await {
         let mut size = first.entries.len();
@@ -90,7 +108,10 @@ async fn run(journal: Arc<dyn Journal>, config: JournalWriterConfig, mut receive
             let next = if config.linger.is_zero() {
                 receiver.try_recv().ok()
             } else {
-                tokio::time::timeout_at(deadline, receiver.recv()).await.ok().flatten()
+                tokio::time::timeout_at(deadline, receiver.recv())
+                    .await
+                    .ok()
+                    .flatten()
             };
             let Some(pending) = next else { break };
             size += pending.entries.len();
@@ -101,7 +122,10 @@ async fn run(journal: Arc<dyn Journal>, config: JournalWriterConfig, mut receive
 }
 
 async fn commit(journal: &dyn Journal, config: &JournalWriterConfig, batch: Vec<Pending>) {
-    let entries: Vec<FencedEntry> = batch.iter().flat_map(|pending| pending.entries.iter().cloned()).collect();
+    let entries: Vec<FencedEntry> = batch
+        .iter()
+        .flat_map(|pending| pending.entries.iter().cloned())
+        .collect();
     let mut attempt = 1;
     let result = loop {
         match journal.commit(&entries).await {

@@ -16,11 +16,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-pub use crate::error::StoreError;
 use crate::domain::{
-    CandidateEvent, CandidateId, CandidateRuntime, CandidateState, CredentialHash, Incident, PlanEvent, PlanSettings, PlanId, PlanRuntime, PlanSpec, PlanState, ProctorId, QuestionId, RoomEvent,
-    RoomId, RoomRuntime, Timestamp,
+    CandidateEvent, CandidateId, CandidateRuntime, CandidateState, CredentialHash, Incident,
+    PlanEvent, PlanId, PlanRuntime, PlanSettings, PlanSpec, PlanState, ProctorId, QuestionId,
+    RoomEvent, RoomId, RoomRuntime, Timestamp,
 };
+pub use crate::error::StoreError;
 use crate::shard::{Fence, ShardId};
 
 // ---------------------------------------------------------------- clock
@@ -175,7 +176,10 @@ pub struct PlanCounts {
 pub trait PlanStore: Send + Sync + 'static {
     /// Returns the import digest and state of a plan, to answer a repeated
     /// import without hashing its secrets again.
-    async fn plan_digest(&self, plan_id: &PlanId) -> Result<Option<(String, PlanState)>, StoreError>;
+    async fn plan_digest(
+        &self,
+        plan_id: &PlanId,
+    ) -> Result<Option<(String, PlanState)>, StoreError>;
 
     /// Creates a plan, or replaces it while it is still scheduled, in one
     /// transaction. `digest` identifies the content for idempotency.
@@ -188,7 +192,10 @@ pub trait PlanStore: Send + Sync + 'static {
 
     async fn load_plan(&self, plan_id: &PlanId) -> Result<Option<StoredPlan>, StoreError>;
 
-    async fn plan_runtime(&self, plan_id: &PlanId) -> Result<Option<VersionedPlanRuntime>, StoreError>;
+    async fn plan_runtime(
+        &self,
+        plan_id: &PlanId,
+    ) -> Result<Option<VersionedPlanRuntime>, StoreError>;
 
     /// Stores a plan's new runtime and its events if the plan is still at
     /// `expected_revision` and `fence` is current; returns the new revision,
@@ -205,12 +212,22 @@ pub trait PlanStore: Send + Sync + 'static {
     async fn plan_counts(&self, plan_id: &PlanId) -> Result<Option<PlanCounts>, StoreError>;
 
     /// Every room's runtime, in import order.
-    async fn room_runtimes(&self, plan_id: &PlanId) -> Result<Vec<(RoomId, RoomRuntime)>, StoreError>;
+    async fn room_runtimes(
+        &self,
+        plan_id: &PlanId,
+    ) -> Result<Vec<(RoomId, RoomRuntime)>, StoreError>;
 
     /// Every candidate's runtime without its answer sheet, in import order.
-    async fn candidate_runtimes(&self, plan_id: &PlanId) -> Result<Vec<CandidateRuntimeRow>, StoreError>;
+    async fn candidate_runtimes(
+        &self,
+        plan_id: &PlanId,
+    ) -> Result<Vec<CandidateRuntimeRow>, StoreError>;
 
-    async fn candidate_login(&self, plan_id: &PlanId, reg_no: &str) -> Result<Option<CandidateLogin>, StoreError>;
+    async fn candidate_login(
+        &self,
+        plan_id: &PlanId,
+        reg_no: &str,
+    ) -> Result<Option<CandidateLogin>, StoreError>;
 
     /// A candidate with its runtime (sheet included), room and plan.
     async fn candidate_record(
@@ -255,7 +272,12 @@ pub enum JournalEntry {
         runtime: CandidateRuntime,
     },
     /// A room event and the runtime it led to.
-    Room { plan_id: PlanId, room_id: RoomId, event: RoomEvent, runtime: RoomRuntime },
+    Room {
+        plan_id: PlanId,
+        room_id: RoomId,
+        event: RoomEvent,
+        runtime: RoomRuntime,
+    },
     /// A new incident, or an incident's new status.
     Incident(Incident),
     /// A system, candidate or proctor log line.
@@ -345,6 +367,13 @@ pub trait Journal: Send + Sync + 'static {
 
 // ---------------------------------------------------------------- leases
 
+/// The lease owner of one process of a node: its stable id and its
+/// generation (start time in ms), zero-padded so that owners of one node
+/// order by generation as text.
+pub fn owner_id(node_id: &str, generation: Timestamp) -> String {
+    format!("{node_id}@{:015}", generation.as_millis().max(0))
+}
+
 /// A shard lease as the store holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lease {
@@ -358,9 +387,12 @@ pub struct Lease {
 /// write under an older epoch is rejected from then on.
 #[async_trait]
 pub trait LeaseStore: Send + Sync + 'static {
-    /// Takes every shard of `shards` whose lease expired or is already ours,
-    /// in one statement. Returns the leases now held (with new epochs for the
-    /// ones taken over).
+    /// Takes every shard of `shards` whose lease expired, is already ours, or
+    /// belongs to an earlier incarnation of this node, in one statement.
+    /// `node_id` is `<stable id>@<generation>` with a fixed-width generation
+    /// (see [`owner_id`]); an owner with the same stable id and a smaller
+    /// generation is a previous process of this node. Returns
+    /// the leases now held (with new epochs for the ones taken over).
     async fn acquire_leases(
         &self,
         node_id: &str,
@@ -421,19 +453,36 @@ pub struct HotStateError(pub String);
 #[async_trait]
 pub trait HotState: Send + Sync + 'static {
     /// Appends frames to candidates' resume buffers, each capped at `cap`.
-    async fn append_outbound(&self, frames: &[(CandidateKey, OutboundFrame)], cap: usize) -> Result<(), HotStateError>;
+    async fn append_outbound(
+        &self,
+        frames: &[(CandidateKey, OutboundFrame)],
+        cap: usize,
+    ) -> Result<(), HotStateError>;
 
     /// Returns the frames after `after_seq`, oldest first, or `None` when the
     /// buffer no longer reaches back that far (the client needs a snapshot).
-    async fn outbound_after(&self, key: &CandidateKey, after_seq: u64) -> Result<Option<Vec<OutboundFrame>>, HotStateError>;
+    async fn outbound_after(
+        &self,
+        key: &CandidateKey,
+        after_seq: u64,
+    ) -> Result<Option<Vec<OutboundFrame>>, HotStateError>;
 
     /// Makes `claim` the candidate's live session; returns the one it replaced.
-    async fn swap_session(&self, key: &CandidateKey, claim: SessionClaim) -> Result<Option<SessionClaim>, HotStateError>;
+    async fn swap_session(
+        &self,
+        key: &CandidateKey,
+        claim: SessionClaim,
+    ) -> Result<Option<SessionClaim>, HotStateError>;
 
     async fn session(&self, key: &CandidateKey) -> Result<Option<SessionClaim>, HotStateError>;
 
     /// Keeps a serialized live snapshot for fast re-activation elsewhere.
-    async fn put_snapshot(&self, key: &str, snapshot: Vec<u8>, ttl: Duration) -> Result<(), HotStateError>;
+    async fn put_snapshot(
+        &self,
+        key: &str,
+        snapshot: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), HotStateError>;
 
     async fn snapshot(&self, key: &str) -> Result<Option<Vec<u8>>, HotStateError>;
 
@@ -486,7 +535,13 @@ pub trait WorkQueue: Send + Sync + 'static {
     ) -> Result<Vec<WorkItem>, QueueError>;
 
     /// Parks an item that keeps failing, with the reason, and acks it.
-    async fn dead_letter(&self, topic: &str, group: &str, item: &WorkItem, reason: &str) -> Result<(), QueueError>;
+    async fn dead_letter(
+        &self,
+        topic: &str,
+        group: &str,
+        item: &WorkItem,
+        reason: &str,
+    ) -> Result<(), QueueError>;
 
     async fn dead_letters(&self, topic: &str, max: usize) -> Result<Vec<WorkItem>, QueueError>;
 

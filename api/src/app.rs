@@ -14,14 +14,26 @@ use crate::proctor::ProctorApi;
 use crate::state::AppState;
 
 /// The OpenAPI service with every API.
-pub fn openapi(state: &AppState) -> OpenApiService<(OpsApi, AdminApi, LoginApi, CandidateApi, ProctorApi), ()> {
+pub fn openapi(
+    state: &AppState,
+) -> OpenApiService<(OpsApi, AdminApi, LoginApi, CandidateApi, ProctorApi), ()> {
     OpenApiService::new(
         (
-            OpsApi { state: state.clone() },
-            AdminApi { state: state.clone() },
-            LoginApi { state: state.clone() },
-            CandidateApi { state: state.clone() },
-            ProctorApi { state: state.clone() },
+            OpsApi {
+                state: state.clone(),
+            },
+            AdminApi {
+                state: state.clone(),
+            },
+            LoginApi {
+                state: state.clone(),
+            },
+            CandidateApi {
+                state: state.clone(),
+            },
+            ProctorApi {
+                state: state.clone(),
+            },
         ),
         "invigil",
         env!("CARGO_PKG_VERSION"),
@@ -42,7 +54,10 @@ pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
         .data(state)
         .data(limits)
         .catch_all_error(|error| async move { problem_response(error) })
-        .with(CatchPanic::new().with_handler(|_| ApiError::internal("a handler panicked").into_response()))
+        .with(
+            CatchPanic::new()
+                .with_handler(|_| ApiError::internal("a handler panicked").into_response()),
+        )
         .with(Tracing)
         .map_to_response()
 }

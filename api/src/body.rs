@@ -26,7 +26,10 @@ pub struct BodyLimits {
 
 impl Default for BodyLimits {
     fn default() -> Self {
-        Self { default_bytes: 64 * 1024, import_bytes: 32 * 1024 * 1024 }
+        Self {
+            default_bytes: 64 * 1024,
+            import_bytes: 32 * 1024 * 1024,
+        }
     }
 }
 
@@ -56,7 +59,11 @@ impl<T: RequestBodyType> ParsePayload for Body<T> {
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
         let limits = request.data::<BodyLimits>().copied().unwrap_or_default();
-        let limit = if T::BULK { limits.import_bytes } else { limits.default_bytes };
+        let limit = if T::BULK {
+            limits.import_bytes
+        } else {
+            limits.default_bytes
+        };
         let too_large = || {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -64,7 +71,11 @@ impl<T: RequestBodyType> ParsePayload for Body<T> {
                 format!("the request body exceeds {limit} bytes"),
             )
         };
-        if request.headers().typed_get::<ContentLength>().is_some_and(|length| length.0 > limit as u64) {
+        if request
+            .headers()
+            .typed_get::<ContentLength>()
+            .is_some_and(|length| length.0 > limit as u64)
+        {
             return Err(too_large().into());
         }
         let bytes = body
@@ -92,7 +103,10 @@ impl<'a, T: RequestBodyType> ApiExtractor<'a> for Body<T> {
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
             description: None,
-            content: vec![MetaMediaType { content_type: Self::CONTENT_TYPE, schema: Self::schema_ref() }],
+            content: vec![MetaMediaType {
+                content_type: Self::CONTENT_TYPE,
+                schema: Self::schema_ref(),
+            }],
             required: true,
         })
     }
@@ -105,7 +119,12 @@ impl<'a, T: RequestBodyType> ApiExtractor<'a> for Body<T> {
         // A missing content type is read as JSON (curl -d sends a form type,
         // which is refused); anything else must be JSON.
         if let Some(content_type) = request.content_type() {
-            let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let essence = content_type
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if essence != "application/json" && !essence.ends_with("+json") {
                 return Err(ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -122,12 +141,18 @@ impl<'a, T: RequestBodyType> ApiExtractor<'a> for Body<T> {
 /// Parses JSON into `T`, naming the field and the problem on failure.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("empty_body", "the request body is empty; send a JSON object"));
+        return Err(ApiError::bad_request(
+            "empty_body",
+            "the request body is empty; send a JSON object",
+        ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(describe)?;
     deserializer.end().map_err(|error| {
-        ApiError::bad_request("malformed_json", format!("trailing data after the JSON value: {error}"))
+        ApiError::bad_request(
+            "malformed_json",
+            format!("trailing data after the JSON value: {error}"),
+        )
     })?;
     Ok(value)
 }
@@ -136,7 +161,10 @@ fn describe(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = error.path().to_string();
     let inner = error.into_inner();
     if !inner.is_data() {
-        return ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {inner}"));
+        return ApiError::bad_request(
+            "malformed_json",
+            format!("the body is not valid JSON: {inner}"),
+        );
     }
     let message = strip_position(&inner.to_string());
     // For an unknown field the path already ends with its name; for a
@@ -144,7 +172,9 @@ fn describe(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let field_at = |name: Option<&str>| match (path.as_str(), name) {
         (".", Some(name)) => name.to_string(),
         (".", None) => String::new(),
-        (path, Some(name)) if path == name || path.ends_with(&format!(".{name}")) => path.to_string(),
+        (path, Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_string()
+        }
         (path, Some(name)) => format!("{path}.{name}"),
         (path, None) => path.to_string(),
     };
@@ -157,9 +187,17 @@ fn describe(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     } else {
         ("invalid_field", field_at(None))
     };
-    let detail = if field.is_empty() { message } else { format!("{field}: {message}") };
+    let detail = if field.is_empty() {
+        message
+    } else {
+        format!("{field}: {message}")
+    };
     let error = ApiError::unprocessable(code, detail);
-    if field.is_empty() { error } else { error.with_field(field) }
+    if field.is_empty() {
+        error
+    } else {
+        error.with_field(field)
+    }
 }
 
 /// The first `name` in "`name`…".
@@ -205,15 +243,27 @@ mod tests {
 
     #[test]
     fn malformed_json_is_a_400() {
-        assert_eq!(error_of("{\"title\": "), (StatusCode::BAD_REQUEST, "malformed_json", None));
-        assert_eq!(error_of("  "), (StatusCode::BAD_REQUEST, "empty_body", None));
-        assert_eq!(error_of("{\"title\":\"x\",\"items\":[]} {}"), (StatusCode::BAD_REQUEST, "malformed_json", None));
+        assert_eq!(
+            error_of("{\"title\": "),
+            (StatusCode::BAD_REQUEST, "malformed_json", None)
+        );
+        assert_eq!(
+            error_of("  "),
+            (StatusCode::BAD_REQUEST, "empty_body", None)
+        );
+        assert_eq!(
+            error_of("{\"title\":\"x\",\"items\":[]} {}"),
+            (StatusCode::BAD_REQUEST, "malformed_json", None)
+        );
     }
 
     #[test]
     fn field_problems_name_the_field() {
         let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
-        assert_eq!(error_of(r#"{"items": []}"#), (unprocessable, "missing_field", Some("title".into())));
+        assert_eq!(
+            error_of(r#"{"items": []}"#),
+            (unprocessable, "missing_field", Some("title".into()))
+        );
         assert_eq!(
             error_of(r#"{"title":"t","items":[{"id":"a","n":1},{"id":"b","n":1,"x":2}]}"#),
             (unprocessable, "unknown_field", Some("items[1].x".into()))

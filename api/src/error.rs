@@ -57,7 +57,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), field: None, errors: None }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            field: None,
+            errors: None,
+        }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -96,7 +102,11 @@ impl ApiError {
     /// An unexpected failure: logged in full, answered without internals.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         error!(error = %detail, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred; it was logged")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "an unexpected error occurred; it was logged",
+        )
     }
 
     pub fn problem(&self) -> Problem {
@@ -106,7 +116,11 @@ impl ApiError {
         };
         Problem {
             problem_type: format!("urn:invigil:problem:{}", self.code),
-            title: self.status.canonical_reason().unwrap_or("Error").to_string(),
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_string(),
             status: self.status.as_u16(),
             code: self.code.to_string(),
             detail: self.detail.clone(),
@@ -124,7 +138,9 @@ impl poem::error::ResponseError for ApiError {
 
     fn as_response(&self) -> Response {
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
-        let mut response = Response::builder().status(self.status).content_type(PROBLEM_CONTENT_TYPE);
+        let mut response = Response::builder()
+            .status(self.status)
+            .content_type(PROBLEM_CONTENT_TYPE);
         if self.status == StatusCode::UNAUTHORIZED {
             response = response.header("WWW-Authenticate", "Bearer");
         }
@@ -159,7 +175,10 @@ impl ApiResponse for ApiError {
                     description,
                     status: Some(status),
                     status_range: None,
-                    content: vec![MetaMediaType { content_type: PROBLEM_CONTENT_TYPE, schema: Problem::schema_ref() }],
+                    content: vec![MetaMediaType {
+                        content_type: PROBLEM_CONTENT_TYPE,
+                        schema: Problem::schema_ref(),
+                    }],
                     headers: vec![],
                 })
                 .collect(),
@@ -181,7 +200,11 @@ impl From<SpecProblems> for ApiError {
             detail: if problems.total == 1 {
                 first.detail.clone()
             } else {
-                format!("{} (and {} more problems)", first.detail, problems.total - 1)
+                format!(
+                    "{} (and {} more problems)",
+                    first.detail,
+                    problems.total - 1
+                )
             },
             field: Some(first.field.clone()),
             errors: Some((items, problems.total)),
@@ -190,7 +213,11 @@ impl From<SpecProblems> for ApiError {
 }
 
 fn problem_item(problem: &SpecProblem) -> ProblemItem {
-    ProblemItem { code: problem.code.to_string(), field: problem.field.clone(), detail: problem.detail.clone() }
+    ProblemItem {
+        code: problem.code.to_string(),
+        field: problem.field.clone(),
+        detail: problem.detail.clone(),
+    }
 }
 
 impl From<DomainError> for ApiError {
@@ -212,7 +239,10 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Unavailable(detail) => {
                 error!(%detail, "store unavailable");
-                Self::unavailable("store_unavailable", "the database is not reachable right now; retry shortly")
+                Self::unavailable(
+                    "store_unavailable",
+                    "the database is not reachable right now; retry shortly",
+                )
             }
             StoreError::Conflict(detail) => Self::conflict("concurrent_update", detail),
             other => Self::internal(other),
@@ -229,9 +259,14 @@ impl From<ExamError> for ApiError {
                 "not_owner",
                 format!("shard {shard} is not hosted on this node right now; retry"),
             ),
-            ExamError::Contended => Self::conflict("concurrent_update", "too many concurrent updates; retry"),
+            ExamError::Contended => {
+                Self::conflict("concurrent_update", "too many concurrent updates; retry")
+            }
             ExamError::Store(store) => store.into(),
-            ExamError::Stopped => Self::unavailable("shutting_down", "this node is shutting down; retry on another"),
+            ExamError::Stopped => Self::unavailable(
+                "shutting_down",
+                "this node is shutting down; retry on another",
+            ),
         }
     }
 }
@@ -246,11 +281,26 @@ pub fn problem_response(error: poem::Error) -> Response {
     let api = if error.is::<poem::error::NotFoundError>() || status == StatusCode::NOT_FOUND {
         ApiError::not_found("route_not_found", "no such route")
     } else if status == StatusCode::METHOD_NOT_ALLOWED {
-        ApiError::new(status, "method_not_allowed", "this route does not accept that method")
-    } else if error.is::<poem_openapi::error::AuthorizationError>() || status == StatusCode::UNAUTHORIZED {
-        ApiError::unauthorized("missing_credentials", "credentials are required: X-Api-Key or a Bearer token")
-    } else if error.is::<poem_openapi::error::ContentTypeError>() || status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json")
+        ApiError::new(
+            status,
+            "method_not_allowed",
+            "this route does not accept that method",
+        )
+    } else if error.is::<poem_openapi::error::AuthorizationError>()
+        || status == StatusCode::UNAUTHORIZED
+    {
+        ApiError::unauthorized(
+            "missing_credentials",
+            "credentials are required: X-Api-Key or a Bearer token",
+        )
+    } else if error.is::<poem_openapi::error::ContentTypeError>()
+        || status == StatusCode::UNSUPPORTED_MEDIA_TYPE
+    {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json",
+        )
     } else if let Some(path) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
         ApiError::bad_request("invalid_path", path.to_string())
     } else if let Some(param) = error.downcast_ref::<poem_openapi::error::ParseParamError>() {

@@ -13,7 +13,13 @@ use crate::time::to_datetime;
 pub fn plan_clock(runtime: &PlanRuntime, duration_s: i64, now: Timestamp) -> PlanClockView {
     let room = RoomRuntime::default();
     let candidate = CandidateRuntime::default();
-    let clock = CandidateClock { duration_s, extra_time_s: 0, plan: runtime, room: &room, candidate: &candidate };
+    let clock = CandidateClock {
+        duration_s,
+        extra_time_s: 0,
+        plan: runtime,
+        room: &room,
+        candidate: &candidate,
+    };
     PlanClockView {
         state: runtime.state.as_str().to_string(),
         opened_at: runtime.opened_at.map(to_datetime),
@@ -63,7 +69,11 @@ pub fn room_status(room: &RoomCounts) -> RoomStatusView {
         paused: room.runtime.pauses.is_paused(),
         capacity: room.capacity,
         extension_s: room.runtime.extension_s,
-        connection: ConnectionCounts { online: 0, stale: 0, offline: candidates.total },
+        connection: ConnectionCounts {
+            online: 0,
+            stale: 0,
+            offline: candidates.total,
+        },
         candidates,
         incidents_open: room.incidents_open,
     }

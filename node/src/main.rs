@@ -1,1 +1,113 @@
-fn main() {}
+//! `invigil`: parse the command line, load config, run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use invigil_actors::domain::PlanId;
+use invigil_node::demo::{self, DemoOptions};
+use invigil_node::{Application, Config, shutdown_signal, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "invigil",
+    version,
+    about = "The real-time backend of live computer-based exams"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with a configuration file (and INVIGIL_<SECTION>__<KEY> overrides).
+    Serve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration and print it with secrets redacted.
+    CheckConfig {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// One node on embedded SQLite with a seeded demo exam; no services needed.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "invigil-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "invigil-demo-admin-key")]
+        api_key: String,
+        /// Delete the data directory first.
+        #[arg(long)]
+        reset: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve { config } => {
+            let config = Config::load(config.as_deref())?;
+            telemetry::init(&config.telemetry);
+            Application::build(config)
+                .await?
+                .run_until_stopped(shutdown_signal())
+                .await
+        }
+        Command::Migrate { config } => {
+            let config = Config::load(config.as_deref())?;
+            telemetry::init(&config.telemetry);
+            let store = invigil_store::SqlStore::connect(&invigil_store::SqlOptions::new(
+                config.store.url.expose(),
+            ))
+            .await?;
+            store.migrate().await.context("migrating")?;
+            println!(
+                "migrations applied to {}",
+                invigil_store::redact_url(config.store.url.expose())
+            );
+            Ok(())
+        }
+        Command::CheckConfig { config } => {
+            let config = Config::load(config.as_deref())?;
+            println!("{config:#?}");
+            Ok(())
+        }
+        Command::Demo {
+            listen,
+            data_dir,
+            api_key,
+            reset,
+        } => {
+            let options = DemoOptions {
+                listen,
+                data_dir,
+                api_key,
+                reset,
+            };
+            let config = demo::config(&options)?;
+            telemetry::init(&config.telemetry);
+            let application = Application::build(config).await?;
+            let seeded = demo::seed(application.state()).await?;
+            let plan_state = application
+                .state()
+                .plans
+                .plan_digest(&PlanId::parse(demo::DEMO_PLAN_ID)?)
+                .await?
+                .map_or("missing", |(_, state)| state.as_str());
+            println!(
+                "{}",
+                demo::banner(application.local_addr(), &options, seeded, plan_state)
+            );
+            application.run_until_stopped(shutdown_signal()).await
+        }
+    }
+}

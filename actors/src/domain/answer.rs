@@ -53,15 +53,17 @@ impl AnswerSheet {
 
     /// Returns the version the next save of `question_id` gets.
     pub fn next_version(&self, question_id: &QuestionId) -> i64 {
-        self.answers.get(question_id).map_or(1, |saved| saved.version + 1)
+        self.answers
+            .get(question_id)
+            .map_or(1, |saved| saved.version + 1)
     }
 
     /// Looks up a `cseq` at or below [`Self::last_cseq`] among the latest saves.
     pub fn known(&self, question_id: &QuestionId, cseq: i64) -> KnownCseq {
         match self.answers.iter().find(|(_, saved)| saved.cseq == cseq) {
-            Some((saved_question, saved)) if saved_question == question_id => {
-                KnownCseq::Repeat { version: saved.version }
-            }
+            Some((saved_question, saved)) if saved_question == question_id => KnownCseq::Repeat {
+                version: saved.version,
+            },
             Some(_) => KnownCseq::Conflict,
             None => KnownCseq::Unknown,
         }
@@ -74,7 +76,13 @@ impl AnswerSheet {
     }
 
     pub fn record(&mut self, question_id: &QuestionId, version: i64, cseq: i64) {
-        let entry = self.answers.entry(question_id.clone()).or_insert(SavedAnswer { version: 0, cseq: 0 });
+        let entry = self
+            .answers
+            .entry(question_id.clone())
+            .or_insert(SavedAnswer {
+                version: 0,
+                cseq: 0,
+            });
         if version > entry.version {
             *entry = SavedAnswer { version, cseq };
         }

@@ -17,7 +17,9 @@ use super::room::RoomRuntime;
 use super::spec::PlanSpec;
 use super::time::{PauseLog, Timestamp};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CandidateState {
     #[default]
@@ -62,7 +64,10 @@ impl CandidateState {
 
     /// Returns whether the candidate is done: nothing changes the sheet any more.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Submitted | Self::ForceSubmitted | Self::Expelled | Self::Absent)
+        matches!(
+            self,
+            Self::Submitted | Self::ForceSubmitted | Self::Expelled | Self::Absent
+        )
     }
 
     /// Returns whether the candidate is sitting the exam (testing or paused).
@@ -105,32 +110,69 @@ pub enum CandidateCommand {
     Begin,
     Pause,
     Resume,
-    Extend { seconds: i64 },
+    Extend {
+        seconds: i64,
+    },
     /// The candidate submits.
     Submit,
     /// A proctor submits for the candidate.
-    ForceSubmit { reason: Option<String> },
+    ForceSubmit {
+        reason: Option<String>,
+    },
     /// Time ran out or the plan ended.
-    AutoSubmit { reason: SubmitReason },
-    Expel { reason: Option<String> },
+    AutoSubmit {
+        reason: SubmitReason,
+    },
+    Expel {
+        reason: Option<String>,
+    },
     /// The late entry window closed, or the plan ended, without a check-in.
     MarkAbsent,
-    Warn { reason: Option<String> },
+    Warn {
+        reason: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum CandidateEvent {
-    CheckedIn { at: Timestamp },
-    Began { at: Timestamp },
-    Paused { at: Timestamp },
-    Resumed { at: Timestamp },
-    Extended { seconds: i64, at: Timestamp },
-    Submitted { at: Timestamp, reason: SubmitReason },
-    Expelled { at: Timestamp, reason: Option<String> },
-    MarkedAbsent { at: Timestamp },
-    Warned { at: Timestamp, reason: Option<String> },
-    AnswerSaved { question_id: QuestionId, cseq: i64, version: i64, at: Timestamp },
+    CheckedIn {
+        at: Timestamp,
+    },
+    Began {
+        at: Timestamp,
+    },
+    Paused {
+        at: Timestamp,
+    },
+    Resumed {
+        at: Timestamp,
+    },
+    Extended {
+        seconds: i64,
+        at: Timestamp,
+    },
+    Submitted {
+        at: Timestamp,
+        reason: SubmitReason,
+    },
+    Expelled {
+        at: Timestamp,
+        reason: Option<String>,
+    },
+    MarkedAbsent {
+        at: Timestamp,
+    },
+    Warned {
+        at: Timestamp,
+        reason: Option<String>,
+    },
+    AnswerSaved {
+        question_id: QuestionId,
+        cseq: i64,
+        version: i64,
+        at: Timestamp,
+    },
 }
 
 impl CandidateEvent {
@@ -183,7 +225,12 @@ pub struct ExamRules {
 impl ExamRules {
     /// Rules without questions, for decisions that never look at answers.
     pub fn without_questions(duration_s: i64, late_entry_s: i64) -> Self {
-        Self { duration_s, late_entry_s, max_text_chars: 0, questions: HashMap::new() }
+        Self {
+            duration_s,
+            late_entry_s,
+            max_text_chars: 0,
+            questions: HashMap::new(),
+        }
     }
 
     pub fn from_spec<S>(spec: &PlanSpec<S>) -> Self {
@@ -191,7 +238,11 @@ impl ExamRules {
             duration_s: spec.duration_s,
             late_entry_s: spec.settings.late_entry_s,
             max_text_chars: usize::try_from(spec.settings.max_text_chars).unwrap_or(usize::MAX),
-            questions: spec.questions.iter().map(|question| (question.id.clone(), question.clone())).collect(),
+            questions: spec
+                .questions
+                .iter()
+                .map(|question| (question.id.clone(), question.clone()))
+                .collect(),
         }
     }
 }
@@ -253,7 +304,9 @@ impl CandidateRuntime {
         let events = match command {
             CandidateCommand::CheckIn => match state {
                 Registered => {
-                    context.plan.admits_check_in(context.rules.late_entry_s, now)?;
+                    context
+                        .plan
+                        .admits_check_in(context.rules.late_entry_s, now)?;
                     let mut events = vec![CandidateEvent::CheckedIn { at: now }];
                     if context.plan.state.is_running() {
                         events.push(CandidateEvent::Began { at: now });
@@ -286,30 +339,45 @@ impl CandidateRuntime {
             CandidateCommand::Extend { seconds } => match state {
                 Testing | Paused => {
                     check_extension(*seconds, self.extension_s)?;
-                    vec![CandidateEvent::Extended { seconds: *seconds, at: now }]
+                    vec![CandidateEvent::Extended {
+                        seconds: *seconds,
+                        at: now,
+                    }]
                 }
                 _ => return Err(self.not_sitting()),
             },
             CandidateCommand::Submit => match state {
                 Testing if self.clock(context).is_frozen() => return Err(DomainError::ExamPaused),
-                Testing => vec![CandidateEvent::Submitted { at: now, reason: SubmitReason::Candidate }],
+                Testing => vec![CandidateEvent::Submitted {
+                    at: now,
+                    reason: SubmitReason::Candidate,
+                }],
                 Paused => return Err(DomainError::ExamPaused),
                 _ => return Err(self.not_sitting()),
             },
             CandidateCommand::ForceSubmit { .. } => match state {
                 CheckedIn | Testing | Paused => {
-                    vec![CandidateEvent::Submitted { at: now, reason: SubmitReason::Proctor }]
+                    vec![CandidateEvent::Submitted {
+                        at: now,
+                        reason: SubmitReason::Proctor,
+                    }]
                 }
                 _ => return Err(self.not_sitting()),
             },
             CandidateCommand::AutoSubmit { reason } => match state {
-                Testing | Paused => vec![CandidateEvent::Submitted { at: now, reason: *reason }],
+                Testing | Paused => vec![CandidateEvent::Submitted {
+                    at: now,
+                    reason: *reason,
+                }],
                 Registered | CheckedIn => vec![CandidateEvent::MarkedAbsent { at: now }],
                 _ => vec![],
             },
             CandidateCommand::Expel { reason } => match state {
                 CheckedIn | Testing | Paused | Submitted | ForceSubmitted => {
-                    vec![CandidateEvent::Expelled { at: now, reason: reason.clone() }]
+                    vec![CandidateEvent::Expelled {
+                        at: now,
+                        reason: reason.clone(),
+                    }]
                 }
                 Expelled => return Err(DomainError::Expelled),
                 Registered => return Err(DomainError::NotCheckedIn),
@@ -321,7 +389,10 @@ impl CandidateRuntime {
             },
             CandidateCommand::Warn { reason } => match state {
                 CheckedIn | Testing | Paused => {
-                    vec![CandidateEvent::Warned { at: now, reason: reason.clone() }]
+                    vec![CandidateEvent::Warned {
+                        at: now,
+                        reason: reason.clone(),
+                    }]
                 }
                 _ => return Err(self.not_sitting()),
             },
@@ -387,7 +458,9 @@ impl CandidateRuntime {
     /// The refusal for a command that needs a sitting candidate.
     fn not_sitting(&self) -> DomainError {
         match self.state {
-            CandidateState::Submitted | CandidateState::ForceSubmitted => DomainError::AlreadySubmitted,
+            CandidateState::Submitted | CandidateState::ForceSubmitted => {
+                DomainError::AlreadySubmitted
+            }
             CandidateState::Expelled => DomainError::Expelled,
             CandidateState::Absent => DomainError::Absent,
             CandidateState::Registered => DomainError::NotCheckedIn,
@@ -434,7 +507,12 @@ impl CandidateRuntime {
             }
             CandidateEvent::MarkedAbsent { .. } => self.state = CandidateState::Absent,
             CandidateEvent::Warned { .. } => self.warnings += 1,
-            CandidateEvent::AnswerSaved { question_id, cseq, version, .. } => {
+            CandidateEvent::AnswerSaved {
+                question_id,
+                cseq,
+                version,
+                ..
+            } => {
                 self.sheet.record(question_id, *version, *cseq);
             }
         }

@@ -85,15 +85,26 @@ mod tests {
         let candidate = CandidateRuntime::default();
         plan.handle(&PlanCommand::Start, t(0)).unwrap();
         room.handle(&RoomCommand::Start, t(0)).unwrap();
-        fn clock<'a>(plan: &'a PlanRuntime, room: &'a RoomRuntime, candidate: &'a CandidateRuntime) -> CandidateClock<'a> {
-            CandidateClock { duration_s: 100, extra_time_s: 20, plan, room, candidate }
+        fn clock<'a>(
+            plan: &'a PlanRuntime,
+            room: &'a RoomRuntime,
+            candidate: &'a CandidateRuntime,
+        ) -> CandidateClock<'a> {
+            CandidateClock {
+                duration_s: 100,
+                extra_time_s: 20,
+                plan,
+                room,
+                candidate,
+            }
         }
         assert_eq!(clock(&plan, &room, &candidate).remaining_s(t(10)), 110);
         plan.handle(&PlanCommand::Pause, t(10)).unwrap();
         assert_eq!(clock(&plan, &room, &candidate).remaining_s(t(50)), 110);
         assert_eq!(clock(&plan, &room, &candidate).ends_at(t(50)), None);
         plan.handle(&PlanCommand::Resume, t(50)).unwrap();
-        room.handle(&RoomCommand::Extend { seconds: 30 }, t(50)).unwrap();
+        room.handle(&RoomCommand::Extend { seconds: 30 }, t(50))
+            .unwrap();
         assert_eq!(clock(&plan, &room, &candidate).remaining_s(t(60)), 130);
         assert_eq!(clock(&plan, &room, &candidate).ends_at(t(60)), Some(t(190)));
         assert_eq!(clock(&plan, &room, &candidate).remaining_s(t(1_000)), 0);

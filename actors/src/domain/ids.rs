@@ -162,7 +162,10 @@ mod tests {
     #[test]
     fn deserialization_validates() {
         let error = serde_json::from_str::<CandidateId>("\"no spaces\"").unwrap_err();
-        assert!(error.to_string().starts_with(INVALID_ID_MESSAGE_PREFIX), "{error}");
+        assert!(
+            error.to_string().starts_with(INVALID_ID_MESSAGE_PREFIX),
+            "{error}"
+        );
         let id: CandidateId = serde_json::from_str("\"cand-1\"").unwrap();
         assert_eq!(id.as_str(), "cand-1");
     }

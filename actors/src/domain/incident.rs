@@ -15,7 +15,9 @@ pub const MAX_NOTE_CHARS: usize = 2_000;
 pub fn is_valid_kind(kind: &str) -> bool {
     !kind.is_empty()
         && kind.len() <= MAX_KIND_LEN
-        && kind.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+        && kind
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
         && kind.as_bytes()[0].is_ascii_lowercase()
 }
 
@@ -37,7 +39,9 @@ impl IncidentSource {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Client, Self::Proctor, Self::Rule].into_iter().find(|source| source.as_str() == value)
+        [Self::Client, Self::Proctor, Self::Rule]
+            .into_iter()
+            .find(|source| source.as_str() == value)
     }
 }
 
@@ -61,7 +65,9 @@ impl Severity {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Info, Self::Low, Self::Medium, Self::High].into_iter().find(|s| s.as_str() == value)
+        [Self::Info, Self::Low, Self::Medium, Self::High]
+            .into_iter()
+            .find(|s| s.as_str() == value)
     }
 
     /// The severity of a kind when its source does not say otherwise.
@@ -94,7 +100,9 @@ impl IncidentStatus {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Open, Self::Confirmed, Self::Dismissed].into_iter().find(|s| s.as_str() == value)
+        [Self::Open, Self::Confirmed, Self::Dismissed]
+            .into_iter()
+            .find(|s| s.as_str() == value)
     }
 }
 
@@ -177,7 +185,14 @@ mod tests {
         };
         let proctor = ProctorId::parse("pr").unwrap();
         let at = Timestamp::from_millis(5);
-        incident.resolve(IncidentStatus::Confirmed, proctor.clone(), Some("warn".into()), at).unwrap();
+        incident
+            .resolve(
+                IncidentStatus::Confirmed,
+                proctor.clone(),
+                Some("warn".into()),
+                at,
+            )
+            .unwrap();
         assert_eq!(incident.status, IncidentStatus::Confirmed);
         assert_eq!(
             incident.resolve(IncidentStatus::Dismissed, proctor, None, at),

@@ -31,8 +31,8 @@ mod properties;
 
 pub use answer::{AnswerSheet, KnownCseq, SavedAnswer};
 pub use candidate::{
-    AnswerDecision, CandidateCommand, CandidateEvent, CandidateRuntime, CandidateState, ExamContext,
-    ExamRules, SubmitReason,
+    AnswerDecision, CandidateCommand, CandidateEvent, CandidateRuntime, CandidateState,
+    ExamContext, ExamRules, SubmitReason,
 };
 pub use clock::CandidateClock;
 pub use error::DomainError;
@@ -42,7 +42,7 @@ pub use plan::{PlanCommand, PlanEvent, PlanRuntime, PlanState};
 pub use question::{Question, QuestionKind};
 pub use room::{RoomCommand, RoomEvent, RoomRuntime, RoomState};
 pub use spec::{
-    CandidateSpec, CredentialHash, PlanSettings, PlanSpec, Plaintext, ProctorSpec, RoomSpec, SpecProblem,
-    SpecProblems,
+    CandidateSpec, CredentialHash, Plaintext, PlanSettings, PlanSpec, ProctorSpec, RoomSpec,
+    SpecProblem, SpecProblems,
 };
 pub use time::{PauseLog, Timestamp};

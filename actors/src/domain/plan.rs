@@ -100,7 +100,9 @@ impl PlanEvent {
     pub fn candidate_command(&self) -> Option<CandidateCommand> {
         match self {
             Self::Started { .. } => Some(CandidateCommand::Begin),
-            Self::Ended { .. } => Some(CandidateCommand::AutoSubmit { reason: SubmitReason::PlanEnded }),
+            Self::Ended { .. } => Some(CandidateCommand::AutoSubmit {
+                reason: SubmitReason::PlanEnded,
+            }),
             _ => None,
         }
     }
@@ -148,19 +150,30 @@ pub struct PlanRuntime {
 
 impl PlanRuntime {
     /// Decides what `command` does now, without changing anything.
-    pub fn decide(&self, command: &PlanCommand, now: Timestamp) -> Result<Vec<PlanEvent>, DomainError> {
+    pub fn decide(
+        &self,
+        command: &PlanCommand,
+        now: Timestamp,
+    ) -> Result<Vec<PlanEvent>, DomainError> {
         use PlanState::*;
         let state = self.state;
         let events = match (command, state) {
             (_, Finalized) => return Err(DomainError::PlanFinalized),
             (PlanCommand::Open, Scheduled) => vec![PlanEvent::Opened { at: now }],
             (PlanCommand::Open, Open) => vec![],
-            (PlanCommand::Open, InProgress | Paused) => return Err(DomainError::PlanAlreadyStarted),
+            (PlanCommand::Open, InProgress | Paused) => {
+                return Err(DomainError::PlanAlreadyStarted);
+            }
             (PlanCommand::Start, Scheduled) => {
-                vec![PlanEvent::Opened { at: now }, PlanEvent::Started { at: now }]
+                vec![
+                    PlanEvent::Opened { at: now },
+                    PlanEvent::Started { at: now },
+                ]
             }
             (PlanCommand::Start, Open) => vec![PlanEvent::Started { at: now }],
-            (PlanCommand::Start, InProgress | Paused) => return Err(DomainError::PlanAlreadyStarted),
+            (PlanCommand::Start, InProgress | Paused) => {
+                return Err(DomainError::PlanAlreadyStarted);
+            }
             (PlanCommand::Pause, InProgress) => {
                 if !self.pauses.has_room_for_another() {
                     return Err(DomainError::TooManyPauses);
@@ -174,9 +187,14 @@ impl PlanRuntime {
             (PlanCommand::Resume, Scheduled | Open) => return Err(DomainError::PlanNotRunning),
             (PlanCommand::Extend { seconds }, InProgress | Paused) => {
                 check_extension(*seconds, self.extension_s)?;
-                vec![PlanEvent::Extended { seconds: *seconds, at: now }]
+                vec![PlanEvent::Extended {
+                    seconds: *seconds,
+                    at: now,
+                }]
             }
-            (PlanCommand::Extend { .. }, Scheduled | Open) => return Err(DomainError::PlanNotRunning),
+            (PlanCommand::Extend { .. }, Scheduled | Open) => {
+                return Err(DomainError::PlanNotRunning);
+            }
             (PlanCommand::End, Scheduled | Open | InProgress | Paused) => {
                 vec![PlanEvent::Ended { at: now }]
             }
@@ -222,7 +240,11 @@ impl PlanRuntime {
     }
 
     /// Decides and applies `command`, returning the events to record.
-    pub fn handle(&mut self, command: &PlanCommand, now: Timestamp) -> Result<Vec<PlanEvent>, DomainError> {
+    pub fn handle(
+        &mut self,
+        command: &PlanCommand,
+        now: Timestamp,
+    ) -> Result<Vec<PlanEvent>, DomainError> {
         let events = self.decide(command, now)?;
         events.iter().for_each(|event| self.apply(event));
         Ok(events)
@@ -249,7 +271,9 @@ impl PlanRuntime {
 /// Checks one extension against the per-command and total bounds.
 pub(crate) fn check_extension(seconds: i64, already_s: i64) -> Result<(), DomainError> {
     let max = MAX_EXTENSION_S;
-    if !(1..=max).contains(&seconds) || already_s.saturating_add(seconds) > super::spec::MAX_DURATION_S {
+    if !(1..=max).contains(&seconds)
+        || already_s.saturating_add(seconds) > super::spec::MAX_DURATION_S
+    {
         return Err(DomainError::InvalidExtension { max });
     }
     Ok(())
@@ -269,7 +293,8 @@ mod tests {
         plan.handle(&PlanCommand::Open, t(0)).unwrap();
         plan.handle(&PlanCommand::Start, t(10)).unwrap();
         plan.handle(&PlanCommand::Pause, t(20)).unwrap();
-        plan.handle(&PlanCommand::Extend { seconds: 60 }, t(25)).unwrap();
+        plan.handle(&PlanCommand::Extend { seconds: 60 }, t(25))
+            .unwrap();
         plan.handle(&PlanCommand::Resume, t(30)).unwrap();
         plan.handle(&PlanCommand::End, t(40)).unwrap();
         plan.handle(&PlanCommand::Finalize, t(50)).unwrap();
@@ -283,22 +308,42 @@ mod tests {
     fn start_from_scheduled_opens_first() {
         let mut plan = PlanRuntime::default();
         let events = plan.handle(&PlanCommand::Start, t(5)).unwrap();
-        assert_eq!(events, vec![PlanEvent::Opened { at: t(5) }, PlanEvent::Started { at: t(5) }]);
+        assert_eq!(
+            events,
+            vec![
+                PlanEvent::Opened { at: t(5) },
+                PlanEvent::Started { at: t(5) }
+            ]
+        );
     }
 
     #[test]
     fn refusals_carry_their_codes() {
         let mut plan = PlanRuntime::default();
-        assert_eq!(plan.decide(&PlanCommand::Pause, t(0)).unwrap_err().code(), "plan_not_running");
-        plan.handle(&PlanCommand::Start, t(0)).unwrap();
-        assert_eq!(plan.decide(&PlanCommand::Start, t(1)).unwrap_err().code(), "plan_already_started");
-        assert_eq!(plan.decide(&PlanCommand::Resume, t(1)).unwrap_err().code(), "plan_not_paused");
         assert_eq!(
-            plan.decide(&PlanCommand::Extend { seconds: 0 }, t(1)).unwrap_err().code(),
+            plan.decide(&PlanCommand::Pause, t(0)).unwrap_err().code(),
+            "plan_not_running"
+        );
+        plan.handle(&PlanCommand::Start, t(0)).unwrap();
+        assert_eq!(
+            plan.decide(&PlanCommand::Start, t(1)).unwrap_err().code(),
+            "plan_already_started"
+        );
+        assert_eq!(
+            plan.decide(&PlanCommand::Resume, t(1)).unwrap_err().code(),
+            "plan_not_paused"
+        );
+        assert_eq!(
+            plan.decide(&PlanCommand::Extend { seconds: 0 }, t(1))
+                .unwrap_err()
+                .code(),
             "invalid_extension"
         );
         plan.handle(&PlanCommand::End, t(2)).unwrap();
-        assert_eq!(plan.decide(&PlanCommand::Pause, t(3)).unwrap_err().code(), "plan_ended");
+        assert_eq!(
+            plan.decide(&PlanCommand::Pause, t(3)).unwrap_err().code(),
+            "plan_ended"
+        );
     }
 
     #[test]
@@ -313,9 +358,15 @@ mod tests {
     #[test]
     fn late_entry_is_wall_time_from_the_actual_start() {
         let mut plan = PlanRuntime::default();
-        assert_eq!(plan.admits_check_in(60, t(0)), Err(DomainError::PlanNotOpen));
+        assert_eq!(
+            plan.admits_check_in(60, t(0)),
+            Err(DomainError::PlanNotOpen)
+        );
         plan.handle(&PlanCommand::Start, t(100)).unwrap();
         assert_eq!(plan.admits_check_in(60, t(160)), Ok(()));
-        assert_eq!(plan.admits_check_in(60, t(161)), Err(DomainError::LateEntryClosed));
+        assert_eq!(
+            plan.admits_check_in(60, t(161)),
+            Err(DomainError::LateEntryClosed)
+        );
     }
 }

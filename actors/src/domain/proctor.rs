@@ -18,7 +18,11 @@ pub struct ProctorSessions {
 
 impl ProctorSessions {
     pub fn presence(self) -> ProctorPresence {
-        if self.open > 0 { ProctorPresence::Online } else { ProctorPresence::Offline }
+        if self.open > 0 {
+            ProctorPresence::Online
+        } else {
+            ProctorPresence::Offline
+        }
     }
 
     /// Records a dashboard opening; returns whether presence changed.

@@ -6,7 +6,9 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::candidate::{AnswerDecision, CandidateCommand, CandidateEvent, CandidateRuntime, ExamContext, ExamRules};
+use super::candidate::{
+    AnswerDecision, CandidateCommand, CandidateEvent, CandidateRuntime, ExamContext, ExamRules,
+};
 use super::ids::QuestionId;
 use super::plan::{PlanCommand, PlanEvent, PlanRuntime};
 use super::room::{RoomCommand, RoomEvent, RoomRuntime};
@@ -19,7 +21,11 @@ enum Op {
     Plan(PlanCommand),
     Room(RoomCommand),
     Candidate(CandidateCommand),
-    Answer { question: usize, value: usize, cseq_step: i64 },
+    Answer {
+        question: usize,
+        value: usize,
+        cseq_step: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -97,8 +103,16 @@ impl Run {
     }
 
     fn remaining(&self) -> i64 {
-        let context = ExamContext { rules: &self.rules, plan: &self.world.plan, room: &self.world.room, extra_time_s: 30 };
-        self.world.candidate.clock(&context).remaining_millis(self.now)
+        let context = ExamContext {
+            rules: &self.rules,
+            plan: &self.world.plan,
+            room: &self.world.room,
+            extra_time_s: 30,
+        };
+        self.world
+            .candidate
+            .clock(&context)
+            .remaining_millis(self.now)
     }
 
     fn record(&mut self, events: Vec<Recorded>) -> bool {
@@ -125,19 +139,32 @@ impl Run {
                 false
             }
             Op::Plan(command) => {
-                let Ok(events) = self.world.plan.decide(command, now) else { return false };
-                let mut recorded: Vec<Recorded> = events.iter().cloned().map(Recorded::Plan).collect();
+                let Ok(events) = self.world.plan.decide(command, now) else {
+                    return false;
+                };
+                let mut recorded: Vec<Recorded> =
+                    events.iter().cloned().map(Recorded::Plan).collect();
                 // The coordinator fans plan starts and ends out to rooms and candidates.
-                let starts = events.iter().any(|e| matches!(e, PlanEvent::Started { .. }));
+                let starts = events
+                    .iter()
+                    .any(|e| matches!(e, PlanEvent::Started { .. }));
                 let ends = events.iter().any(|e| matches!(e, PlanEvent::Ended { .. }));
                 let extended = self.record(std::mem::take(&mut recorded));
                 if starts {
-                    let room = self.world.room.decide(&RoomCommand::Start, now).unwrap_or_default();
+                    let room = self
+                        .world
+                        .room
+                        .decide(&RoomCommand::Start, now)
+                        .unwrap_or_default();
                     self.record(room.into_iter().map(Recorded::Room).collect());
                     self.candidate_command(&CandidateCommand::Begin);
                 }
                 if ends {
-                    let room = self.world.room.decide(&RoomCommand::End, now).unwrap_or_default();
+                    let room = self
+                        .world
+                        .room
+                        .decide(&RoomCommand::End, now)
+                        .unwrap_or_default();
                     self.record(room.into_iter().map(Recorded::Room).collect());
                     self.candidate_command(&CandidateCommand::AutoSubmit {
                         reason: super::candidate::SubmitReason::PlanEnded,
@@ -150,15 +177,28 @@ impl Run {
                 self.record(events.into_iter().map(Recorded::Room).collect())
             }
             Op::Candidate(command) => self.candidate_command(command),
-            Op::Answer { question, value, cseq_step } => {
+            Op::Answer {
+                question,
+                value,
+                cseq_step,
+            } => {
                 let questions = ["q1", "q2", "q3", "q404"];
                 let values = [json!("A"), json!(["A", "C"]), json!("seoul"), Value::Null];
                 let cseq = (self.next_cseq + cseq_step).max(0);
                 let question_id = QuestionId::parse(questions[*question]).unwrap();
-                let context = ExamContext { rules: &self.rules, plan: &self.world.plan, room: &self.world.room, extra_time_s: 30 };
-                if let Ok(AnswerDecision::Accepted(event)) =
-                    self.world.candidate.decide_answer(&question_id, &values[*value], cseq, &context, now)
-                {
+                let context = ExamContext {
+                    rules: &self.rules,
+                    plan: &self.world.plan,
+                    room: &self.world.room,
+                    extra_time_s: 30,
+                };
+                if let Ok(AnswerDecision::Accepted(event)) = self.world.candidate.decide_answer(
+                    &question_id,
+                    &values[*value],
+                    cseq,
+                    &context,
+                    now,
+                ) {
                     self.next_cseq = cseq + 1;
                     self.record(vec![Recorded::Candidate(event)]);
                 }
@@ -168,8 +208,17 @@ impl Run {
     }
 
     fn candidate_command(&mut self, command: &CandidateCommand) -> bool {
-        let context = ExamContext { rules: &self.rules, plan: &self.world.plan, room: &self.world.room, extra_time_s: 30 };
-        let events = self.world.candidate.decide(command, &context, self.now).unwrap_or_default();
+        let context = ExamContext {
+            rules: &self.rules,
+            plan: &self.world.plan,
+            room: &self.world.room,
+            extra_time_s: 30,
+        };
+        let events = self
+            .world
+            .candidate
+            .decide(command, &context, self.now)
+            .unwrap_or_default();
         self.record(events.into_iter().map(Recorded::Candidate).collect())
     }
 }

@@ -106,7 +106,10 @@ impl Question {
             {
                 Ok(())
             }
-            (_, kind) => problem(format!("the answer key does not fit a {} question", kind.as_str())),
+            (_, kind) => problem(format!(
+                "the answer key does not fit a {} question",
+                kind.as_str()
+            )),
         }
     }
 
@@ -120,7 +123,9 @@ impl Question {
             }
             (Value::String(text), QuestionKind::Text) => {
                 if text.chars().count() > max_text_chars {
-                    problem(format!("text answers are at most {max_text_chars} characters"))
+                    problem(format!(
+                        "text answers are at most {max_text_chars} characters"
+                    ))
                 } else {
                     Ok(())
                 }
@@ -207,10 +212,26 @@ mod tests {
 
     #[test]
     fn definitions_are_checked() {
-        assert!(question(QuestionKind::Single, &["A"], Value::Null).check_definition().is_err());
-        assert!(question(QuestionKind::Single, &["A", "A"], Value::Null).check_definition().is_err());
-        assert!(question(QuestionKind::Single, &["A", "B"], json!("C")).check_definition().is_err());
-        assert!(question(QuestionKind::Text, &["A"], Value::Null).check_definition().is_err());
+        assert!(
+            question(QuestionKind::Single, &["A"], Value::Null)
+                .check_definition()
+                .is_err()
+        );
+        assert!(
+            question(QuestionKind::Single, &["A", "A"], Value::Null)
+                .check_definition()
+                .is_err()
+        );
+        assert!(
+            question(QuestionKind::Single, &["A", "B"], json!("C"))
+                .check_definition()
+                .is_err()
+        );
+        assert!(
+            question(QuestionKind::Text, &["A"], Value::Null)
+                .check_definition()
+                .is_err()
+        );
         let mut negative = question(QuestionKind::Text, &[], Value::Null);
         negative.points = -1.0;
         assert!(negative.check_definition().is_err());

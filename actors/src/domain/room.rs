@@ -41,7 +41,9 @@ pub enum RoomCommand {
     Start,
     Pause,
     Resume,
-    Extend { seconds: i64 },
+    Extend {
+        seconds: i64,
+    },
     /// The plan ended.
     End,
 }
@@ -59,7 +61,11 @@ pub enum RoomEvent {
 impl RoomEvent {
     pub fn at(&self) -> Timestamp {
         match *self {
-            Self::Started { at } | Self::Paused { at } | Self::Resumed { at } | Self::Extended { at, .. } | Self::Ended { at } => at,
+            Self::Started { at }
+            | Self::Paused { at }
+            | Self::Resumed { at }
+            | Self::Extended { at, .. }
+            | Self::Ended { at } => at,
         }
     }
 
@@ -83,7 +89,11 @@ pub struct RoomRuntime {
 }
 
 impl RoomRuntime {
-    pub fn decide(&self, command: &RoomCommand, now: Timestamp) -> Result<Vec<RoomEvent>, DomainError> {
+    pub fn decide(
+        &self,
+        command: &RoomCommand,
+        now: Timestamp,
+    ) -> Result<Vec<RoomEvent>, DomainError> {
         use RoomState::*;
         let events = match (command, self.state) {
             (RoomCommand::Start, Waiting) => vec![RoomEvent::Started { at: now }],
@@ -101,9 +111,15 @@ impl RoomRuntime {
             (RoomCommand::Resume, InProgress) => return Err(DomainError::RoomNotPaused),
             (RoomCommand::Extend { seconds }, InProgress | Paused) => {
                 check_extension(*seconds, self.extension_s)?;
-                vec![RoomEvent::Extended { seconds: *seconds, at: now }]
+                vec![RoomEvent::Extended {
+                    seconds: *seconds,
+                    at: now,
+                }]
             }
-            (RoomCommand::Pause | RoomCommand::Resume | RoomCommand::Extend { .. }, Waiting | Ended) => {
+            (
+                RoomCommand::Pause | RoomCommand::Resume | RoomCommand::Extend { .. },
+                Waiting | Ended,
+            ) => {
                 return Err(DomainError::RoomNotRunning);
             }
         };
@@ -131,7 +147,11 @@ impl RoomRuntime {
         }
     }
 
-    pub fn handle(&mut self, command: &RoomCommand, now: Timestamp) -> Result<Vec<RoomEvent>, DomainError> {
+    pub fn handle(
+        &mut self,
+        command: &RoomCommand,
+        now: Timestamp,
+    ) -> Result<Vec<RoomEvent>, DomainError> {
         let events = self.decide(command, now)?;
         events.iter().for_each(|event| self.apply(event));
         Ok(events)
@@ -146,10 +166,16 @@ mod tests {
     fn pause_needs_a_running_room() {
         let mut room = RoomRuntime::default();
         let now = Timestamp::from_millis(0);
-        assert_eq!(room.decide(&RoomCommand::Pause, now), Err(DomainError::RoomNotRunning));
+        assert_eq!(
+            room.decide(&RoomCommand::Pause, now),
+            Err(DomainError::RoomNotRunning)
+        );
         room.handle(&RoomCommand::Start, now).unwrap();
         room.handle(&RoomCommand::Pause, now).unwrap();
-        assert_eq!(room.decide(&RoomCommand::Pause, now), Err(DomainError::RoomAlreadyPaused));
+        assert_eq!(
+            room.decide(&RoomCommand::Pause, now),
+            Err(DomainError::RoomAlreadyPaused)
+        );
         room.handle(&RoomCommand::Resume, now).unwrap();
         room.handle(&RoomCommand::End, now).unwrap();
         assert_eq!(room.state, RoomState::Ended);

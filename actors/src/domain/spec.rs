@@ -36,7 +36,11 @@ pub struct PlanSettings {
 
 impl Default for PlanSettings {
     fn default() -> Self {
-        Self { heartbeat_s: 10, late_entry_s: 600, max_text_chars: 10_000 }
+        Self {
+            heartbeat_s: 10,
+            late_entry_s: 600,
+            max_text_chars: 10_000,
+        }
     }
 }
 
@@ -128,11 +132,21 @@ impl Collector {
     fn add(&mut self, code: &'static str, field: impl Into<String>, detail: impl Into<String>) {
         self.total += 1;
         if self.problems.len() < MAX_REPORTED_PROBLEMS {
-            self.problems.push(SpecProblem { code, field: field.into(), detail: detail.into() });
+            self.problems.push(SpecProblem {
+                code,
+                field: field.into(),
+                detail: detail.into(),
+            });
         }
     }
 
-    fn text(&mut self, code: &'static str, field: impl Into<String>, value: &str, max_chars: usize) {
+    fn text(
+        &mut self,
+        code: &'static str,
+        field: impl Into<String>,
+        value: &str,
+        max_chars: usize,
+    ) {
         let count = value.chars().count();
         if value.trim().is_empty() || count > max_chars || value.chars().any(char::is_control) {
             self.add(
@@ -147,7 +161,10 @@ impl Collector {
         if self.problems.is_empty() {
             Ok(())
         } else {
-            Err(SpecProblems { problems: self.problems, total: self.total })
+            Err(SpecProblems {
+                problems: self.problems,
+                total: self.total,
+            })
         }
     }
 }
@@ -232,7 +249,11 @@ impl PlanSpec<Plaintext> {
     fn validate_settings(&self, problems: &mut Collector) {
         let settings = &self.settings;
         if !(1..=300).contains(&settings.heartbeat_s) {
-            problems.add("invalid_setting", "settings.heartbeat_s", "must be between 1 and 300");
+            problems.add(
+                "invalid_setting",
+                "settings.heartbeat_s",
+                "must be between 1 and 300",
+            );
         }
         if settings.late_entry_s < 0 || settings.late_entry_s > self.duration_s.max(0) {
             problems.add(
@@ -252,10 +273,18 @@ impl PlanSpec<Plaintext> {
 
     fn validate_questions(&self, problems: &mut Collector) {
         if self.questions.is_empty() {
-            problems.add("no_questions", "questions", "a plan needs at least one question");
+            problems.add(
+                "no_questions",
+                "questions",
+                "a plan needs at least one question",
+            );
         }
         if self.questions.len() > MAX_QUESTIONS {
-            problems.add("too_many_questions", "questions", format!("at most {MAX_QUESTIONS}"));
+            problems.add(
+                "too_many_questions",
+                "questions",
+                format!("at most {MAX_QUESTIONS}"),
+            );
         }
         let mut seen = HashSet::new();
         for (index, question) in self.questions.iter().enumerate() {
@@ -278,7 +307,12 @@ impl PlanSpec<Plaintext> {
         }
         let mut capacities = HashMap::new();
         for (index, room) in self.rooms.iter().enumerate() {
-            problems.text("invalid_name", format!("rooms[{index}].name"), &room.name, 100);
+            problems.text(
+                "invalid_name",
+                format!("rooms[{index}].name"),
+                &room.name,
+                100,
+            );
             if !(1..=10_000).contains(&room.capacity) {
                 problems.add(
                     "invalid_capacity",
@@ -299,7 +333,11 @@ impl PlanSpec<Plaintext> {
 
     fn validate_proctors(&self, rooms: &HashMap<&RoomId, i64>, problems: &mut Collector) {
         if self.proctors.len() > MAX_PROCTORS {
-            problems.add("too_many_proctors", "proctors", format!("at most {MAX_PROCTORS}"));
+            problems.add(
+                "too_many_proctors",
+                "proctors",
+                format!("at most {MAX_PROCTORS}"),
+            );
         }
         let mut ids = HashSet::new();
         let mut logins = HashSet::new();
@@ -309,7 +347,11 @@ impl PlanSpec<Plaintext> {
             problems.text("invalid_login", at("login"), &proctor.login, 64);
             let password_chars = proctor.password.0.chars().count();
             if !(8..=256).contains(&password_chars) {
-                problems.add("invalid_password", at("password"), "must be 8 to 256 characters");
+                problems.add(
+                    "invalid_password",
+                    at("password"),
+                    "must be 8 to 256 characters",
+                );
             }
             if !ids.insert(&proctor.id) {
                 problems.add(
@@ -347,7 +389,11 @@ impl PlanSpec<Plaintext> {
 
     fn validate_candidates(&self, rooms: &HashMap<&RoomId, i64>, problems: &mut Collector) {
         if self.candidates.len() > MAX_CANDIDATES {
-            problems.add("too_many_candidates", "candidates", format!("at most {MAX_CANDIDATES}"));
+            problems.add(
+                "too_many_candidates",
+                "candidates",
+                format!("at most {MAX_CANDIDATES}"),
+            );
         }
         let mut ids = HashSet::new();
         let mut reg_nos = HashSet::new();
@@ -359,7 +405,11 @@ impl PlanSpec<Plaintext> {
             problems.text("invalid_reg_no", at("reg_no"), &candidate.reg_no, 64);
             let code_chars = candidate.access_code.0.chars().count();
             if !(4..=128).contains(&code_chars) {
-                problems.add("invalid_access_code", at("access_code"), "must be 4 to 128 characters");
+                problems.add(
+                    "invalid_access_code",
+                    at("access_code"),
+                    "must be 4 to 128 characters",
+                );
             }
             if candidate.extra_time_s < 0 || candidate.extra_time_s > MAX_DURATION_S {
                 problems.add(
@@ -405,7 +455,10 @@ impl PlanSpec<Plaintext> {
                         problems.add(
                             "room_over_capacity",
                             at("room_id"),
-                            format!("room {} holds only {capacity} candidates", candidate.room_id),
+                            format!(
+                                "room {} holds only {capacity} candidates",
+                                candidate.room_id
+                            ),
                         );
                     }
                 }
@@ -423,7 +476,11 @@ pub(crate) mod tests {
 
     /// A small valid plan: 2 rooms, 1 proctor, 3 candidates, 3 questions.
     pub(crate) fn sample_plan() -> PlanSpec<Plaintext> {
-        let room = |id: &str| RoomSpec { id: RoomId::parse(id).unwrap(), name: id.into(), capacity: 2 };
+        let room = |id: &str| RoomSpec {
+            id: RoomId::parse(id).unwrap(),
+            name: id.into(),
+            capacity: 2,
+        };
         let candidate = |id: &str, room: &str| CandidateSpec {
             id: CandidateId::parse(id).unwrap(),
             reg_no: format!("R-{id}"),
@@ -448,7 +505,12 @@ pub(crate) mod tests {
             settings: PlanSettings::default(),
             questions: vec![
                 question("q1", QuestionKind::Single, &["A", "B", "C"], json!("B")),
-                question("q2", QuestionKind::Multi, &["A", "B", "C"], json!(["A", "C"])),
+                question(
+                    "q2",
+                    QuestionKind::Multi,
+                    &["A", "B", "C"],
+                    json!(["A", "C"]),
+                ),
                 question("q3", QuestionKind::Text, &[], json!("seoul")),
             ],
             rooms: vec![room("r1"), room("r2")],
@@ -459,14 +521,22 @@ pub(crate) mod tests {
                 password: Plaintext("correct horse".into()),
                 room_ids: vec![RoomId::parse("r1").unwrap()],
             }],
-            candidates: vec![candidate("c1", "r1"), candidate("c2", "r1"), candidate("c3", "r2")],
+            candidates: vec![
+                candidate("c1", "r1"),
+                candidate("c2", "r1"),
+                candidate("c3", "r2"),
+            ],
         }
     }
 
     fn codes(plan: &PlanSpec<Plaintext>) -> Vec<(&'static str, String)> {
         match plan.validate() {
             Ok(()) => vec![],
-            Err(problems) => problems.problems.into_iter().map(|p| (p.code, p.field)).collect(),
+            Err(problems) => problems
+                .problems
+                .into_iter()
+                .map(|p| (p.code, p.field))
+                .collect(),
         }
     }
 
@@ -503,7 +573,10 @@ pub(crate) mod tests {
     fn capacity_is_enforced_once_per_room() {
         let mut plan = sample_plan();
         plan.rooms[0].capacity = 1;
-        assert_eq!(codes(&plan), vec![("room_over_capacity", "candidates[1].room_id".to_string())]);
+        assert_eq!(
+            codes(&plan),
+            vec![("room_over_capacity", "candidates[1].room_id".to_string())]
+        );
     }
 
     #[test]

@@ -62,7 +62,9 @@ impl PauseLog {
 
     /// Returns whether a pause is running.
     pub fn is_paused(&self) -> bool {
-        self.0.last().is_some_and(|interval| interval.until.is_none())
+        self.0
+            .last()
+            .is_some_and(|interval| interval.until.is_none())
     }
 
     /// Returns whether another pause may be opened.
@@ -74,7 +76,10 @@ impl PauseLog {
     /// the state machine first, so a repeat is a replay, not an error.
     pub fn open(&mut self, at: Timestamp) {
         if !self.is_paused() {
-            self.0.push(PauseInterval { from: at, until: None });
+            self.0.push(PauseInterval {
+                from: at,
+                until: None,
+            });
         }
     }
 
@@ -145,7 +150,10 @@ mod tests {
         PauseLog(
             intervals
                 .iter()
-                .map(|&(from, until)| PauseInterval { from: t(from), until: until.map(t) })
+                .map(|&(from, until)| PauseInterval {
+                    from: t(from),
+                    until: until.map(t),
+                })
                 .collect(),
         )
     }
@@ -161,7 +169,10 @@ mod tests {
         let plan = log(&[(2_000, Some(5_000))]);
         let candidate = log(&[(4_000, Some(6_000))]);
         // active: 1000..2000 and 6000..10000
-        assert_eq!(active_millis(t(1_000), t(10_000), &[&plan, &candidate]), 5_000);
+        assert_eq!(
+            active_millis(t(1_000), t(10_000), &[&plan, &candidate]),
+            5_000
+        );
     }
 
     #[test]

@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(stable_hash(&[b"plan-1"]), 0x12a2_f0a7_fc22_ec3c);
         let plan = PlanId::parse("plan-1").unwrap();
         assert_eq!(ShardId::of_plan(&plan).get(), 60);
-        assert_eq!(ShardId::of_room(&plan, &RoomId::parse("room-1").unwrap()).get(), 503);
+        assert_eq!(
+            ShardId::of_room(&plan, &RoomId::parse("room-1").unwrap()).get(),
+            503
+        );
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! (the documented schema); they become domain types through `TryFrom`.
 
 use chrono::{DateTime, Utc};
-use invigil_actors::domain::{
-    CandidateId, CandidateSpec, PlanId, PlanSettings, PlanSpec, Plaintext, ProctorId, ProctorSpec, Question,
-    QuestionId, QuestionKind, RoomId, RoomSpec, SpecProblem, SpecProblems,
-};
 use invigil_actors::domain::ids::id_problem;
+use invigil_actors::domain::{
+    CandidateId, CandidateSpec, Plaintext, PlanId, PlanSettings, PlanSpec, ProctorId, ProctorSpec,
+    Question, QuestionId, QuestionKind, RoomId, RoomSpec, SpecProblem, SpecProblems,
+};
 use poem_openapi::{Enum, Object};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -117,12 +117,16 @@ pub struct CandidateBody {
     pub extra_time_s: i64,
 }
 
-fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+fn string_or_number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
     match Option::<Value>::deserialize(deserializer)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(seat)) => Ok(Some(seat)),
         Some(Value::Number(seat)) => Ok(Some(seat.to_string())),
-        Some(other) => Err(serde::de::Error::custom(format!("a seat is a string or a number, not {other}"))),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "a seat is a string or a number, not {other}"
+        ))),
     }
 }
 
@@ -183,11 +187,19 @@ struct Ids {
 }
 
 impl Ids {
-    fn parse<T: std::str::FromStr>(&mut self, field: impl FnOnce() -> String, value: &str) -> Option<T> {
+    fn parse<T: std::str::FromStr>(
+        &mut self,
+        field: impl FnOnce() -> String,
+        value: &str,
+    ) -> Option<T> {
         if let Some(reason) = id_problem(value) {
             self.total += 1;
             if self.problems.len() < invigil_actors::domain::spec::MAX_REPORTED_PROBLEMS {
-                self.problems.push(SpecProblem { code: "invalid_id", field: field(), detail: format!("{value:?} {reason}") });
+                self.problems.push(SpecProblem {
+                    code: "invalid_id",
+                    field: field(),
+                    detail: format!("{value:?} {reason}"),
+                });
             }
             return None;
         }
@@ -199,13 +211,17 @@ impl PlanImport {
     /// Converts to the domain and validates everything, reporting every
     /// problem with its field path.
     pub fn into_spec(self, plan_id: PlanId) -> Result<PlanSpec<Plaintext>, SpecProblems> {
-        let mut ids = Ids { problems: Vec::new(), total: 0 };
+        let mut ids = Ids {
+            problems: Vec::new(),
+            total: 0,
+        };
         let questions: Vec<Option<Question>> = self
             .questions
             .into_iter()
             .enumerate()
             .map(|(index, question)| {
-                let id: QuestionId = ids.parse(|| format!("questions[{index}].id"), &question.id)?;
+                let id: QuestionId =
+                    ids.parse(|| format!("questions[{index}].id"), &question.id)?;
                 Some(Question {
                     id,
                     kind: question.kind.into(),
@@ -221,7 +237,11 @@ impl PlanImport {
             .enumerate()
             .map(|(index, room)| {
                 let id: RoomId = ids.parse(|| format!("rooms[{index}].id"), &room.id)?;
-                Some(RoomSpec { id, name: room.name, capacity: room.capacity })
+                Some(RoomSpec {
+                    id,
+                    name: room.name,
+                    capacity: room.capacity,
+                })
             })
             .collect();
         let proctors: Vec<Option<ProctorSpec<Plaintext>>> = self
@@ -229,12 +249,15 @@ impl PlanImport {
             .into_iter()
             .enumerate()
             .map(|(index, proctor)| {
-                let id: Option<ProctorId> = ids.parse(|| format!("proctors[{index}].id"), &proctor.id);
+                let id: Option<ProctorId> =
+                    ids.parse(|| format!("proctors[{index}].id"), &proctor.id);
                 let room_ids: Vec<Option<RoomId>> = proctor
                     .room_ids
                     .iter()
                     .enumerate()
-                    .map(|(room_index, room)| ids.parse(|| format!("proctors[{index}].room_ids[{room_index}]"), room))
+                    .map(|(room_index, room)| {
+                        ids.parse(|| format!("proctors[{index}].room_ids[{room_index}]"), room)
+                    })
                     .collect();
                 Some(ProctorSpec {
                     id: id?,
@@ -250,8 +273,12 @@ impl PlanImport {
             .into_iter()
             .enumerate()
             .map(|(index, candidate)| {
-                let id: Option<CandidateId> = ids.parse(|| format!("candidates[{index}].id"), &candidate.id);
-                let room_id: Option<RoomId> = ids.parse(|| format!("candidates[{index}].room_id"), &candidate.room_id);
+                let id: Option<CandidateId> =
+                    ids.parse(|| format!("candidates[{index}].id"), &candidate.id);
+                let room_id: Option<RoomId> = ids.parse(
+                    || format!("candidates[{index}].room_id"),
+                    &candidate.room_id,
+                );
                 Some(CandidateSpec {
                     id: id?,
                     reg_no: candidate.reg_no,
@@ -264,7 +291,10 @@ impl PlanImport {
             })
             .collect();
         if ids.total > 0 {
-            return Err(SpecProblems { problems: ids.problems, total: ids.total });
+            return Err(SpecProblems {
+                problems: ids.problems,
+                total: ids.total,
+            });
         }
         let spec = PlanSpec {
             id: plan_id,

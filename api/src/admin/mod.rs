@@ -7,7 +7,7 @@
 pub mod dto;
 
 use invigil_actors::domain::{
-    CandidateSpec, CredentialHash, PlanCommand, PlanId, PlanState, PlanSpec, Plaintext, ProctorSpec,
+    CandidateSpec, CredentialHash, Plaintext, PlanCommand, PlanId, PlanSpec, PlanState, ProctorSpec,
 };
 use invigil_actors::ports::ImportOutcome;
 use poem_openapi::param::Path;
@@ -16,8 +16,9 @@ use poem_openapi::{ApiResponse, OpenApi};
 use tracing::info;
 
 use self::dto::{
-    CandidateView, ConnectionCounts, ImportOutcomeView, ImportResult, PlanAction, PlanClockView, PlanCommandBody,
-    PlanImport, PlanStatusView, PlanView, ProctorView, QuestionBody, RoomBody, SettingsBody,
+    CandidateView, ConnectionCounts, ImportOutcomeView, ImportResult, PlanAction, PlanClockView,
+    PlanCommandBody, PlanImport, PlanStatusView, PlanView, ProctorView, QuestionBody, RoomBody,
+    SettingsBody,
 };
 use crate::auth::AdminKey;
 use crate::body::Body;
@@ -43,7 +44,9 @@ pub enum ImportResponse {
 
 /// Parses a plan id from the path.
 pub fn path_plan_id(plan_id: &str) -> Result<PlanId, ApiError> {
-    PlanId::parse(plan_id).map_err(|error| ApiError::bad_request("invalid_id", error.to_string()).with_field("plan_id"))
+    PlanId::parse(plan_id).map_err(|error| {
+        ApiError::bad_request("invalid_id", error.to_string()).with_field("plan_id")
+    })
 }
 
 #[OpenApi(prefix_path = "/api/v1")]
@@ -61,54 +64,29 @@ impl AdminApi {
         body: Body<PlanImport>,
     ) -> Result<ImportResponse, ApiError> {
         let plan_id = path_plan_id(&plan_id)?;
-        let canonical = serde_json::to_vec(&body.0).map_err(ApiError::internal)?;
-        let digest = self.state.hasher.import_digest(&plan_id, &canonical);
-        let spec = body.0.into_spec(plan_id.clone())?;
-        let counts = |outcome| ImportResult {
-            plan_id: plan_id.to_string(),
-            outcome,
-            questions: spec.questions.len() as u64,
-            rooms: spec.rooms.len() as u64,
-            proctors: spec.proctors.len() as u64,
-            candidates: spec.candidates.len() as u64,
-        };
-        if let Some((stored_digest, _)) = self.state.plans.plan_digest(&plan_id).await?
-            && stored_digest == digest
-        {
-            return Ok(ImportResponse::Done(Json(counts(ImportOutcomeView::Unchanged))));
-        }
-        let hashed = self.hash_secrets(&spec).await?;
-        let mut outcome = self.state.plans.import_plan(&hashed, &digest, self.state.clock.now()).await;
-        if matches!(outcome, Err(invigil_actors::error::StoreError::Conflict(_))) {
-            // Two first imports of the same plan raced; the loser re-reads.
-            outcome = self.state.plans.import_plan(&hashed, &digest, self.state.clock.now()).await;
-        }
-        let result = match outcome? {
-            ImportOutcome::Created => ImportResponse::Created(Json(counts(ImportOutcomeView::Created))),
-            ImportOutcome::Replaced => ImportResponse::Done(Json(counts(ImportOutcomeView::Replaced))),
-            ImportOutcome::Unchanged => ImportResponse::Done(Json(counts(ImportOutcomeView::Unchanged))),
-            ImportOutcome::Refused(PlanState::Open) => {
-                return Err(ApiError::conflict(
-                    "plan_already_open",
-                    "the plan is open for check-in and can no longer be replaced",
-                ));
+        let result = import_plan(&self.state, plan_id, body.0).await?;
+        Ok(match result.outcome {
+            ImportOutcomeView::Created => ImportResponse::Created(Json(result)),
+            ImportOutcomeView::Replaced | ImportOutcomeView::Unchanged => {
+                ImportResponse::Done(Json(result))
             }
-            ImportOutcome::Refused(state) => {
-                return Err(ApiError::conflict(
-                    "plan_already_started",
-                    format!("the plan is {} and can no longer be replaced", state.as_str()),
-                ));
-            }
-        };
-        info!(plan_id = %plan_id, candidates = spec.candidates.len(), "plan imported");
-        Ok(result)
+        })
     }
 
     /// Read a plan as stored, without access codes or password hashes.
     #[oai(path = "/admin/plans/:plan_id", method = "get", tag = "ApiTags::Admin")]
-    async fn get_plan(&self, _key: AdminKey, plan_id: Path<String>) -> Result<Json<PlanView>, ApiError> {
+    async fn get_plan(
+        &self,
+        _key: AdminKey,
+        plan_id: Path<String>,
+    ) -> Result<Json<PlanView>, ApiError> {
         let plan_id = path_plan_id(&plan_id)?;
-        let stored = self.state.plans.load_plan(&plan_id).await?.ok_or_else(|| plan_not_found(&plan_id))?;
+        let stored = self
+            .state
+            .plans
+            .load_plan(&plan_id)
+            .await?
+            .ok_or_else(|| plan_not_found(&plan_id))?;
         let spec = stored.spec;
         Ok(Json(PlanView {
             id: spec.id.to_string(),
@@ -135,7 +113,11 @@ impl AdminApi {
             rooms: spec
                 .rooms
                 .into_iter()
-                .map(|room| RoomBody { id: room.id.to_string(), name: room.name, capacity: room.capacity })
+                .map(|room| RoomBody {
+                    id: room.id.to_string(),
+                    name: room.name,
+                    capacity: room.capacity,
+                })
                 .collect(),
             proctors: spec
                 .proctors
@@ -166,7 +148,11 @@ impl AdminApi {
     }
 
     /// Run a plan command: open, start, pause, resume, extend, end, finalize.
-    #[oai(path = "/admin/plans/:plan_id/commands", method = "post", tag = "ApiTags::Admin")]
+    #[oai(
+        path = "/admin/plans/:plan_id/commands",
+        method = "post",
+        tag = "ApiTags::Admin"
+    )]
     async fn plan_command(
         &self,
         _key: AdminKey,
@@ -177,10 +163,17 @@ impl AdminApi {
         let command = match (body.0.action, body.0.extend_s) {
             (PlanAction::Extend, Some(seconds)) => PlanCommand::Extend { seconds },
             (PlanAction::Extend, None) => {
-                return Err(ApiError::unprocessable("missing_field", "extend needs extend_s").with_field("extend_s"));
+                return Err(
+                    ApiError::unprocessable("missing_field", "extend needs extend_s")
+                        .with_field("extend_s"),
+                );
             }
             (_, Some(_)) => {
-                return Err(ApiError::unprocessable("unexpected_field", "extend_s is only for extend").with_field("extend_s"));
+                return Err(ApiError::unprocessable(
+                    "unexpected_field",
+                    "extend_s is only for extend",
+                )
+                .with_field("extend_s"));
             }
             (PlanAction::Open, None) => PlanCommand::Open,
             (PlanAction::Start, None) => PlanCommand::Start,
@@ -189,19 +182,46 @@ impl AdminApi {
             (PlanAction::End, None) => PlanCommand::End,
             (PlanAction::Finalize, None) => PlanCommand::Finalize,
         };
-        let runtime = self.state.exam.plan_command(&plan_id, &command).await.map_err(|error| match error {
-            invigil_actors::error::ExamError::NotFound(_) => plan_not_found(&plan_id),
-            other => other.into(),
-        })?;
-        let duration_s = self.state.plans.load_plan(&plan_id).await?.map_or(0, |plan| plan.spec.duration_s);
-        Ok(Json(plan_clock(&runtime, duration_s, self.state.clock.now())))
+        let runtime = self
+            .state
+            .exam
+            .plan_command(&plan_id, &command)
+            .await
+            .map_err(|error| match error {
+                invigil_actors::error::ExamError::NotFound(_) => plan_not_found(&plan_id),
+                other => other.into(),
+            })?;
+        let duration_s = self
+            .state
+            .plans
+            .load_plan(&plan_id)
+            .await?
+            .map_or(0, |plan| plan.spec.duration_s);
+        Ok(Json(plan_clock(
+            &runtime,
+            duration_s,
+            self.state.clock.now(),
+        )))
     }
 
     /// Plan state, per-room counts by candidate state and connection, open incidents, answers saved.
-    #[oai(path = "/admin/plans/:plan_id/status", method = "get", tag = "ApiTags::Admin")]
-    async fn plan_status(&self, _key: AdminKey, plan_id: Path<String>) -> Result<Json<PlanStatusView>, ApiError> {
+    #[oai(
+        path = "/admin/plans/:plan_id/status",
+        method = "get",
+        tag = "ApiTags::Admin"
+    )]
+    async fn plan_status(
+        &self,
+        _key: AdminKey,
+        plan_id: Path<String>,
+    ) -> Result<Json<PlanStatusView>, ApiError> {
         let plan_id = path_plan_id(&plan_id)?;
-        let counts = self.state.plans.plan_counts(&plan_id).await?.ok_or_else(|| plan_not_found(&plan_id))?;
+        let counts = self
+            .state
+            .plans
+            .plan_counts(&plan_id)
+            .await?
+            .ok_or_else(|| plan_not_found(&plan_id))?;
         let now = self.state.clock.now();
         let rooms: Vec<_> = counts.rooms.iter().map(room_status).collect();
         let mut candidates = dto::CandidateCounts::default();
@@ -226,39 +246,114 @@ impl AdminApi {
     }
 }
 
+/// Validates, hashes and stores a plan import; shared by the route and the
+/// demo seeder so both take exactly one path.
+pub async fn import_plan(
+    state: &AppState,
+    plan_id: PlanId,
+    body: PlanImport,
+) -> Result<ImportResult, ApiError> {
+    let canonical = serde_json::to_vec(&body).map_err(ApiError::internal)?;
+    let digest = state.hasher.import_digest(&plan_id, &canonical);
+    let spec = body.into_spec(plan_id.clone())?;
+    let result = |outcome| ImportResult {
+        plan_id: plan_id.to_string(),
+        outcome,
+        questions: spec.questions.len() as u64,
+        rooms: spec.rooms.len() as u64,
+        proctors: spec.proctors.len() as u64,
+        candidates: spec.candidates.len() as u64,
+    };
+    if let Some((stored_digest, _)) = state.plans.plan_digest(&plan_id).await?
+        && stored_digest == digest
+    {
+        return Ok(result(ImportOutcomeView::Unchanged));
+    }
+    let hashed = hash_secrets(state, &spec).await?;
+    let mut outcome = state
+        .plans
+        .import_plan(&hashed, &digest, state.clock.now())
+        .await;
+    if matches!(outcome, Err(invigil_actors::error::StoreError::Conflict(_))) {
+        // Two first imports of the same plan raced; the loser re-reads.
+        outcome = state
+            .plans
+            .import_plan(&hashed, &digest, state.clock.now())
+            .await;
+    }
+    let outcome = match outcome? {
+        ImportOutcome::Created => ImportOutcomeView::Created,
+        ImportOutcome::Replaced => ImportOutcomeView::Replaced,
+        ImportOutcome::Unchanged => ImportOutcomeView::Unchanged,
+        ImportOutcome::Refused(PlanState::Open) => {
+            return Err(ApiError::conflict(
+                "plan_already_open",
+                "the plan is open for check-in and can no longer be replaced",
+            ));
+        }
+        ImportOutcome::Refused(state) => {
+            return Err(ApiError::conflict(
+                "plan_already_started",
+                format!(
+                    "the plan is {} and can no longer be replaced",
+                    state.as_str()
+                ),
+            ));
+        }
+    };
+    info!(plan_id = %plan_id, candidates = spec.candidates.len(), outcome = ?outcome, "plan imported");
+    Ok(result(outcome))
+}
+
 fn plan_not_found(plan_id: &PlanId) -> ApiError {
     ApiError::not_found("plan_not_found", format!("plan {plan_id} does not exist"))
 }
 
-impl AdminApi {
-    /// Hashes access codes (fast, keyed) and passwords (argon2id, spread over
-    /// blocking threads, one chunk per core).
-    async fn hash_secrets(&self, spec: &PlanSpec<Plaintext>) -> Result<PlanSpec<CredentialHash>, ApiError> {
-        let passwords: Vec<String> = spec.proctors.iter().map(|proctor| proctor.password.0.clone()).collect();
-        let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let chunk = passwords.len().div_ceil(workers).max(1);
-        let tasks: Vec<_> = passwords
-            .chunks(chunk)
-            .map(|chunk| {
-                let chunk = chunk.to_vec();
-                let hasher = self.state.hasher.clone();
-                tokio::task::spawn_blocking(move || {
-                    chunk.iter().map(|password| hasher.hash_password(password)).collect::<Result<Vec<_>, _>>()
-                })
+/// Hashes access codes (fast, keyed) and passwords (argon2id, spread over
+/// blocking threads, one chunk per core).
+async fn hash_secrets(
+    state: &AppState,
+    spec: &PlanSpec<Plaintext>,
+) -> Result<PlanSpec<CredentialHash>, ApiError> {
+    let passwords: Vec<String> = spec
+        .proctors
+        .iter()
+        .map(|proctor| proctor.password.0.clone())
+        .collect();
+    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let chunk = passwords.len().div_ceil(workers).max(1);
+    let tasks: Vec<_> = passwords
+        .chunks(chunk)
+        .map(|chunk| {
+            let chunk = chunk.to_vec();
+            let hasher = state.hasher.clone();
+            tokio::task::spawn_blocking(move || {
+                chunk
+                    .iter()
+                    .map(|password| hasher.hash_password(password))
+                    .collect::<Result<Vec<_>, _>>()
             })
-            .collect();
-        let mut password_hashes = Vec::with_capacity(passwords.len());
-        for task in tasks {
-            password_hashes.extend(task.await.map_err(ApiError::internal)?.map_err(ApiError::internal)?);
-        }
-        let mut password_hashes = password_hashes.into_iter();
-        let hasher = &self.state.hasher;
-        let plan_id = spec.id.clone();
-        spec.clone().map_secrets(
-            |_: &ProctorSpec<Plaintext>| password_hashes.next().ok_or_else(|| ApiError::internal("password hash missing")),
-            |candidate: &CandidateSpec<Plaintext>| {
-                Ok(hasher.hash_access_code(&plan_id, &candidate.id, &candidate.access_code.0))
-            },
-        )
+        })
+        .collect();
+    let mut password_hashes = Vec::with_capacity(passwords.len());
+    for task in tasks {
+        password_hashes.extend(
+            task.await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?,
+        );
     }
+    let mut password_hashes = password_hashes.into_iter();
+    let hasher = &state.hasher;
+    let plan_id = spec.id.clone();
+    spec.clone().map_secrets(
+        |_: &ProctorSpec<Plaintext>| {
+            password_hashes
+                .next()
+                .ok_or_else(|| ApiError::internal("password hash missing"))
+        },
+        |candidate: &CandidateSpec<Plaintext>| {
+            Ok(hasher.hash_access_code(&plan_id, &candidate.id, &candidate.access_code.0))
+        },
+    )
 }

@@ -14,7 +14,12 @@ use crate::state::AppState;
 
 /// The admin server, authenticated by `X-Api-Key`.
 #[derive(SecurityScheme)]
-#[oai(ty = "api_key", key_name = "X-Api-Key", key_in = "header", checker = "check_admin_key")]
+#[oai(
+    ty = "api_key",
+    key_name = "X-Api-Key",
+    key_in = "header",
+    checker = "check_admin_key"
+)]
 pub struct AdminKey(());
 
 /// A candidate's bearer token.
@@ -40,7 +45,9 @@ impl AdminKeys {
     pub fn accepts(&self, key: &str) -> bool {
         let offered = digest(key);
         // Compare against every key so timing does not reveal which matched.
-        self.0.iter().fold(false, |found, known| found | bool::from(known.ct_eq(&offered)))
+        self.0.iter().fold(false, |found, known| {
+            found | bool::from(known.ct_eq(&offered))
+        })
     }
 }
 
@@ -49,7 +56,9 @@ fn digest(key: &str) -> [u8; 32] {
 }
 
 fn state(request: &Request) -> poem::Result<&AppState> {
-    request.data::<AppState>().ok_or_else(|| ApiError::internal("application state is missing").into())
+    request
+        .data::<AppState>()
+        .ok_or_else(|| ApiError::internal("application state is missing").into())
 }
 
 async fn check_admin_key(request: &Request, key: ApiKey) -> poem::Result<()> {
@@ -67,7 +76,11 @@ fn check_role(request: &Request, bearer: &Bearer, role: Role) -> poem::Result<Cl
             Role::Candidate => "candidate",
             Role::Proctor => "proctor",
         };
-        return Err(ApiError::forbidden("wrong_role", format!("this route is for the {needed} role")).into());
+        return Err(ApiError::forbidden(
+            "wrong_role",
+            format!("this route is for the {needed} role"),
+        )
+        .into());
     }
     Ok(claims)
 }

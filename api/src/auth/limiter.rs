@@ -25,32 +25,52 @@ pub struct LoginLimiter {
 
 impl LoginLimiter {
     pub fn new(max_failures: u32, window_s: i64) -> Self {
-        Self { max_failures: max_failures.max(1), window_ms: window_s.max(1) * 1000, windows: Mutex::new(HashMap::new()) }
+        Self {
+            max_failures: max_failures.max(1),
+            window_ms: window_s.max(1) * 1000,
+            windows: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Returns the seconds until `account` may try again, if it is blocked.
     pub fn blocked_for(&self, account: &str, now: Timestamp) -> Option<i64> {
-        let windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let window = windows.get(account)?;
         let ends_at = window.started_at.plus_millis(self.window_ms);
-        (window.failures >= self.max_failures && ends_at > now).then(|| (ends_at.millis_since(now) + 999) / 1000)
+        (window.failures >= self.max_failures && ends_at > now)
+            .then(|| (ends_at.millis_since(now) + 999) / 1000)
     }
 
     pub fn record_failure(&self, account: &str, now: Timestamp) {
-        let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if windows.len() > SWEEP_ABOVE {
             let window_ms = self.window_ms;
             windows.retain(|_, window| window.started_at.plus_millis(window_ms) > now);
         }
-        let window = windows.entry(account.to_string()).or_insert(Window { started_at: now, failures: 0 });
+        let window = windows.entry(account.to_string()).or_insert(Window {
+            started_at: now,
+            failures: 0,
+        });
         if window.started_at.plus_millis(self.window_ms) <= now {
-            *window = Window { started_at: now, failures: 0 };
+            *window = Window {
+                started_at: now,
+                failures: 0,
+            };
         }
         window.failures = window.failures.saturating_add(1);
     }
 
     pub fn record_success(&self, account: &str) {
-        self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(account);
+        self.windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(account);
     }
 }
 
@@ -71,7 +91,11 @@ mod tests {
         assert_eq!(limiter.blocked_for("b", t(1_000)), None);
         assert_eq!(limiter.blocked_for("a", t(60_000)), None);
         limiter.record_failure("a", t(60_000));
-        assert_eq!(limiter.blocked_for("a", t(60_001)), None, "a new window starts");
+        assert_eq!(
+            limiter.blocked_for("a", t(60_001)),
+            None,
+            "a new window starts"
+        );
         limiter.record_success("a");
     }
 }

@@ -25,7 +25,11 @@ pub struct Argon2Cost {
 
 impl Default for Argon2Cost {
     fn default() -> Self {
-        Self { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
     }
 }
 
@@ -60,10 +64,21 @@ impl CredentialHasher {
 
     /// The keyed hash of a candidate's access code, bound to plan and candidate
     /// so equal codes do not produce equal hashes.
-    pub fn hash_access_code(&self, plan_id: &PlanId, candidate_id: &CandidateId, code: &str) -> CredentialHash {
+    pub fn hash_access_code(
+        &self,
+        plan_id: &PlanId,
+        candidate_id: &CandidateId,
+        code: &str,
+    ) -> CredentialHash {
         let tag = hmac_bytes(
             &self.access_code_key,
-            &[plan_id.as_str().as_bytes(), b"\0", candidate_id.as_str().as_bytes(), b"\0", code.as_bytes()],
+            &[
+                plan_id.as_str().as_bytes(),
+                b"\0",
+                candidate_id.as_str().as_bytes(),
+                b"\0",
+                code.as_bytes(),
+            ],
         );
         CredentialHash(format!("{ACCESS_CODE_SCHEME}{}", hex::encode(tag)))
     }
@@ -76,10 +91,20 @@ impl CredentialHasher {
         code: &str,
         stored: &CredentialHash,
     ) -> bool {
-        let Some(hex_tag) = stored.0.strip_prefix(ACCESS_CODE_SCHEME) else { return false };
-        let Ok(tag) = hex::decode(hex_tag) else { return false };
+        let Some(hex_tag) = stored.0.strip_prefix(ACCESS_CODE_SCHEME) else {
+            return false;
+        };
+        let Ok(tag) = hex::decode(hex_tag) else {
+            return false;
+        };
         let mut mac = keyed(&self.access_code_key);
-        for part in [plan_id.as_str().as_bytes(), b"\0", candidate_id.as_str().as_bytes(), b"\0", code.as_bytes()] {
+        for part in [
+            plan_id.as_str().as_bytes(),
+            b"\0",
+            candidate_id.as_str().as_bytes(),
+            b"\0",
+            code.as_bytes(),
+        ] {
             mac.update(part);
         }
         mac.verify_slice(&tag).is_ok()
@@ -103,7 +128,10 @@ impl CredentialHasher {
     /// Verifies a proctor password against its PHC string. CPU-heavy.
     pub fn verify_password(&self, password: &str, stored: &CredentialHash) -> bool {
         match PasswordHash::new(&stored.0) {
-            Ok(parsed) => self.argon2.verify_password(password.as_bytes(), &parsed).is_ok(),
+            Ok(parsed) => self
+                .argon2
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
             Err(_) => false,
         }
     }
@@ -111,13 +139,17 @@ impl CredentialHasher {
     /// Identifies the content of an import (keyed, so it reveals nothing
     /// about the passwords and codes inside).
     pub fn import_digest(&self, plan_id: &PlanId, canonical_body: &[u8]) -> String {
-        hex::encode(hmac_bytes(&self.digest_key, &[plan_id.as_str().as_bytes(), b"\0", canonical_body]))
+        hex::encode(hmac_bytes(
+            &self.digest_key,
+            &[plan_id.as_str().as_bytes(), b"\0", canonical_body],
+        ))
     }
 }
 
 fn keyed(key: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
-    <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("hmac takes any key length"))
+    <HmacSha256 as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("hmac takes any key length"))
 }
 
 fn hmac_bytes(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
@@ -133,22 +165,37 @@ mod tests {
     use super::*;
 
     fn hasher() -> CredentialHasher {
-        CredentialHasher::new(b"0123456789abcdef0123456789abcdef", Argon2Cost { memory_kib: 64, iterations: 1, parallelism: 1 })
-            .unwrap()
+        CredentialHasher::new(
+            b"0123456789abcdef0123456789abcdef",
+            Argon2Cost {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+        )
+        .unwrap()
     }
 
     #[test]
     fn access_codes_verify_and_bind_to_the_candidate() {
         let hasher = hasher();
         let plan = PlanId::parse("p").unwrap();
-        let (a, b) = (CandidateId::parse("a").unwrap(), CandidateId::parse("b").unwrap());
+        let (a, b) = (
+            CandidateId::parse("a").unwrap(),
+            CandidateId::parse("b").unwrap(),
+        );
         let hash = hasher.hash_access_code(&plan, &a, "1234-5678");
         assert!(hash.0.starts_with("hmac-sha256$"));
         assert!(hasher.verify_access_code(&plan, &a, "1234-5678", &hash));
         assert!(!hasher.verify_access_code(&plan, &a, "1234-5679", &hash));
         assert!(!hasher.verify_access_code(&plan, &b, "1234-5678", &hash));
         assert_ne!(hash, hasher.hash_access_code(&plan, &b, "1234-5678"));
-        assert!(!hasher.verify_access_code(&plan, &a, "1234-5678", &CredentialHash("garbage".into())));
+        assert!(!hasher.verify_access_code(
+            &plan,
+            &a,
+            "1234-5678",
+            &CredentialHash("garbage".into())
+        ));
     }
 
     #[test]
@@ -165,9 +212,16 @@ mod tests {
 
     #[test]
     fn a_different_secret_does_not_verify() {
-        let other = CredentialHasher::new(b"another secret of thirty-two b.", Argon2Cost::default()).unwrap();
+        let other =
+            CredentialHasher::new(b"another secret of thirty-two b.", Argon2Cost::default())
+                .unwrap();
         let plan = PlanId::parse("p").unwrap();
         let id = CandidateId::parse("a").unwrap();
-        assert!(!other.verify_access_code(&plan, &id, "code", &hasher().hash_access_code(&plan, &id, "code")));
+        assert!(!other.verify_access_code(
+            &plan,
+            &id,
+            "code",
+            &hasher().hash_access_code(&plan, &id, "code")
+        ));
     }
 }

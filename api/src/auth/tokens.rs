@@ -35,11 +35,13 @@ pub struct Claims {
 
 impl Claims {
     pub fn candidate_id(&self) -> Result<CandidateId, ApiError> {
-        CandidateId::parse(self.sub.as_str()).map_err(|_| ApiError::unauthorized("invalid_token", "malformed subject"))
+        CandidateId::parse(self.sub.as_str())
+            .map_err(|_| ApiError::unauthorized("invalid_token", "malformed subject"))
     }
 
     pub fn proctor_id(&self) -> Result<ProctorId, ApiError> {
-        ProctorId::parse(self.sub.as_str()).map_err(|_| ApiError::unauthorized("invalid_token", "malformed subject"))
+        ProctorId::parse(self.sub.as_str())
+            .map_err(|_| ApiError::unauthorized("invalid_token", "malformed subject"))
     }
 
     /// Returns whether the holder may reach `room_id`.
@@ -62,7 +64,11 @@ impl TokenIssuer {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 5;
-        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
     }
 
     /// Issues a token valid from `now` for `ttl_s` seconds.
@@ -98,7 +104,9 @@ impl TokenIssuer {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|error| match error.kind() {
-                ErrorKind::ExpiredSignature => ApiError::unauthorized("token_expired", "the token has expired; log in again"),
+                ErrorKind::ExpiredSignature => {
+                    ApiError::unauthorized("token_expired", "the token has expired; log in again")
+                }
                 _ => ApiError::unauthorized("invalid_token", "the token is not valid"),
             })
     }
@@ -116,16 +124,37 @@ mod tests {
     fn tokens_round_trip_and_expire() {
         let issuer = TokenIssuer::new(b"a secret of at least thirty-two bytes");
         let plan = PlanId::parse("p").unwrap();
-        let (token, _) = issuer.issue(Role::Proctor, "pr1", &plan, vec![RoomId::parse("r1").unwrap()], now(), 60).unwrap();
+        let (token, _) = issuer
+            .issue(
+                Role::Proctor,
+                "pr1",
+                &plan,
+                vec![RoomId::parse("r1").unwrap()],
+                now(),
+                60,
+            )
+            .unwrap();
         let claims = issuer.verify(&token).unwrap();
         assert_eq!((claims.role, claims.sub.as_str()), (Role::Proctor, "pr1"));
         assert!(claims.reaches_room(&RoomId::parse("r1").unwrap()));
         assert!(!claims.reaches_room(&RoomId::parse("r2").unwrap()));
 
-        let (old, _) = issuer.issue(Role::Candidate, "c1", &plan, vec![], now().plus_millis(-3_600_000), 60).unwrap();
+        let (old, _) = issuer
+            .issue(
+                Role::Candidate,
+                "c1",
+                &plan,
+                vec![],
+                now().plus_millis(-3_600_000),
+                60,
+            )
+            .unwrap();
         assert_eq!(issuer.verify(&old).unwrap_err().code, "token_expired");
         let other = TokenIssuer::new(b"another secret of thirty-two bytes!");
         assert_eq!(other.verify(&token).unwrap_err().code, "invalid_token");
-        assert_eq!(issuer.verify("not.a.token").unwrap_err().code, "invalid_token");
+        assert_eq!(
+            issuer.verify("not.a.token").unwrap_err().code,
+            "invalid_token"
+        );
     }
 }

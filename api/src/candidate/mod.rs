@@ -57,7 +57,9 @@ impl CandidateApi {
             .plans
             .candidate_record(&claims.plan, &candidate_id)
             .await?
-            .ok_or_else(|| ApiError::unauthorized("invalid_token", "the candidate no longer exists"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("invalid_token", "the candidate no longer exists")
+            })?;
         let now = self.state.clock.now();
         let rules = ExamRules::without_questions(record.duration_s, record.settings.late_entry_s);
         let context = ExamContext {
@@ -88,7 +90,10 @@ impl CandidateApi {
                 .runtime
                 .sheet
                 .answered()
-                .map(|(question_id, saved)| AnswerVersion { question_id: question_id.to_string(), version: saved.version })
+                .map(|(question_id, saved)| AnswerVersion {
+                    question_id: question_id.to_string(),
+                    version: saved.version,
+                })
                 .collect(),
             server_time: to_datetime(now),
         }))

@@ -71,15 +71,22 @@ fn invalid_credentials() -> ApiError {
 
 fn bounded(value: &str, field: &'static str, max_chars: usize) -> Result<(), ApiError> {
     if value.is_empty() || value.chars().count() > max_chars {
-        return Err(ApiError::unprocessable("invalid_field", format!("{field} must be 1 to {max_chars} characters"))
-            .with_field(field));
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("{field} must be 1 to {max_chars} characters"),
+        )
+        .with_field(field));
     }
     Ok(())
 }
 
 impl LoginApi {
     fn check_not_blocked(&self, account: &str) -> Result<(), ApiError> {
-        match self.state.login_limiter.blocked_for(account, self.state.clock.now()) {
+        match self
+            .state
+            .login_limiter
+            .blocked_for(account, self.state.clock.now())
+        {
             Some(seconds) => Err(ApiError::new(
                 poem::http::StatusCode::TOO_MANY_REQUESTS,
                 "too_many_attempts",
@@ -90,7 +97,9 @@ impl LoginApi {
     }
 
     fn fail(&self, account: &str) -> ApiError {
-        self.state.login_limiter.record_failure(account, self.state.clock.now());
+        self.state
+            .login_limiter
+            .record_failure(account, self.state.clock.now());
         invalid_credentials()
     }
 }
@@ -111,19 +120,33 @@ fn plan_priority(login: &ProctorLogin) -> (u8, i64) {
 impl LoginApi {
     /// Candidate login; checks the candidate in (and begins their exam if it already runs).
     #[oai(path = "/auth/candidate", method = "post", tag = "ApiTags::Auth")]
-    async fn candidate(&self, body: Body<CandidateLoginBody>) -> Result<Json<CandidateLoginResponse>, ApiError> {
+    async fn candidate(
+        &self,
+        body: Body<CandidateLoginBody>,
+    ) -> Result<Json<CandidateLoginResponse>, ApiError> {
         let body = body.0;
-        let plan_id = PlanId::parse(body.plan_id.as_str())
-            .map_err(|error| ApiError::unprocessable("invalid_id", error.to_string()).with_field("plan_id"))?;
+        let plan_id = PlanId::parse(body.plan_id.as_str()).map_err(|error| {
+            ApiError::unprocessable("invalid_id", error.to_string()).with_field("plan_id")
+        })?;
         bounded(&body.reg_no, "reg_no", 64)?;
         bounded(&body.access_code, "access_code", 128)?;
         let account = format!("candidate/{plan_id}/{}", body.reg_no);
         self.check_not_blocked(&account)?;
-        let Some(login) = self.state.plans.candidate_login(&plan_id, &body.reg_no).await? else {
+        let Some(login) = self
+            .state
+            .plans
+            .candidate_login(&plan_id, &body.reg_no)
+            .await?
+        else {
             self.state.hasher.waste_access_code_check(&body.access_code);
             return Err(self.fail(&account));
         };
-        if !self.state.hasher.verify_access_code(&plan_id, &login.candidate_id, &body.access_code, &login.access_code_hash) {
+        if !self.state.hasher.verify_access_code(
+            &plan_id,
+            &login.candidate_id,
+            &body.access_code,
+            &login.access_code_hash,
+        ) {
             return Err(self.fail(&account));
         }
         self.state.login_limiter.record_success(&account);
@@ -148,7 +171,10 @@ impl LoginApi {
 
     /// Proctor login (argon2id-verified password).
     #[oai(path = "/auth/proctor", method = "post", tag = "ApiTags::Auth")]
-    async fn proctor(&self, body: Body<ProctorLoginBody>) -> Result<Json<ProctorLoginResponse>, ApiError> {
+    async fn proctor(
+        &self,
+        body: Body<ProctorLoginBody>,
+    ) -> Result<Json<ProctorLoginResponse>, ApiError> {
         let body = body.0;
         bounded(&body.login, "login", 64)?;
         bounded(&body.password, "password", 256)?;
@@ -157,7 +183,9 @@ impl LoginApi {
             .as_deref()
             .map(PlanId::parse)
             .transpose()
-            .map_err(|error| ApiError::unprocessable("invalid_id", error.to_string()).with_field("plan_id"))?;
+            .map_err(|error| {
+                ApiError::unprocessable("invalid_id", error.to_string()).with_field("plan_id")
+            })?;
         let account = format!("proctor/{}", body.login);
         self.check_not_blocked(&account)?;
         let mut logins: Vec<ProctorLogin> = self
@@ -166,7 +194,11 @@ impl LoginApi {
             .proctor_logins(&body.login)
             .await?
             .into_iter()
-            .filter(|login| plan_filter.as_ref().is_none_or(|plan| &login.plan_id == plan))
+            .filter(|login| {
+                plan_filter
+                    .as_ref()
+                    .is_none_or(|plan| &login.plan_id == plan)
+            })
             .collect();
         logins.sort_by_key(plan_priority);
         let hasher = self.state.hasher.clone();
@@ -177,7 +209,9 @@ impl LoginApi {
                 let _ = hasher.hash_password(&password);
                 return None;
             }
-            logins.into_iter().find(|login| hasher.verify_password(&password, &login.password_hash))
+            logins
+                .into_iter()
+                .find(|login| hasher.verify_password(&password, &login.password_hash))
         })
         .await
         .map_err(ApiError::internal)?;

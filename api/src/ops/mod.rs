@@ -62,9 +62,17 @@ impl OpsApi {
             node_id: self.state.node_id.clone(),
             checks: checks
                 .into_iter()
-                .map(|check| CheckView { name: check.name.into(), ok: check.ok, detail: check.detail })
+                .map(|check| CheckView {
+                    name: check.name.into(),
+                    ok: check.ok,
+                    detail: check.detail,
+                })
                 .collect(),
         };
-        Ok(if ready { ReadinessResponse::Ready(Json(view)) } else { ReadinessResponse::NotReady(Json(view)) })
+        Ok(if ready {
+            ReadinessResponse::Ready(Json(view))
+        } else {
+            ReadinessResponse::NotReady(Json(view))
+        })
     }
 }

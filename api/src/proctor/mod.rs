@@ -34,7 +34,12 @@ impl ProctorApi {
             .ok_or_else(|| ApiError::unauthorized("invalid_token", "the plan no longer exists"))?;
         Ok(Json(ProctorRooms {
             plan_id: claims.plan.to_string(),
-            rooms: counts.rooms.iter().filter(|room| claims.reaches_room(&room.room_id)).map(room_status).collect(),
+            rooms: counts
+                .rooms
+                .iter()
+                .filter(|room| claims.reaches_room(&room.room_id))
+                .map(room_status)
+                .collect(),
         }))
     }
 }

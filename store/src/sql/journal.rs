@@ -69,7 +69,15 @@ fn sort<'a>(
         }
         let epoch = fenced.fence.epoch;
         match &fenced.entry {
-            JournalEntry::Answer { plan_id, candidate_id, question_id, value, cseq, version, at } => {
+            JournalEntry::Answer {
+                plan_id,
+                candidate_id,
+                question_id,
+                value,
+                cseq,
+                version,
+                at,
+            } => {
                 sorted.answers.push(AnswerRow {
                     index,
                     plan_id: plan_id.as_str(),
@@ -83,7 +91,12 @@ fn sort<'a>(
                     at_ms: at.as_millis(),
                 });
             }
-            JournalEntry::Candidate { plan_id, candidate_id, event, runtime } => {
+            JournalEntry::Candidate {
+                plan_id,
+                candidate_id,
+                event,
+                runtime,
+            } => {
                 sorted.candidates.push(TransitionRow {
                     plan_id: plan_id.to_string(),
                     entity: "candidate",
@@ -97,7 +110,12 @@ fn sort<'a>(
                     runtime: candidate_runtime_json(runtime)?,
                 });
             }
-            JournalEntry::Room { plan_id, room_id, event, runtime } => {
+            JournalEntry::Room {
+                plan_id,
+                room_id,
+                event,
+                runtime,
+            } => {
                 sorted.rooms.push(TransitionRow {
                     plan_id: plan_id.to_string(),
                     entity: "room",
@@ -120,7 +138,10 @@ fn sort<'a>(
 
 /// Keeps the last row per key, in first-seen order, so one multi-row
 /// statement never touches a row twice (Postgres refuses that in upserts).
-fn last_per_key<T, K: std::hash::Hash + Eq>(rows: impl IntoIterator<Item = T>, key: impl Fn(&T) -> K) -> Vec<T> {
+fn last_per_key<T, K: std::hash::Hash + Eq>(
+    rows: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<T> {
     let mut positions: HashMap<K, usize> = HashMap::new();
     let mut kept: Vec<T> = Vec::new();
     for row in rows {
@@ -142,7 +163,10 @@ impl Journal for SqlStore {
             return Ok(Vec::new());
         }
         let mut outcomes = vec![EntryOutcome::Written; batch.len()];
-        let mut shards: Vec<i64> = batch.iter().map(|fenced| i64::from(fenced.fence.shard.get())).collect();
+        let mut shards: Vec<i64> = batch
+            .iter()
+            .map(|fenced| i64::from(fenced.fence.shard.get()))
+            .collect();
         shards.sort_unstable();
         shards.dedup();
         on_backend!(self, pool => {
@@ -335,7 +359,12 @@ impl Journal for SqlStore {
             .map_err(from_sqlx)?
             .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
         });
-        row.map(|(question_id, version)| Ok(JournaledAnswer { question_id: id("question id", question_id)?, version }))
-            .transpose()
+        row.map(|(question_id, version)| {
+            Ok(JournaledAnswer {
+                question_id: id("question id", question_id)?,
+                version,
+            })
+        })
+        .transpose()
     }
 }

@@ -17,9 +17,22 @@ fn ttl_millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn to_lease(shard: i64, owner: String, epoch: i64, expires_at_ms: i64) -> Result<Lease, StoreError> {
-    let shard = u16::try_from(shard).ok().and_then(ShardId::new).ok_or_else(|| corrupt("shard", shard))?;
-    Ok(Lease { shard, owner, epoch, expires_at: Timestamp::from_millis(expires_at_ms) })
+fn to_lease(
+    shard: i64,
+    owner: String,
+    epoch: i64,
+    expires_at_ms: i64,
+) -> Result<Lease, StoreError> {
+    let shard = u16::try_from(shard)
+        .ok()
+        .and_then(ShardId::new)
+        .ok_or_else(|| corrupt("shard", shard))?;
+    Ok(Lease {
+        shard,
+        owner,
+        epoch,
+        expires_at: Timestamp::from_millis(expires_at_ms),
+    })
 }
 
 #[async_trait]
@@ -51,6 +64,18 @@ impl LeaseStore for SqlStore {
             update.push_bind(now.as_millis());
             update.push(" OR owner = ");
             update.push_bind(node_id.to_owned());
+            // An older incarnation of this node (same id before the '@', a
+            // smaller fixed-width generation after it) is superseded at once;
+            // the epoch bump fences it if it still lives. A newer one is not.
+            if let Some((stable_id, _)) = node_id.split_once('@') {
+                update.push(" OR (substr(owner, 1, ");
+                update.push_bind(i32::try_from(stable_id.len() + 1).unwrap_or(i32::MAX));
+                update.push(") = ");
+                update.push_bind(format!("{stable_id}@"));
+                update.push(" AND owner < ");
+                update.push_bind(node_id.to_owned());
+                update.push(")");
+            }
             update.push(") AND shard IN (");
             let mut list = update.separated(", ");
             for shard in shards {
@@ -105,7 +130,12 @@ impl LeaseStore for SqlStore {
         });
         renewed
             .into_iter()
-            .map(|shard| u16::try_from(shard).ok().and_then(ShardId::new).ok_or_else(|| corrupt("shard", shard)))
+            .map(|shard| {
+                u16::try_from(shard)
+                    .ok()
+                    .and_then(ShardId::new)
+                    .ok_or_else(|| corrupt("shard", shard))
+            })
             .collect()
     }
 

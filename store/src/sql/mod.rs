@@ -88,13 +88,19 @@ impl SqlStore {
                 .max_connections(options.max_connections.max(1))
                 .acquire_timeout(options.acquire_timeout)
                 .connect_lazy_with(connect);
-            Ok(Self { backend: Backend::Postgres(pool) })
+            Ok(Self {
+                backend: Backend::Postgres(pool),
+            })
         } else if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)
                 .map_err(|error| bad_url(url, error))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(if options.sqlite_full_sync { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
+                .synchronous(if options.sqlite_full_sync {
+                    SqliteSynchronous::Full
+                } else {
+                    SqliteSynchronous::Normal
+                })
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             let pool = SqlitePoolOptions::new()
@@ -103,7 +109,9 @@ impl SqlStore {
                 .connect_with(connect)
                 .await
                 .map_err(from_sqlx)?;
-            Ok(Self { backend: Backend::Sqlite(pool) })
+            Ok(Self {
+                backend: Backend::Sqlite(pool),
+            })
         } else {
             Err(StoreError::Internal(format!(
                 "unsupported database url {:?}: use postgres://… or sqlite:…",
@@ -114,7 +122,9 @@ impl SqlStore {
 
     /// Wraps an existing Postgres pool (tests use a schema per test).
     pub fn from_postgres(pool: PgPool) -> Self {
-        Self { backend: Backend::Postgres(pool) }
+        Self {
+            backend: Backend::Postgres(pool),
+        }
     }
 
     /// The pool, for tests and tools that inspect tables directly.
@@ -165,7 +175,10 @@ impl SqlStore {
 }
 
 fn bad_url(url: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(format!("invalid database url {:?}: {error}", redact_url(url)))
+    StoreError::Internal(format!(
+        "invalid database url {:?}: {error}",
+        redact_url(url)
+    ))
 }
 
 /// Hides a password in a URL for messages.
@@ -174,7 +187,12 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];
             match credentials.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &credentials[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }
@@ -188,7 +206,10 @@ mod tests {
 
     #[test]
     fn passwords_do_not_print() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite:data/x.db"), "sqlite:data/x.db");
     }

@@ -4,13 +4,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use invigil_actors::domain::{
-    CandidateId, CandidateRuntime, QuestionId, CandidateSpec, CandidateState, CredentialHash, PlanEvent, PlanId, PlanRuntime, PlanSettings, PlanSpec, PlanState,
-    ProctorSpec, Question, QuestionKind, RoomId, RoomRuntime, RoomSpec, Timestamp,
+    CandidateId, CandidateRuntime, CandidateSpec, CandidateState, CredentialHash, PlanEvent,
+    PlanId, PlanRuntime, PlanSettings, PlanSpec, PlanState, ProctorSpec, Question, QuestionId,
+    QuestionKind, RoomId, RoomRuntime, RoomSpec, Timestamp,
 };
 use invigil_actors::error::StoreError;
 use invigil_actors::ports::{
-    CandidateLogin, CandidateRecord, CandidateRuntimeRow, ImportOutcome, PlanCounts, PlanStore, ProctorLogin, Redacted, RoomCounts,
-    StoredPlan, VersionedPlanRuntime,
+    CandidateLogin, CandidateRecord, CandidateRuntimeRow, ImportOutcome, PlanCounts, PlanStore,
+    ProctorLogin, Redacted, RoomCounts, StoredPlan, VersionedPlanRuntime,
 };
 use invigil_actors::shard::Fence;
 use sqlx::{QueryBuilder, Row};
@@ -26,7 +27,10 @@ const ROWS_PER_INSERT: usize = 2_000;
 
 #[async_trait]
 impl PlanStore for SqlStore {
-    async fn plan_digest(&self, plan_id: &PlanId) -> Result<Option<(String, PlanState)>, StoreError> {
+    async fn plan_digest(
+        &self,
+        plan_id: &PlanId,
+    ) -> Result<Option<(String, PlanState)>, StoreError> {
         let row = on_backend!(self, pool => {
             sqlx::query("SELECT import_digest, state FROM plans WHERE id = $1")
                 .bind(plan_id.as_str())
@@ -35,7 +39,8 @@ impl PlanStore for SqlStore {
                 .map_err(from_sqlx)?
                 .map(|row| (row.get::<String, _>(0), row.get::<String, _>(1)))
         });
-        row.map(|(digest, state)| Ok((digest, parse_plan_state(&state)?))).transpose()
+        row.map(|(digest, state)| Ok((digest, parse_plan_state(&state)?)))
+            .transpose()
     }
 
     async fn import_plan(
@@ -283,7 +288,10 @@ impl PlanStore for SqlStore {
         })
     }
 
-    async fn plan_runtime(&self, plan_id: &PlanId) -> Result<Option<VersionedPlanRuntime>, StoreError> {
+    async fn plan_runtime(
+        &self,
+        plan_id: &PlanId,
+    ) -> Result<Option<VersionedPlanRuntime>, StoreError> {
         let row = on_backend!(self, pool => {
             sqlx::query("SELECT runtime, revision FROM plans WHERE id = $1")
                 .bind(plan_id.as_str())
@@ -293,7 +301,10 @@ impl PlanStore for SqlStore {
                 .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
         });
         row.map(|(runtime, revision)| {
-            Ok(VersionedPlanRuntime { runtime: from_json("plan runtime", &runtime)?, revision })
+            Ok(VersionedPlanRuntime {
+                runtime: from_json("plan runtime", &runtime)?,
+                revision,
+            })
         })
         .transpose()
     }
@@ -426,7 +437,10 @@ impl PlanStore for SqlStore {
         })
     }
 
-    async fn room_runtimes(&self, plan_id: &PlanId) -> Result<Vec<(RoomId, RoomRuntime)>, StoreError> {
+    async fn room_runtimes(
+        &self,
+        plan_id: &PlanId,
+    ) -> Result<Vec<(RoomId, RoomRuntime)>, StoreError> {
         on_backend!(self, pool => {
             sqlx::query("SELECT id, runtime FROM rooms WHERE plan_id = $1 ORDER BY position")
                 .bind(plan_id.as_str())
@@ -439,7 +453,10 @@ impl PlanStore for SqlStore {
         })
     }
 
-    async fn candidate_runtimes(&self, plan_id: &PlanId) -> Result<Vec<CandidateRuntimeRow>, StoreError> {
+    async fn candidate_runtimes(
+        &self,
+        plan_id: &PlanId,
+    ) -> Result<Vec<CandidateRuntimeRow>, StoreError> {
         on_backend!(self, pool => {
             sqlx::query(
                 "SELECT id, room_id, extra_time_s, runtime FROM candidates WHERE plan_id = $1 ORDER BY position",
@@ -461,7 +478,11 @@ impl PlanStore for SqlStore {
         })
     }
 
-    async fn candidate_login(&self, plan_id: &PlanId, reg_no: &str) -> Result<Option<CandidateLogin>, StoreError> {
+    async fn candidate_login(
+        &self,
+        plan_id: &PlanId,
+        reg_no: &str,
+    ) -> Result<Option<CandidateLogin>, StoreError> {
         let row = on_backend!(self, pool => {
             sqlx::query(
                 "SELECT c.id, c.room_id, c.name, c.access_code_hash, c.extra_time_s, c.runtime, \
@@ -488,7 +509,17 @@ impl PlanStore for SqlStore {
                 )
             })
         });
-        let Some((candidate_id, room_id, name, hash, extra_time_s, runtime, plan_runtime, duration_s, settings)) = row
+        let Some((
+            candidate_id,
+            room_id,
+            name,
+            hash,
+            extra_time_s,
+            runtime,
+            plan_runtime,
+            duration_s,
+            settings,
+        )) = row
         else {
             return Ok(None);
         };
@@ -615,7 +646,9 @@ fn parse_plan_state(state: &str) -> Result<PlanState, StoreError> {
 
 /// Splits rows into INSERT-sized chunks with the offset of each chunk.
 fn chunks<T>(rows: &[T]) -> impl Iterator<Item = (usize, &[T])> {
-    rows.chunks(ROWS_PER_INSERT).enumerate().map(|(index, chunk)| (index * ROWS_PER_INSERT, chunk))
+    rows.chunks(ROWS_PER_INSERT)
+        .enumerate()
+        .map(|(index, chunk)| (index * ROWS_PER_INSERT, chunk))
 }
 
 /// A position column value; plans are far below `i64::MAX` rows.

@@ -10,7 +10,8 @@ use crate::error::corrupt;
 /// Serializes a value for a JSON column. Domain types always serialize; a
 /// failure would be a bug, reported rather than panicking.
 pub fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|error| StoreError::Internal(format!("cannot serialize: {error}")))
+    serde_json::to_string(value)
+        .map_err(|error| StoreError::Internal(format!("cannot serialize: {error}")))
 }
 
 /// Parses a JSON column.

@@ -1,8 +1,10 @@
 use invigil_actors::domain::{
-    CandidateCommand, CandidateRuntime, CandidateState, ExamContext, ExamRules, Incident, IncidentSource,
-    IncidentStatus, PlanRuntime, QuestionId, RoomRuntime, Severity,
+    CandidateCommand, CandidateRuntime, CandidateState, ExamContext, ExamRules, Incident,
+    IncidentSource, IncidentStatus, PlanRuntime, QuestionId, RoomRuntime, Severity,
 };
-use invigil_actors::ports::{EntryOutcome, FencedEntry, Journal, JournalEntry, JournaledAnswer, LogEntry, LogKind, PlanStore};
+use invigil_actors::ports::{
+    EntryOutcome, FencedEntry, Journal, JournalEntry, JournaledAnswer, LogEntry, LogKind, PlanStore,
+};
 use invigil_actors::shard::{Fence, ShardId};
 use invigil_store::SqlStore;
 use serde_json::json;
@@ -17,7 +19,14 @@ crate::conformance!(
     incidents_and_logs_are_written,
 );
 
-fn answer(fence: Fence, candidate: &str, question: &str, cseq: i64, version: i64, value: serde_json::Value) -> FencedEntry {
+fn answer(
+    fence: Fence,
+    candidate: &str,
+    question: &str,
+    cseq: i64,
+    version: i64,
+    value: serde_json::Value,
+) -> FencedEntry {
     FencedEntry {
         fence,
         entry: JournalEntry::Answer {
@@ -42,19 +51,50 @@ async fn setup(store: &SqlStore) -> Fence {
 async fn answers_are_stored_once_per_cseq(store: &SqlStore) {
     let fence = setup(store).await;
     let first = answer(fence, "cand-0", "q1", 1, 1, json!("A"));
-    let outcomes = store.commit(&[first.clone(), answer(fence, "cand-1", "q1", 1, 1, json!("B"))]).await.unwrap();
+    let outcomes = store
+        .commit(&[
+            first.clone(),
+            answer(fence, "cand-1", "q1", 1, 1, json!("B")),
+        ])
+        .await
+        .unwrap();
     assert_eq!(outcomes, vec![EntryOutcome::Written, EntryOutcome::Written]);
     // The same cseq again, alone and inside a batch, is stored once.
-    assert_eq!(store.commit(std::slice::from_ref(&first)).await.unwrap(), vec![EntryOutcome::AlreadyStored]);
-    let outcomes = store.commit(&[answer(fence, "cand-0", "q3", 2, 1, json!("x")), first]).await.unwrap();
-    assert_eq!(outcomes, vec![EntryOutcome::Written, EntryOutcome::AlreadyStored]);
-    let counts = store.plan_counts(&"p1".parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        store.commit(std::slice::from_ref(&first)).await.unwrap(),
+        vec![EntryOutcome::AlreadyStored]
+    );
+    let outcomes = store
+        .commit(&[answer(fence, "cand-0", "q3", 2, 1, json!("x")), first])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![EntryOutcome::Written, EntryOutcome::AlreadyStored]
+    );
+    let counts = store
+        .plan_counts(&"p1".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(counts.answers_saved, 3);
     assert_eq!(
-        store.journaled_answer(&"p1".parse().unwrap(), &"cand-0".parse().unwrap(), 1).await.unwrap(),
-        Some(JournaledAnswer { question_id: QuestionId::parse("q1").unwrap(), version: 1 })
+        store
+            .journaled_answer(&"p1".parse().unwrap(), &"cand-0".parse().unwrap(), 1)
+            .await
+            .unwrap(),
+        Some(JournaledAnswer {
+            question_id: QuestionId::parse("q1").unwrap(),
+            version: 1
+        })
     );
-    assert_eq!(store.journaled_answer(&"p1".parse().unwrap(), &"cand-0".parse().unwrap(), 9).await.unwrap(), None);
+    assert_eq!(
+        store
+            .journaled_answer(&"p1".parse().unwrap(), &"cand-0".parse().unwrap(), 9)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 async fn the_current_answer_keeps_the_highest_version(store: &SqlStore) {
@@ -68,42 +108,74 @@ async fn the_current_answer_keeps_the_highest_version(store: &SqlStore) {
         ])
         .await
         .unwrap();
-    store.commit(&[answer(fence, "cand-0", "q2", 4, 1, json!(["A"]))]).await.unwrap();
+    store
+        .commit(&[answer(fence, "cand-0", "q2", 4, 1, json!(["A"]))])
+        .await
+        .unwrap();
     let current: Vec<(String, String, i64, i64)> = current_answers(store).await;
     assert_eq!(
         current,
-        vec![("q1".into(), "\"A\"".into(), 3, 3), ("q2".into(), "[\"A\"]".into(), 1, 4)]
+        vec![
+            ("q1".into(), "\"A\"".into(), 3, 3),
+            ("q2".into(), "[\"A\"]".into(), 1, 4)
+        ]
     );
 }
 
 async fn current_answers(store: &SqlStore) -> Vec<(String, String, i64, i64)> {
     let sql = "SELECT question_id, value, version, cseq FROM answers WHERE candidate_id = 'cand-0' ORDER BY question_id";
     match &store.backend_for_tests() {
-        invigil_store::Backend::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
+        invigil_store::Backend::Postgres(pool) => {
+            sqlx::query_as(sql).fetch_all(pool).await.unwrap()
+        }
         invigil_store::Backend::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
     }
 }
 
 async fn stale_fences_are_rejected_per_entry(store: &SqlStore) {
     let fence = setup(store).await;
-    let stale = Fence { epoch: fence.epoch + 7, ..fence };
+    let stale = Fence {
+        epoch: fence.epoch + 7,
+        ..fence
+    };
     let outcomes = store
-        .commit(&[answer(stale, "cand-0", "q1", 1, 1, json!("A")), answer(fence, "cand-1", "q1", 1, 1, json!("A"))])
+        .commit(&[
+            answer(stale, "cand-0", "q1", 1, 1, json!("A")),
+            answer(fence, "cand-1", "q1", 1, 1, json!("A")),
+        ])
         .await
         .unwrap();
-    assert_eq!(outcomes, vec![EntryOutcome::StaleFence, EntryOutcome::Written]);
-    assert_eq!(store.journaled_answer(&"p1".parse().unwrap(), &"cand-0".parse().unwrap(), 1).await.unwrap(), None);
+    assert_eq!(
+        outcomes,
+        vec![EntryOutcome::StaleFence, EntryOutcome::Written]
+    );
+    assert_eq!(
+        store
+            .journaled_answer(&"p1".parse().unwrap(), &"cand-0".parse().unwrap(), 1)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 async fn candidate_transitions_update_the_candidate(store: &SqlStore) {
     let fence = setup(store).await;
     let mut plan_runtime = PlanRuntime::default();
-    plan_runtime.handle(&invigil_actors::domain::PlanCommand::Start, t(5)).unwrap();
+    plan_runtime
+        .handle(&invigil_actors::domain::PlanCommand::Start, t(5))
+        .unwrap();
     let rules = ExamRules::without_questions(3_600, 600);
     let room = RoomRuntime::default();
-    let context = ExamContext { rules: &rules, plan: &plan_runtime, room: &room, extra_time_s: 0 };
+    let context = ExamContext {
+        rules: &rules,
+        plan: &plan_runtime,
+        room: &room,
+        extra_time_s: 0,
+    };
     let mut runtime = CandidateRuntime::default();
-    let events = runtime.handle(&CandidateCommand::CheckIn, &context, t(6)).unwrap();
+    let events = runtime
+        .handle(&CandidateCommand::CheckIn, &context, t(6))
+        .unwrap();
     assert_eq!(events.len(), 2, "late check-in also begins");
     let entries: Vec<FencedEntry> = events
         .into_iter()
@@ -117,12 +189,28 @@ async fn candidate_transitions_update_the_candidate(store: &SqlStore) {
             },
         })
         .collect();
-    assert_eq!(store.commit(&entries).await.unwrap(), vec![EntryOutcome::Written; 2]);
-    let login = store.candidate_login(&"p1".parse().unwrap(), "R000002").await.unwrap().unwrap();
+    assert_eq!(
+        store.commit(&entries).await.unwrap(),
+        vec![EntryOutcome::Written; 2]
+    );
+    let login = store
+        .candidate_login(&"p1".parse().unwrap(), "R000002")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(login.runtime.state, CandidateState::Testing);
     assert_eq!(login.runtime.checked_in_at, Some(t(6)));
-    let counts = store.plan_counts(&"p1".parse().unwrap()).await.unwrap().unwrap();
-    assert_eq!(counts.rooms[0].candidates_by_state.get(&CandidateState::Testing), Some(&1));
+    let counts = store
+        .plan_counts(&"p1".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        counts.rooms[0]
+            .candidates_by_state
+            .get(&CandidateState::Testing),
+        Some(&1)
+    );
 }
 
 async fn incidents_and_logs_are_written(store: &SqlStore) {
@@ -152,13 +240,46 @@ async fn incidents_and_logs_are_written(store: &SqlStore) {
         at: t(1),
     };
     store
-        .commit(&[FencedEntry { fence, entry: JournalEntry::Incident(incident.clone()) }, FencedEntry { fence, entry: JournalEntry::Log(log) }])
+        .commit(&[
+            FencedEntry {
+                fence,
+                entry: JournalEntry::Incident(incident.clone()),
+            },
+            FencedEntry {
+                fence,
+                entry: JournalEntry::Log(log),
+            },
+        ])
         .await
         .unwrap();
-    let counts = store.plan_counts(&"p1".parse().unwrap()).await.unwrap().unwrap();
-    assert_eq!((counts.incidents_open, counts.rooms[0].incidents_open), (1, 1));
-    incident.resolve(IncidentStatus::Dismissed, "proctor-0".parse().unwrap(), None, t(2)).unwrap();
-    store.commit(&[FencedEntry { fence, entry: JournalEntry::Incident(incident) }]).await.unwrap();
-    let counts = store.plan_counts(&"p1".parse().unwrap()).await.unwrap().unwrap();
+    let counts = store
+        .plan_counts(&"p1".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (counts.incidents_open, counts.rooms[0].incidents_open),
+        (1, 1)
+    );
+    incident
+        .resolve(
+            IncidentStatus::Dismissed,
+            "proctor-0".parse().unwrap(),
+            None,
+            t(2),
+        )
+        .unwrap();
+    store
+        .commit(&[FencedEntry {
+            fence,
+            entry: JournalEntry::Incident(incident),
+        }])
+        .await
+        .unwrap();
+    let counts = store
+        .plan_counts(&"p1".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(counts.incidents_open, 0);
 }

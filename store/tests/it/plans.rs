@@ -1,5 +1,6 @@
 use invigil_actors::domain::{
-    CandidateState, PlanCommand, PlanId, PlanRuntime, PlanState, ProctorSpec, CandidateSpec, PlanSpec,
+    CandidateSpec, CandidateState, PlanCommand, PlanId, PlanRuntime, PlanSpec, PlanState,
+    ProctorSpec,
 };
 use invigil_actors::ports::{FencedError, ImportOutcome, PlanStore, Redacted};
 use invigil_actors::shard::ShardId;
@@ -20,19 +21,32 @@ crate::conformance!(
 );
 
 fn redacted(spec: PlanSpec<invigil_actors::domain::CredentialHash>) -> PlanSpec<Redacted> {
-    spec.map_secrets::<_, ()>(|_| Ok(Redacted), |_| Ok(Redacted)).unwrap()
+    spec.map_secrets::<_, ()>(|_| Ok(Redacted), |_| Ok(Redacted))
+        .unwrap()
 }
 
 async fn import_creates_then_is_idempotent_then_replaces(store: &SqlStore) {
     let first = plan("p1", 2, 3);
-    assert_eq!(store.import_plan(&first, "digest-1", t(1)).await.unwrap(), ImportOutcome::Created);
-    assert_eq!(store.import_plan(&first, "digest-1", t(2)).await.unwrap(), ImportOutcome::Unchanged);
+    assert_eq!(
+        store.import_plan(&first, "digest-1", t(1)).await.unwrap(),
+        ImportOutcome::Created
+    );
+    assert_eq!(
+        store.import_plan(&first, "digest-1", t(2)).await.unwrap(),
+        ImportOutcome::Unchanged
+    );
     let mut second = plan("p1", 1, 2);
     second.title = "Renamed".into();
-    assert_eq!(store.import_plan(&second, "digest-2", t(3)).await.unwrap(), ImportOutcome::Replaced);
+    assert_eq!(
+        store.import_plan(&second, "digest-2", t(3)).await.unwrap(),
+        ImportOutcome::Replaced
+    );
     let stored = store.load_plan(&second.id).await.unwrap().unwrap();
     assert_eq!(stored.spec, redacted(second));
-    assert_eq!(store.plan_digest(&stored.spec.id).await.unwrap(), Some(("digest-2".into(), PlanState::Scheduled)));
+    assert_eq!(
+        store.plan_digest(&stored.spec.id).await.unwrap(),
+        Some(("digest-2".into(), PlanState::Scheduled))
+    );
 }
 
 async fn import_refuses_a_started_plan(store: &SqlStore) {
@@ -42,13 +56,25 @@ async fn import_refuses_a_started_plan(store: &SqlStore) {
     let current = store.plan_runtime(&spec.id).await.unwrap().unwrap();
     let mut runtime = current.runtime;
     let events = runtime.handle(&PlanCommand::Start, t(5)).unwrap();
-    store.save_plan_runtime(fence(ShardId::of_plan(&spec.id)), &spec.id, current.revision, &runtime, &events).await.unwrap();
+    store
+        .save_plan_runtime(
+            fence(ShardId::of_plan(&spec.id)),
+            &spec.id,
+            current.revision,
+            &runtime,
+            &events,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         store.import_plan(&spec, "d2", t(6)).await.unwrap(),
         ImportOutcome::Refused(PlanState::InProgress)
     );
     // A retry of the exact same import still answers "unchanged".
-    assert_eq!(store.import_plan(&spec, "d1", t(7)).await.unwrap(), ImportOutcome::Unchanged);
+    assert_eq!(
+        store.import_plan(&spec, "d1", t(7)).await.unwrap(),
+        ImportOutcome::Unchanged
+    );
 }
 
 async fn import_is_one_transaction(store: &SqlStore) {
@@ -57,12 +83,21 @@ async fn import_is_one_transaction(store: &SqlStore) {
     broken.candidates[5].id = broken.candidates[0].id.clone();
     assert!(store.import_plan(&broken, "d1", t(1)).await.is_err());
     assert!(store.load_plan(&broken.id).await.unwrap().is_none());
-    assert!(store.candidate_login(&broken.id, "R000000").await.unwrap().is_none());
+    assert!(
+        store
+            .candidate_login(&broken.id, "R000000")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn import_handles_many_candidates(store: &SqlStore) {
     let big = plan("big", 50, 100);
-    assert_eq!(store.import_plan(&big, "d", t(1)).await.unwrap(), ImportOutcome::Created);
+    assert_eq!(
+        store.import_plan(&big, "d", t(1)).await.unwrap(),
+        ImportOutcome::Created
+    );
     let stored = store.load_plan(&big.id).await.unwrap().unwrap();
     assert_eq!(stored.spec.candidates.len(), 5_000);
     assert_eq!(stored.spec.candidates[4_321].reg_no, "R004321");
@@ -80,9 +115,18 @@ async fn load_plan_returns_the_content_without_secrets(store: &SqlStore) {
     let proctor: &ProctorSpec<Redacted> = &stored.spec.proctors[1];
     assert_eq!(proctor.login, "p1-proctor-1");
     let candidate: &CandidateSpec<Redacted> = &stored.spec.candidates[0];
-    assert_eq!((candidate.extra_time_s, candidate.seat.as_deref()), (600, Some("1")));
+    assert_eq!(
+        (candidate.extra_time_s, candidate.seat.as_deref()),
+        (600, Some("1"))
+    );
     assert_eq!(stored.spec.questions[0].points, 2.5);
-    assert!(store.load_plan(&PlanId::parse("nope").unwrap()).await.unwrap().is_none());
+    assert!(
+        store
+            .load_plan(&PlanId::parse("nope").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn plan_runtime_saves_are_fenced_and_optimistic(store: &SqlStore) {
@@ -93,33 +137,64 @@ async fn plan_runtime_saves_are_fenced_and_optimistic(store: &SqlStore) {
     let mut runtime = current.runtime.clone();
     let events = runtime.handle(&PlanCommand::Open, t(2)).unwrap();
 
-    let stale = invigil_actors::shard::Fence { epoch: fence.epoch - 1, ..fence };
+    let stale = invigil_actors::shard::Fence {
+        epoch: fence.epoch - 1,
+        ..fence
+    };
     assert_eq!(
-        store.save_plan_runtime(stale, &spec.id, current.revision, &runtime, &events).await,
+        store
+            .save_plan_runtime(stale, &spec.id, current.revision, &runtime, &events)
+            .await,
         Err(FencedError::StaleFence(stale))
     );
-    let revision = store.save_plan_runtime(fence, &spec.id, current.revision, &runtime, &events).await.unwrap();
+    let revision = store
+        .save_plan_runtime(fence, &spec.id, current.revision, &runtime, &events)
+        .await
+        .unwrap();
     assert_eq!(revision, current.revision + 1);
     // A writer that read the old revision loses.
     assert!(matches!(
-        store.save_plan_runtime(fence, &spec.id, current.revision, &runtime, &events).await,
-        Err(FencedError::Store(invigil_actors::error::StoreError::Conflict(_)))
+        store
+            .save_plan_runtime(fence, &spec.id, current.revision, &runtime, &events)
+            .await,
+        Err(FencedError::Store(
+            invigil_actors::error::StoreError::Conflict(_)
+        ))
     ));
     let reread = store.plan_runtime(&spec.id).await.unwrap().unwrap();
-    assert_eq!((reread.runtime.state, reread.revision), (PlanState::Open, revision));
+    assert_eq!(
+        (reread.runtime.state, reread.revision),
+        (PlanState::Open, revision)
+    );
 }
 
 async fn candidate_login_reads_one_row(store: &SqlStore) {
     let spec = plan("p1", 2, 2);
     store.import_plan(&spec, "d", t(1)).await.unwrap();
-    let login = store.candidate_login(&spec.id, "R000003").await.unwrap().unwrap();
+    let login = store
+        .candidate_login(&spec.id, "R000003")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(login.candidate_id.as_str(), "cand-3");
     assert_eq!(login.room_id.as_str(), "room-1");
     assert_eq!(login.access_code_hash.0, "code-hash-3");
     assert_eq!((login.duration_s, login.late_entry_s), (3_600, 600));
     assert_eq!(login.runtime.state, CandidateState::Registered);
-    assert!(store.candidate_login(&spec.id, "R999999").await.unwrap().is_none());
-    assert!(store.candidate_login(&PlanId::parse("other").unwrap(), "R000003").await.unwrap().is_none());
+    assert!(
+        store
+            .candidate_login(&spec.id, "R999999")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .candidate_login(&PlanId::parse("other").unwrap(), "R000003")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn proctor_logins_span_plans_but_not_finalized_ones(store: &SqlStore) {
@@ -133,7 +208,14 @@ async fn proctor_logins_span_plans_but_not_finalized_ones(store: &SqlStore) {
     logins.sort_by(|a, b| a.plan_id.cmp(&b.plan_id));
     assert_eq!(logins.len(), 2);
     assert_eq!(logins[0].proctor_id.as_str(), "proctor-1");
-    assert_eq!(logins[0].room_ids.iter().map(|r| r.as_str()).collect::<Vec<_>>(), vec!["room-1"]);
+    assert_eq!(
+        logins[0]
+            .room_ids
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>(),
+        vec!["room-1"]
+    );
     assert_eq!(logins[0].password_hash.0, "hash-of-proctor-1");
 
     let fence = own_everything(store, "n", t(1)).await(ShardId::of_plan(&second.id));
@@ -142,9 +224,18 @@ async fn proctor_logins_span_plans_but_not_finalized_ones(store: &SqlStore) {
     for command in [PlanCommand::Start, PlanCommand::End, PlanCommand::Finalize] {
         events.extend(runtime.handle(&command, t(2)).unwrap());
     }
-    store.save_plan_runtime(fence, &second.id, 1, &runtime, &events).await.unwrap();
+    store
+        .save_plan_runtime(fence, &second.id, 1, &runtime, &events)
+        .await
+        .unwrap();
     let logins = store.proctor_logins("shared").await.unwrap();
-    assert_eq!(logins.iter().map(|l| l.plan_id.as_str()).collect::<Vec<_>>(), vec!["p1"]);
+    assert_eq!(
+        logins
+            .iter()
+            .map(|l| l.plan_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["p1"]
+    );
     assert!(store.proctor_logins("nobody").await.unwrap().is_empty());
 }
 
@@ -153,8 +244,19 @@ async fn plan_counts_group_by_room_and_state(store: &SqlStore) {
     store.import_plan(&spec, "d", t(1)).await.unwrap();
     let counts = store.plan_counts(&spec.id).await.unwrap().unwrap();
     assert_eq!(counts.rooms.len(), 2);
-    assert_eq!(counts.rooms[1].candidates_by_state.get(&CandidateState::Registered), Some(&3));
+    assert_eq!(
+        counts.rooms[1]
+            .candidates_by_state
+            .get(&CandidateState::Registered),
+        Some(&3)
+    );
     assert_eq!((counts.incidents_open, counts.answers_saved), (0, 0));
     assert_eq!(counts.runtime.state, PlanState::Scheduled);
-    assert!(store.plan_counts(&PlanId::parse("nope").unwrap()).await.unwrap().is_none());
+    assert!(
+        store
+            .plan_counts(&PlanId::parse("nope").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -1,8 +1,8 @@
 //! Fresh stores for each test, and a sample plan.
 
 use invigil_actors::domain::{
-    CandidateId, CandidateSpec, CredentialHash, PlanId, PlanSettings, PlanSpec, ProctorId, ProctorSpec, Question,
-    QuestionId, QuestionKind, RoomId, RoomSpec, Timestamp,
+    CandidateId, CandidateSpec, CredentialHash, PlanId, PlanSettings, PlanSpec, ProctorId,
+    ProctorSpec, Question, QuestionId, QuestionKind, RoomId, RoomSpec, Timestamp,
 };
 use invigil_actors::ports::LeaseStore;
 use invigil_actors::shard::{Fence, ShardId};
@@ -31,24 +31,41 @@ impl TestStore {
     pub async fn sqlite() -> Self {
         let directory = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite:{}", directory.path().join("invigil.db").display());
-        let store = SqlStore::connect(&SqlOptions::new(url)).await.expect("sqlite opens");
+        let store = SqlStore::connect(&SqlOptions::new(url))
+            .await
+            .expect("sqlite opens");
         store.migrate().await.expect("sqlite migrates");
-        Self { store, cleanup: Cleanup::Directory(directory) }
+        Self {
+            store,
+            cleanup: Cleanup::Directory(directory),
+        }
     }
 
     pub async fn postgres() -> Self {
         let url = postgres_url();
         let schema = format!("test_{}", uuid::Uuid::now_v7().simple());
-        let admin = sqlx::PgPool::connect(&url)
+        let admin = sqlx::PgPool::connect(&url).await.unwrap_or_else(|error| {
+            panic!("Postgres at {url} is not reachable ({error}); run scripts/ensure-services.sh")
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
             .await
-            .unwrap_or_else(|error| panic!("Postgres at {url} is not reachable ({error}); run scripts/ensure-services.sh"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.expect("create schema");
+            .expect("create schema");
         admin.close().await;
-        let options = PgConnectOptions::from_str(&url).expect("url").options([("search_path", schema.as_str())]);
-        let pool = PgPoolOptions::new().max_connections(8).connect_with(options).await.expect("connect");
+        let options = PgConnectOptions::from_str(&url)
+            .expect("url")
+            .options([("search_path", schema.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .expect("connect");
         let store = SqlStore::from_postgres(pool);
         store.migrate().await.expect("postgres migrates");
-        Self { store, cleanup: Cleanup::Schema(schema) }
+        Self {
+            store,
+            cleanup: Cleanup::Schema(schema),
+        }
     }
 
     pub async fn cleanup(self) {
@@ -57,7 +74,10 @@ impl TestStore {
             Cleanup::Directory(directory) => drop(directory),
             Cleanup::Schema(schema) => {
                 if let Ok(admin) = sqlx::PgPool::connect(&postgres_url()).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&admin).await;
+                    let _ =
+                        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                            .execute(&admin)
+                            .await;
                     admin.close().await;
                 }
             }
@@ -103,7 +123,11 @@ pub fn plan(id: &str, rooms: usize, per_room: usize) -> PlanSpec<CredentialHash>
             },
         ],
         rooms: (0..rooms)
-            .map(|room| RoomSpec { id: room_id(room), name: format!("Room {room}"), capacity: per_room as i64 })
+            .map(|room| RoomSpec {
+                id: room_id(room),
+                name: format!("Room {room}"),
+                capacity: per_room as i64,
+            })
             .collect(),
         proctors: (0..rooms)
             .map(|room| ProctorSpec {
@@ -129,14 +153,29 @@ pub fn plan(id: &str, rooms: usize, per_room: usize) -> PlanSpec<CredentialHash>
 }
 
 /// Takes every shard for `node` and returns the fence of `shard`.
-pub async fn own_everything(store: &SqlStore, node: &str, now: Timestamp) -> impl Fn(ShardId) -> Fence {
+pub async fn own_everything(
+    store: &SqlStore,
+    node: &str,
+    now: Timestamp,
+) -> impl Fn(ShardId) -> Fence {
     let leases = store
-        .acquire_leases(node, &ShardId::all().collect::<Vec<_>>(), std::time::Duration::from_secs(60), now)
+        .acquire_leases(
+            node,
+            &ShardId::all().collect::<Vec<_>>(),
+            std::time::Duration::from_secs(60),
+            now,
+        )
         .await
         .expect("acquire");
     assert_eq!(leases.len(), 1024);
     move |shard| {
-        let lease = leases.iter().find(|lease| lease.shard == shard).expect("held");
-        Fence { shard, epoch: lease.epoch }
+        let lease = leases
+            .iter()
+            .find(|lease| lease.shard == shard)
+            .expect("held");
+        Fence {
+            shard,
+            epoch: lease.epoch,
+        }
     }
 }

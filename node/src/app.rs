@@ -1,0 +1,255 @@
+//! Wiring: store, leases, journal writer, exam service, HTTP. Built from a
+//! [`Config`], run until a shutdown signal, then stopped in order.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use invigil_actors::exam::ExamService;
+use invigil_actors::journal_writer::{JournalWriter, JournalWriterConfig};
+use invigil_actors::ports::{Clock, SystemClock, owner_id};
+use invigil_actors::shard::ShardId;
+use invigil_actors::shard::leases::LeaseKeeper;
+use invigil_api::auth::{AdminKeys, Argon2Cost, CredentialHasher, LoginLimiter, TokenIssuer};
+use invigil_api::body::BodyLimits;
+use invigil_api::{ApiSettings, AppInner, AppState, Check, Readiness};
+use invigil_store::{SqlOptions, SqlStore, redact_url};
+use poem::listener::{Acceptor, Listener, TcpListener};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+/// A built node, bound to its listen address, not yet serving.
+pub struct Application {
+    config: Config,
+    store: SqlStore,
+    state: AppState,
+    leases: Arc<LeaseKeeper>,
+    journal_task: tokio::task::JoinHandle<()>,
+    acceptor: poem::listener::TcpAcceptor,
+    local_addr: SocketAddr,
+}
+
+/// Store reachable and every shard lease held.
+struct NodeReadiness {
+    store: SqlStore,
+    leases: Arc<LeaseKeeper>,
+}
+
+#[async_trait]
+impl Readiness for NodeReadiness {
+    async fn checks(&self) -> Vec<Check> {
+        let store = match tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await {
+            Ok(Ok(())) => Check {
+                name: "store",
+                ok: true,
+                detail: self.store.backend_name().to_string(),
+            },
+            Ok(Err(error)) => Check {
+                name: "store",
+                ok: false,
+                detail: error.to_string(),
+            },
+            Err(_) => Check {
+                name: "store",
+                ok: false,
+                detail: "no answer within 2 s".into(),
+            },
+        };
+        let held = self.leases.held_count();
+        let leases = Check {
+            name: "shard_leases",
+            ok: held == usize::from(invigil_actors::shard::SHARD_COUNT),
+            detail: format!(
+                "{held} of {} shards held",
+                invigil_actors::shard::SHARD_COUNT
+            ),
+        };
+        vec![store, leases]
+    }
+}
+
+impl Application {
+    /// Connects, migrates, takes the shard leases and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Bind first: a second process on a taken port must fail before it
+        // touches shard leases (taking them would fence the running node).
+        let acceptor = TcpListener::bind(config.node.listen)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("binding {}", config.node.listen))?;
+        let local_addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().copied())
+            .context("the listener has no address")?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let url = config.store.url.expose();
+        let mut options = SqlOptions::new(url);
+        options.max_connections = config.store.max_connections;
+        options.acquire_timeout = Duration::from_millis(config.store.acquire_timeout_ms);
+        options.sqlite_full_sync = config.store.sqlite_full_sync;
+        let store = SqlStore::connect(&options)
+            .await
+            .with_context(|| format!("opening {}", redact_url(url)))?;
+        if config.store.migrate_on_start {
+            store.migrate().await.context("migrating the database")?;
+        }
+
+        // A restarted node is a new incarnation: its owner id changes, and
+        // taking its old leases bumps their epochs.
+        let owner = owner_id(&config.node.id, clock.now());
+        let leases = Arc::new(LeaseKeeper::new(
+            owner,
+            Arc::new(store.clone()),
+            clock.clone(),
+            Duration::from_millis(config.shards.lease_ttl_ms),
+        ));
+        let all_shards: Vec<ShardId> = ShardId::all().collect();
+        let held = leases
+            .host(all_shards.clone())
+            .await
+            .context("acquiring shard leases")?;
+        if held < all_shards.len() {
+            warn!(
+                held,
+                "another node holds some shards; they are taken over when their leases expire"
+            );
+        }
+
+        let (journal, journal_task) = JournalWriter::spawn(
+            Arc::new(store.clone()),
+            JournalWriterConfig {
+                max_batch: config.journal.max_batch,
+                linger: Duration::from_millis(config.journal.linger_ms),
+                queue_capacity: config.journal.queue_capacity,
+                max_attempts: 3,
+            },
+        );
+        let exam = Arc::new(ExamService::new(
+            Arc::new(store.clone()),
+            journal,
+            leases.clone(),
+            clock.clone(),
+        ));
+        let auth = &config.auth;
+        let hasher = CredentialHasher::new(
+            auth.access_code_secret.expose().as_bytes(),
+            Argon2Cost {
+                memory_kib: auth.argon2_memory_kib,
+                iterations: auth.argon2_iterations,
+                parallelism: auth.argon2_parallelism,
+            },
+        )?;
+        let state = AppState::new(AppInner {
+            node_id: config.node.id.clone(),
+            plans: Arc::new(store.clone()),
+            exam,
+            clock,
+            hasher,
+            tokens: TokenIssuer::new(auth.jwt_secret.expose().as_bytes()),
+            admin_keys: AdminKeys::new(auth.api_keys.iter().map(|key| key.expose())),
+            readiness: Arc::new(NodeReadiness {
+                store: store.clone(),
+                leases: leases.clone(),
+            }),
+            settings: ApiSettings {
+                candidate_token_ttl_s: auth.candidate_token_ttl_s,
+                proctor_token_ttl_s: auth.proctor_token_ttl_s,
+                login_max_failures: auth.login_max_failures,
+                login_window_s: auth.login_window_s,
+                body_limits: BodyLimits {
+                    default_bytes: config.limits.body_bytes,
+                    import_bytes: config.limits.import_body_bytes,
+                },
+            },
+            login_limiter: LoginLimiter::new(auth.login_max_failures, auth.login_window_s),
+        });
+        Ok(Self {
+            config,
+            store,
+            state,
+            leases,
+            journal_task,
+            acceptor,
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then: stops accepting, lets
+    /// requests finish (up to the grace period), flushes the journal, gives
+    /// the shard leases back and closes the database.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            config,
+            store,
+            state,
+            leases,
+            journal_task,
+            acceptor,
+            local_addr,
+        } = self;
+        let (stop_renewal, renewal_stopped) = watch::channel(false);
+        let renewal = tokio::spawn(leases.clone().run_renewal(renewal_stopped));
+        info!(node_id = %config.node.id, addr = %local_addr, store = store.backend_name(), "serving");
+
+        let app = invigil_api::app::build(state);
+        let grace = Duration::from_secs(config.node.shutdown_grace_s);
+        poem::Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(grace))
+            .await
+            .context("http server")?;
+        info!("http stopped; flushing");
+
+        // The app (and with it the last journal handle) is gone: the writer
+        // commits what is queued and ends.
+        if tokio::time::timeout(grace, journal_task).await.is_err() {
+            warn!("journal writer did not finish within the grace period");
+        }
+        let _ = stop_renewal.send(true);
+        let _ = renewal.await;
+        if let Err(error) = leases.release_all().await {
+            warn!(%error, "could not release shard leases; they expire on their own");
+        }
+        store.close().await;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => info!("SIGINT received"),
+        _ = terminate => info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,336 @@
+//! Typed, layered configuration: a TOML file, then `INVIGIL_<SECTION>__<KEY>`
+//! environment variables. Unknown keys are errors; secrets never print.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use invigil_actors::domain::ids::id_problem;
+use serde::{Deserialize, Serialize};
+
+/// A secret value: deserializes from a string, prints as `[redacted]`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Unique per node in a cluster; `[A-Za-z0-9._-]{1,64}`.
+    pub id: String,
+    pub listen: SocketAddr,
+    /// How long in-flight requests may finish after SIGTERM.
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            id: "node-1".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace_s: 10,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// `postgres://…` or `sqlite:path`. May carry a password: printed redacted.
+    pub url: Secret,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub migrate_on_start: bool,
+    /// SQLite only: fsync every commit.
+    pub sqlite_full_sync: bool,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("sqlite:invigil-data/invigil.db"),
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+            migrate_on_start: true,
+            sqlite_full_sync: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Keys the admin server sends as `X-Api-Key`; at least 16 characters each.
+    pub api_keys: Vec<Secret>,
+    /// Signs bearer tokens (HS256); at least 32 bytes.
+    pub jwt_secret: Secret,
+    /// Keys candidate access-code hashes; at least 32 bytes. Changing it
+    /// invalidates every imported access code.
+    pub access_code_secret: Secret,
+    pub candidate_token_ttl_s: i64,
+    pub proctor_token_ttl_s: i64,
+    pub login_max_failures: u32,
+    pub login_window_s: i64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            api_keys: Vec::new(),
+            jwt_secret: Secret::default(),
+            access_code_secret: Secret::default(),
+            candidate_token_ttl_s: 12 * 3600,
+            proctor_token_ttl_s: 12 * 3600,
+            login_max_failures: 10,
+            login_window_s: 300,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    pub body_bytes: usize,
+    pub import_body_bytes: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            body_bytes: 64 * 1024,
+            import_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalSection {
+    pub max_batch: usize,
+    pub linger_ms: u64,
+    pub queue_capacity: usize,
+}
+
+impl Default for JournalSection {
+    fn default() -> Self {
+        Self {
+            max_batch: 1_000,
+            linger_ms: 2,
+            queue_capacity: 16_384,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardsSection {
+    /// A shard lease lasts this long unless renewed (every third of it).
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for ShardsSection {
+    fn default() -> Self {
+        Self {
+            lease_ttl_ms: 15_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySection {
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub log_filter: String,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Json,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node: NodeSection,
+    pub store: StoreSection,
+    pub auth: AuthSection,
+    pub limits: LimitsSection,
+    pub journal: JournalSection,
+    pub shards: ShardsSection,
+    pub telemetry: TelemetrySection,
+}
+
+impl Config {
+    /// Loads defaults ← `file` ← environment, then validates.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        Self::from_figment(figment.merge(Self::environment()))
+    }
+
+    /// `INVIGIL_<SECTION>__<KEY>`; variables without a section separator
+    /// (e.g. test settings) are not configuration.
+    fn environment() -> Env {
+        Env::prefixed("INVIGIL_")
+            .filter(|key| key.as_str().contains("__"))
+            .split("__")
+    }
+
+    pub fn from_figment(figment: Figment) -> anyhow::Result<Self> {
+        let config: Config = figment.extract().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(problem) = id_problem(&self.node.id) {
+            bail!("node.id {:?} {problem}", self.node.id);
+        }
+        let auth = &self.auth;
+        if auth.api_keys.is_empty() {
+            bail!("auth.api_keys needs at least one key (INVIGIL_AUTH__API_KEYS='[\"…\"]')");
+        }
+        if auth.api_keys.iter().any(|key| key.expose().len() < 16) {
+            bail!("every auth.api_keys entry must be at least 16 characters");
+        }
+        if auth.jwt_secret.expose().len() < 32 {
+            bail!("auth.jwt_secret must be at least 32 bytes");
+        }
+        if auth.access_code_secret.expose().len() < 32 {
+            bail!("auth.access_code_secret must be at least 32 bytes");
+        }
+        if auth.candidate_token_ttl_s < 60 || auth.proctor_token_ttl_s < 60 {
+            bail!("token lifetimes must be at least 60 seconds");
+        }
+        if auth.argon2_memory_kib < 8 * auth.argon2_parallelism.max(1)
+            || auth.argon2_iterations == 0
+        {
+            bail!("argon2 parameters are too small");
+        }
+        if self.limits.body_bytes < 1024 || self.limits.import_body_bytes < self.limits.body_bytes {
+            bail!(
+                "limits.body_bytes must be >= 1024 and limits.import_body_bytes >= limits.body_bytes"
+            );
+        }
+        if self.journal.max_batch == 0 || self.journal.queue_capacity == 0 {
+            bail!("journal.max_batch and journal.queue_capacity must be positive");
+        }
+        if self.shards.lease_ttl_ms < 300 {
+            bail!("shards.lease_ttl_ms must be at least 300");
+        }
+        let url = self.store.url.expose();
+        if !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite:"))
+        {
+            bail!("store.url must start with postgres:// or sqlite:");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return its own error type
+mod tests {
+    use figment::Jail;
+
+    use super::*;
+
+    const VALID: &str = r#"
+        [node]
+        id = "node-7"
+        listen = "127.0.0.1:9000"
+        [auth]
+        api_keys = ["admin-key-0123456789"]
+        jwt_secret = "jwt-secret-0123456789-0123456789-xx"
+        access_code_secret = "code-secret-0123456789-0123456789-x"
+    "#;
+
+    #[test]
+    fn file_then_environment() {
+        Jail::expect_with(|jail| {
+            jail.create_file("node.toml", VALID)?;
+            jail.set_env("INVIGIL_NODE__LISTEN", "127.0.0.1:9001");
+            jail.set_env("INVIGIL_STORE__MAX_CONNECTIONS", "3");
+            jail.set_env("INVIGIL_TEST_PG_URL", "not configuration");
+            let config = Config::load(Some(Path::new("node.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.node.id, "node-7");
+            assert_eq!(config.node.listen.port(), 9001);
+            assert_eq!(config.store.max_connections, 3);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_weak_secrets_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", &format!("{VALID}\n[journal]\nmax_bath = 5\n"))?;
+            let error = format!(
+                "{:#}",
+                Config::load(Some(Path::new("typo.toml"))).unwrap_err()
+            );
+            assert!(error.contains("max_bath"), "{error}");
+            jail.create_file(
+                "weak.toml",
+                &VALID.replace("jwt-secret-0123456789-0123456789-xx", "short"),
+            )?;
+            let error = format!(
+                "{:#}",
+                Config::load(Some(Path::new("weak.toml"))).unwrap_err()
+            );
+            assert!(error.contains("jwt_secret"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let mut config = Config::default();
+        config.auth.jwt_secret = Secret::new("super-secret-value");
+        assert!(!format!("{config:?}").contains("super-secret-value"));
+    }
+}
