@@ -74,8 +74,13 @@ impl Readiness for NodeReadiness {
 }
 
 impl Application {
-    /// Connects, migrates, takes the shard leases and binds the listener.
+    /// Binds the listener, connects, migrates and takes the shard leases.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Self::build`] with another clock (tests move time).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         // Bind first: a second process on a taken port must fail before it
         // touches shard leases (taking them would fence the running node).
         let acceptor = TcpListener::bind(config.node.listen)
@@ -87,7 +92,6 @@ impl Application {
             .first()
             .and_then(|addr| addr.as_socket_addr().copied())
             .context("the listener has no address")?;
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let url = config.store.url.expose();
         let mut options = SqlOptions::new(url);
         options.max_connections = config.store.max_connections;
