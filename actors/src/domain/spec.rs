@@ -255,7 +255,11 @@ impl PlanSpec<Plaintext> {
                 "must be between 1 and 300",
             );
         }
-        if settings.late_entry_s < 0 || settings.late_entry_s > self.duration_s.max(0) {
+        // Bounded by the duration only when that is valid itself, so one
+        // mistake is reported once.
+        let duration_valid = (1..=MAX_DURATION_S).contains(&self.duration_s);
+        if settings.late_entry_s < 0 || (duration_valid && settings.late_entry_s > self.duration_s)
+        {
             problems.add(
                 "invalid_setting",
                 "settings.late_entry_s",
