@@ -1,1 +1,16 @@
-//! placeholder
+//! invigil-chaos: a load generator and benchmarks against real invigil
+//! nodes. Every loop is bounded in count and time, and only loopback
+//! addresses are targeted.
+//!
+//! # Layout
+//! - `plans`: generated plans of any size with known credentials
+//! - `stats`: latency histograms and their summary
+//! - `target`: the loopback guard and the HTTP client
+//! - `login`: the candidate login storm
+//! - `import`: timed plan imports and the row-by-row baseline
+
+pub mod import;
+pub mod login;
+pub mod plans;
+pub mod stats;
+pub mod target;

@@ -105,8 +105,8 @@ impl Default for AuthSection {
             proctor_token_ttl_s: 12 * 3600,
             login_max_failures: 10,
             login_window_s: 300,
-            argon2_memory_kib: 19 * 1024,
-            argon2_iterations: 2,
+            argon2_memory_kib: 7 * 1024,
+            argon2_iterations: 5,
             argon2_parallelism: 1,
         }
     }

@@ -1,5 +1,6 @@
 //! `invigil`: parse the command line, load config, run.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -78,7 +79,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => {
             let config = Config::load(config.as_deref())?;
-            println!("{config:#?}");
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{config:#?}");
             Ok(())
         }
         Command::Demo {

@@ -15,7 +15,10 @@ type HmacSha256 = Hmac<Sha256>;
 /// The prefix of a stored access-code hash; names the scheme for migrations.
 const ACCESS_CODE_SCHEME: &str = "hmac-sha256$";
 
-/// Argon2 cost. Defaults follow OWASP's recommendation for argon2id.
+/// Argon2 cost. The default is one of OWASP's equivalent argon2id profiles
+/// (m = 7 MiB, t = 5, p = 1): as strong as m = 19 MiB, t = 2, about 40%
+/// faster here (10.7 ms against 17.7 ms per hash) and lighter on memory when
+/// many proctors log in at once. See docs/architecture.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Argon2Cost {
     pub memory_kib: u32,

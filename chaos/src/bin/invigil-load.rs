@@ -1,0 +1,124 @@
+//! `invigil-load`: load and benchmarks against a running invigil node on
+//! this machine. Every mode is bounded in requests and time.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use invigil_chaos::import::{argon2_hashes_per_second, naive_import, timed_import};
+use invigil_chaos::login::{LoginStorm, run};
+use invigil_chaos::plans::{PlanShape, plan};
+use invigil_chaos::target::loopback_base;
+
+#[derive(Parser)]
+#[command(name = "invigil-load", about = "Load and benchmarks against a local invigil node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a generated plan as JSON.
+    GenPlan {
+        #[arg(long, default_value_t = 10_000)]
+        candidates: usize,
+        #[arg(long, default_value_t = 30)]
+        per_room: usize,
+        #[arg(long, default_value_t = 1)]
+        proctors_per_room: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Import a generated plan through the API and print the wall time.
+    Import {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long)]
+        api_key: String,
+        #[arg(long)]
+        plan_id: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Write the same plan one INSERT per row (the naive baseline).
+    NaiveImport {
+        /// postgres://… or sqlite:… (a scratch database; it is migrated).
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        plan_id: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Candidate logins from many workers; prints throughput and latency.
+    Login {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long)]
+        plan_id: String,
+        /// Candidates in the plan (logins cycle over B000001…).
+        #[arg(long, default_value_t = 10_000)]
+        candidates: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 20_000)]
+        max_requests: u64,
+        #[arg(long, default_value_t = 30)]
+        max_seconds: u64,
+    },
+    /// Argon2id hashes per second with the node's default cost.
+    Argon2 {
+        #[arg(long, default_value_t = 20)]
+        samples: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::GenPlan { candidates, per_room, proctors_per_room, out } => {
+            let shape = PlanShape { candidates, per_room, proctors_per_room };
+            std::fs::write(&out, serde_json::to_vec(&plan("generated", &shape))?)?;
+            println!("wrote {} ({candidates} candidates)", out.display());
+        }
+        Command::Import { url, api_key, plan_id, file } => {
+            let base = loopback_base(&url)?;
+            let body = serde_json::from_slice(&std::fs::read(&file)?)?;
+            let (elapsed, outcome) = timed_import(&base, &api_key, &plan_id, &body).await?;
+            println!("import_ms={:.0} outcome={outcome}", elapsed.as_secs_f64() * 1000.0);
+        }
+        Command::NaiveImport { database, plan_id, file } => {
+            let body = serde_json::from_slice(&std::fs::read(&file)?)?;
+            let elapsed = naive_import(&database, &plan_id, &body).await?;
+            println!("naive_import_ms={:.0}", elapsed.as_secs_f64() * 1000.0);
+        }
+        Command::Login { url, plan_id, candidates, concurrency, max_requests, max_seconds } => {
+            let base = loopback_base(&url)?;
+            let report = run(LoginStorm {
+                base,
+                plan_id,
+                candidates,
+                concurrency,
+                max_requests,
+                deadline: Duration::from_secs(max_seconds),
+            })
+            .await?;
+            println!(
+                "logins={} errors={} seconds={:.2} logins_per_s={:.0} latency: {}",
+                report.requests,
+                report.errors,
+                report.elapsed.as_secs_f64(),
+                report.per_second(),
+                report.latencies.summary()
+            );
+            if let Some(error) = report.first_error {
+                println!("first_error={error}");
+            }
+        }
+        Command::Argon2 { samples } => {
+            println!("argon2_hashes_per_s={:.0}", argon2_hashes_per_second(samples)?);
+        }
+    }
+    Ok(())
+}
