@@ -8,7 +8,12 @@ use serde_json::Value;
 use sqlx::Connection;
 
 /// PUTs `plan` as `plan_id` and returns the wall time and the outcome.
-pub async fn timed_import(base: &str, api_key: &str, plan_id: &str, plan: &Value) -> anyhow::Result<(Duration, String)> {
+pub async fn timed_import(
+    base: &str,
+    api_key: &str,
+    plan_id: &str,
+    plan: &Value,
+) -> anyhow::Result<(Duration, String)> {
     let client = crate::target::client(1)?;
     let body = serde_json::to_vec(plan)?;
     let started = Instant::now();
@@ -25,7 +30,10 @@ pub async fn timed_import(base: &str, api_key: &str, plan_id: &str, plan: &Value
     if !status.is_success() {
         bail!("import failed with {status}: {answer}");
     }
-    Ok((elapsed, answer["outcome"].as_str().unwrap_or("?").to_string()))
+    Ok((
+        elapsed,
+        answer["outcome"].as_str().unwrap_or("?").to_string(),
+    ))
 }
 
 /// One INSERT per row; expanded per backend.
@@ -125,13 +133,13 @@ pub async fn naive_import(url: &str, plan_id: &str, plan: &Value) -> anyhow::Res
     Ok(started.elapsed())
 }
 
-
 /// Argon2id hashes per second on this machine with the node's default cost,
 /// spread over every core: the ceiling of a login that hashes access codes
 /// like passwords.
 pub fn argon2_hashes_per_second(samples: usize) -> anyhow::Result<f64> {
     use argon2::password_hash::PasswordHasher;
-    let params = argon2::Params::new(7 * 1024, 5, 1, None).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let params =
+        argon2::Params::new(7 * 1024, 5, 1, None).map_err(|error| anyhow::anyhow!("{error}"))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let started = Instant::now();

@@ -43,15 +43,22 @@ pub async fn run(storm: LoginStorm) -> anyhow::Result<LoginReport> {
     let deadline = started + storm.deadline;
     let mut workers = Vec::new();
     for _ in 0..storm.concurrency.max(1) {
-        let (client, url, next, issued, plan_id) =
-            (client.clone(), url.clone(), next.clone(), issued.clone(), storm.plan_id.clone());
+        let (client, url, next, issued, plan_id) = (
+            client.clone(),
+            url.clone(),
+            next.clone(),
+            issued.clone(),
+            storm.plan_id.clone(),
+        );
         let (candidates, max_requests) = (storm.candidates.max(1), storm.max_requests);
         workers.push(tokio::spawn(async move {
             let mut latencies = Latencies::default();
             let (mut errors, mut first_error) = (0_u64, None);
-            while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max_requests {
+            while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max_requests
+            {
                 let n = next.fetch_add(1, Ordering::Relaxed) % candidates + 1;
-                let body = json!({"plan_id": plan_id, "reg_no": reg_no(n), "access_code": access_code(n)});
+                let body =
+                    json!({"plan_id": plan_id, "reg_no": reg_no(n), "access_code": access_code(n)});
                 let sent = Instant::now();
                 let outcome = client.post(&url).json(&body).send().await;
                 let ok = match outcome {

@@ -12,7 +12,11 @@ pub fn loopback_base(url: &str) -> anyhow::Result<String> {
     if parsed.scheme() != "http" {
         bail!("only http:// targets are supported");
     }
-    let host = parsed.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+    let host = parsed
+        .host_str()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !loopback {
         bail!("refusing non-loopback target {url}: load and chaos traffic stays on this machine");

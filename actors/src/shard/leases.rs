@@ -251,3 +251,159 @@ impl LeaseKeeper {
         self.store.release_leases(&self.node_id, &fences).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::ports::{Lease, ManualClock};
+
+    /// A lease table in memory whose every call can be made to fail, like an
+    /// unreachable database.
+    #[derive(Default)]
+    struct FlakyLeases {
+        down: AtomicBool,
+        /// shard → (owner, epoch, expires_at). A std mutex: never held across an await.
+        rows: Mutex<HashMap<ShardId, (String, i64, Timestamp)>>,
+    }
+
+    impl FlakyLeases {
+        fn check(&self) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                Err(StoreError::Unavailable("down".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[async_trait]
+    impl LeaseStore for FlakyLeases {
+        async fn acquire_leases(
+            &self,
+            node: &str,
+            shards: &[ShardId],
+            ttl: Duration,
+            now: Timestamp,
+        ) -> Result<Vec<Lease>, StoreError> {
+            self.check()?;
+            let mut rows = self.rows.lock().unwrap();
+            let expires_at = now.plus_millis(ttl.as_millis() as i64);
+            let mut taken = Vec::new();
+            for &shard in shards {
+                let row =
+                    rows.entry(shard)
+                        .or_insert((String::new(), 0, Timestamp::from_millis(0)));
+                if row.2 <= now || row.0 == node {
+                    let epoch = if row.0 == node && row.2 > now {
+                        row.1
+                    } else {
+                        row.1 + 1
+                    };
+                    *row = (node.to_string(), epoch, expires_at);
+                    taken.push(Lease {
+                        shard,
+                        owner: node.to_string(),
+                        epoch,
+                        expires_at,
+                    });
+                }
+            }
+            Ok(taken)
+        }
+
+        async fn renew_leases(
+            &self,
+            node: &str,
+            held: &[Fence],
+            ttl: Duration,
+            now: Timestamp,
+        ) -> Result<Vec<ShardId>, StoreError> {
+            self.check()?;
+            let mut rows = self.rows.lock().unwrap();
+            Ok(held
+                .iter()
+                .filter_map(|fence| {
+                    let row = rows.get_mut(&fence.shard)?;
+                    (row.0 == node && row.1 == fence.epoch).then(|| {
+                        row.2 = now.plus_millis(ttl.as_millis() as i64);
+                        fence.shard
+                    })
+                })
+                .collect())
+        }
+
+        async fn release_leases(&self, _node: &str, _held: &[Fence]) -> Result<(), StoreError> {
+            self.check()
+        }
+
+        async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+            self.check()?;
+            Ok(Vec::new())
+        }
+    }
+
+    fn shard(n: u16) -> ShardId {
+        ShardId::new(n).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_node_that_cannot_renew_stops_writing_and_recovers_after() {
+        let store = Arc::new(FlakyLeases::default());
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+        let keeper = LeaseKeeper::new("a@1", store.clone(), clock.clone(), Duration::from_secs(9));
+        assert_eq!(keeper.host(vec![shard(1), shard(2)]).await.unwrap(), 2);
+        let fence = keeper.fence(shard(1)).expect("held");
+
+        // The database goes away: renewals fail, the leases run out.
+        store.down.store(true, Ordering::SeqCst);
+        clock.advance(Duration::from_secs(3));
+        assert!(keeper.renew().await.is_err());
+        assert_eq!(
+            keeper.fence(shard(1)),
+            Some(fence),
+            "still valid within the TTL"
+        );
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(
+            keeper.fence(shard(1)),
+            None,
+            "self-fenced once the TTL ran out"
+        );
+        assert_eq!(keeper.held_count(), 0);
+
+        // It comes back before anyone else took the shards: same epoch, usable again.
+        store.down.store(false, Ordering::SeqCst);
+        keeper.renew().await.unwrap();
+        assert_eq!(keeper.fence(shard(1)), Some(fence));
+    }
+
+    #[tokio::test]
+    async fn a_lease_taken_over_is_dropped_and_taken_back_when_free() {
+        let store = Arc::new(FlakyLeases::default());
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+        let keeper = LeaseKeeper::new("a@1", store.clone(), clock.clone(), Duration::from_secs(9));
+        keeper.host(vec![shard(1)]).await.unwrap();
+        let old = keeper.fence(shard(1)).unwrap();
+
+        // Stalled past the TTL; another node takes the shard.
+        clock.advance(Duration::from_secs(10));
+        store
+            .acquire_leases("b@1", &[shard(1)], Duration::from_secs(9), clock.now())
+            .await
+            .unwrap();
+        keeper.renew().await.unwrap();
+        assert_eq!(keeper.fence(shard(1)), None, "lost at renewal");
+        assert_eq!(keeper.acquire_missing().await.unwrap(), 0, "not free yet");
+
+        // The other node's lease expires: the keeper takes it back with a new epoch.
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(keeper.acquire_missing().await.unwrap(), 1);
+        let new = keeper.fence(shard(1)).unwrap();
+        assert!(new.epoch > old.epoch + 1, "{new:?} after {old:?}");
+    }
+}

@@ -11,7 +11,10 @@ use invigil_chaos::plans::{PlanShape, plan};
 use invigil_chaos::target::loopback_base;
 
 #[derive(Parser)]
-#[command(name = "invigil-load", about = "Load and benchmarks against a local invigil node")]
+#[command(
+    name = "invigil-load",
+    about = "Load and benchmarks against a local invigil node"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,23 +80,51 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::GenPlan { candidates, per_room, proctors_per_room, out } => {
-            let shape = PlanShape { candidates, per_room, proctors_per_room };
+        Command::GenPlan {
+            candidates,
+            per_room,
+            proctors_per_room,
+            out,
+        } => {
+            let shape = PlanShape {
+                candidates,
+                per_room,
+                proctors_per_room,
+            };
             std::fs::write(&out, serde_json::to_vec(&plan("generated", &shape))?)?;
             println!("wrote {} ({candidates} candidates)", out.display());
         }
-        Command::Import { url, api_key, plan_id, file } => {
+        Command::Import {
+            url,
+            api_key,
+            plan_id,
+            file,
+        } => {
             let base = loopback_base(&url)?;
             let body = serde_json::from_slice(&std::fs::read(&file)?)?;
             let (elapsed, outcome) = timed_import(&base, &api_key, &plan_id, &body).await?;
-            println!("import_ms={:.0} outcome={outcome}", elapsed.as_secs_f64() * 1000.0);
+            println!(
+                "import_ms={:.0} outcome={outcome}",
+                elapsed.as_secs_f64() * 1000.0
+            );
         }
-        Command::NaiveImport { database, plan_id, file } => {
+        Command::NaiveImport {
+            database,
+            plan_id,
+            file,
+        } => {
             let body = serde_json::from_slice(&std::fs::read(&file)?)?;
             let elapsed = naive_import(&database, &plan_id, &body).await?;
             println!("naive_import_ms={:.0}", elapsed.as_secs_f64() * 1000.0);
         }
-        Command::Login { url, plan_id, candidates, concurrency, max_requests, max_seconds } => {
+        Command::Login {
+            url,
+            plan_id,
+            candidates,
+            concurrency,
+            max_requests,
+            max_seconds,
+        } => {
             let base = loopback_base(&url)?;
             let report = run(LoginStorm {
                 base,
@@ -117,7 +148,10 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Argon2 { samples } => {
-            println!("argon2_hashes_per_s={:.0}", argon2_hashes_per_second(samples)?);
+            println!(
+                "argon2_hashes_per_s={:.0}",
+                argon2_hashes_per_second(samples)?
+            );
         }
     }
     Ok(())
