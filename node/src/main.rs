@@ -71,10 +71,8 @@ async fn main() -> anyhow::Result<()> {
             ))
             .await?;
             store.migrate().await.context("migrating")?;
-            println!(
-                "migrations applied to {}",
-                invigil_store::redact_url(config.store.url.expose())
-            );
+            let url = invigil_store::redact_url(config.store.url.expose());
+            let _ = writeln!(std::io::stdout(), "migrations applied to {url}");
             Ok(())
         }
         Command::CheckConfig { config } => {
@@ -105,10 +103,10 @@ async fn main() -> anyhow::Result<()> {
                 .plan_digest(&PlanId::parse(demo::DEMO_PLAN_ID)?)
                 .await?
                 .map_or("missing", |(_, state)| state.as_str());
-            println!(
-                "{}",
-                demo::banner(application.local_addr(), &options, seeded, plan_state)
-            );
+            // A closed stdout must not take the node down.
+            let banner = demo::banner(application.local_addr(), &options, seeded, plan_state);
+            let _ = writeln!(std::io::stdout(), "{banner}");
+            let _ = std::io::stdout().flush();
             application.run_until_stopped(shutdown_signal()).await
         }
     }

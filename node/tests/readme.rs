@@ -48,19 +48,24 @@ fn start_demo() -> Demo {
         .spawn()
         .expect("the invigil binary starts");
     let stdout = child.stdout.take().expect("stdout");
-    let mut base = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("banner line");
-        if let Some(rest) = line.trim().strip_prefix("OpenAPI")
-            && let Some(url) = rest.split_whitespace().next()
-        {
-            base = url.strip_suffix("/openapi.json").map(str::to_string);
-            break;
+    let (found, address) = std::sync::mpsc::channel();
+    // Keep draining stdout for the whole run instead of closing the pipe
+    // once the address is known.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.trim().strip_prefix("OpenAPI")
+                && let Some(url) = rest.split_whitespace().next()
+            {
+                let _ = found.send(url.trim_end_matches("/openapi.json").to_string());
+            }
         }
-    }
+    });
+    let base = address
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the demo prints its address");
     Demo {
         child,
-        base: base.expect("the demo prints its address"),
+        base,
         _data: data,
     }
 }
