@@ -6,6 +6,7 @@
 //! - `ids`: validated identifiers chosen by the admin server
 //! - `time`: timestamps and pause logs
 //! - `clock`: a candidate's remaining time
+//! - `connection`: online / stale / offline with hysteresis
 //! - `spec`: the imported plan and its validation
 //! - `question`: question kinds and which answers fit them
 //! - `plan`, `room`, `candidate`: the lifecycles
@@ -16,6 +17,7 @@
 pub mod answer;
 pub mod candidate;
 pub mod clock;
+pub mod connection;
 pub mod error;
 pub mod ids;
 pub mod incident;
@@ -35,6 +37,7 @@ pub use candidate::{
     ExamContext, ExamRules, SubmitReason,
 };
 pub use clock::CandidateClock;
+pub use connection::{Connection, Hysteresis, Presence};
 pub use error::DomainError;
 pub use ids::{CandidateId, InvalidId, PlanId, ProctorId, QuestionId, RoomId};
 pub use incident::{Incident, IncidentSource, IncidentStatus, Severity};

@@ -1,6 +1,7 @@
 //! The store conformance suite: every case runs against SQLite (a fresh file)
 //! and Postgres (a fresh schema), so both backends keep one behaviour.
 
+mod hot;
 mod journal;
 mod leases;
 mod plans;

@@ -1,0 +1,121 @@
+//! In-process adapters for embedded mode: [`MemoryHotState`]. Everything
+//! lives in this process and is lost with it — exactly the contract of the
+//! hot state (a lost resume buffer costs a full snapshot, never an answer).
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use invigil_actors::ports::{CandidateKey, HotState, HotStateError, OutboundFrame, SessionClaim};
+
+/// Independent locks, so rooms on different cores rarely contend.
+const SHARDS: usize = 64;
+
+#[derive(Default)]
+struct Shard {
+    buffers: HashMap<CandidateKey, VecDeque<OutboundFrame>>,
+    sessions: HashMap<CandidateKey, SessionClaim>,
+    snapshots: HashMap<String, (Vec<u8>, Instant)>,
+    counters: HashMap<String, (u64, Instant)>,
+}
+
+/// The hot state of one process.
+pub struct MemoryHotState {
+    /// Std mutexes: each held only for map operations, never across an await.
+    shards: Vec<Mutex<Shard>>,
+}
+
+impl Default for MemoryHotState {
+    fn default() -> Self {
+        Self { shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect() }
+    }
+}
+
+impl MemoryHotState {
+    fn shard<K: Hash + ?Sized>(&self, key: &K) -> std::sync::MutexGuard<'_, Shard> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        let index = (hasher.finish() % SHARDS as u64) as usize;
+        self.shards[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl HotState for MemoryHotState {
+    async fn append_outbound(&self, frames: &[(CandidateKey, OutboundFrame)], cap: usize) -> Result<(), HotStateError> {
+        for (key, frame) in frames {
+            let mut shard = self.shard(key);
+            let buffer = shard.buffers.entry(key.clone()).or_default();
+            buffer.push_back(frame.clone());
+            while buffer.len() > cap.max(1) {
+                buffer.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    async fn outbound_after(&self, key: &CandidateKey, after_seq: u64) -> Result<Option<Vec<OutboundFrame>>, HotStateError> {
+        let shard = self.shard(key);
+        let Some(buffer) = shard.buffers.get(key) else {
+            return Ok(if after_seq == 0 { Some(Vec::new()) } else { None });
+        };
+        let oldest = buffer.front().map_or(u64::MAX, |frame| frame.seq);
+        let newest = buffer.back().map_or(0, |frame| frame.seq);
+        // Reachable when the next frame the client needs is still held, or
+        // it already has everything.
+        if after_seq >= newest {
+            return Ok(if after_seq == newest { Some(Vec::new()) } else { None });
+        }
+        if after_seq + 1 < oldest {
+            return Ok(None);
+        }
+        Ok(Some(buffer.iter().filter(|frame| frame.seq > after_seq).cloned().collect()))
+    }
+
+    async fn swap_session(&self, key: &CandidateKey, claim: SessionClaim) -> Result<Option<SessionClaim>, HotStateError> {
+        Ok(self.shard(key).sessions.insert(key.clone(), claim))
+    }
+
+    async fn session(&self, key: &CandidateKey) -> Result<Option<SessionClaim>, HotStateError> {
+        Ok(self.shard(key).sessions.get(key).cloned())
+    }
+
+    async fn put_snapshot(&self, key: &str, snapshot: Vec<u8>, ttl: Duration) -> Result<(), HotStateError> {
+        self.shard(key).snapshots.insert(key.to_string(), (snapshot, Instant::now() + ttl));
+        Ok(())
+    }
+
+    async fn snapshot(&self, key: &str) -> Result<Option<Vec<u8>>, HotStateError> {
+        let mut shard = self.shard(key);
+        match shard.snapshots.get(key) {
+            Some((_, expires)) if *expires <= Instant::now() => {
+                shard.snapshots.remove(key);
+                Ok(None)
+            }
+            Some((snapshot, _)) => Ok(Some(snapshot.clone())),
+            None => Ok(None),
+        }
+    }
+
+    async fn count_in_window(&self, key: &str, window: Duration) -> Result<u64, HotStateError> {
+        let mut shard = self.shard(key);
+        let now = Instant::now();
+        let entry = shard.counters.entry(key.to_string()).or_insert((0, now + window));
+        if entry.1 <= now {
+            *entry = (0, now + window);
+        }
+        entry.0 += 1;
+        Ok(entry.0)
+    }
+}
+
+/// Forgets a candidate's resume buffer (e.g. after their exam ended).
+impl MemoryHotState {
+    pub fn forget(&self, key: &CandidateKey) {
+        let mut shard = self.shard(key);
+        shard.buffers.remove(key);
+        shard.sessions.remove(key);
+    }
+}
