@@ -10,6 +10,10 @@ pub enum StoreError {
     /// Another writer changed the row first (optimistic concurrency).
     #[error("concurrent update of {0}")]
     Conflict(String),
+    /// The database refused a value (e.g. a character it cannot store): the
+    /// caller sent something invalid that validation let through.
+    #[error("the database refused a value: {0}")]
+    Rejected(String),
     /// The data read back does not make sense (a bug or a manual edit).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

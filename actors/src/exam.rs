@@ -1,38 +1,60 @@
 //! Exam operations that change durable state outside a live room: plan
 //! commands and check-in at login. Each decision goes through the domain and
-//! each write carries the fence of its shard.
+//! each write carries the fence of its shard and the revision of the row it
+//! was decided on, so two writers racing on one row cannot lose an update:
+//! the loser gets `Conflict`, re-reads and decides again.
 //!
 //! A plan command is read → decide → conditional write (optimistic
-//! concurrency on the plan's revision), then fanned out to every room and
-//! candidate of the plan through the journal writer.
+//! concurrency on the plan's revision). Rooms and candidates are then
+//! *reconciled* with the plan's state: what the state implies (the start
+//! begins everyone checked in, the end submits and marks absent) is applied
+//! to every row not there yet. Reconciling is idempotent, so repeating a
+//! command that was applied but whose fan-out failed completes the fan-out.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::domain::{
-    CandidateRuntime, ExamContext, ExamRules, PlanCommand, PlanEvent, PlanId, PlanRuntime,
-    RoomRuntime,
+    CandidateCommand, CandidateRuntime, DomainError, ExamContext, ExamRules, PlanCommand,
+    PlanEvent, PlanId, PlanRuntime, PlanState, RoomCommand, RoomRuntime, SubmitReason,
 };
 use crate::error::ExamError;
 use crate::journal_writer::JournalWriter;
 use crate::ports::{
     CandidateLogin, Clock, EntryOutcome, FencedEntry, FencedError, JournalEntry, PlanStore,
-    StoreError,
+    StoreError, VersionedPlanRuntime,
 };
 use crate::shard::leases::LeaseKeeper;
 use crate::shard::{Fence, ShardId};
 
-/// How often a plan command re-reads and re-decides after losing a race.
-const MAX_COMMAND_ATTEMPTS: usize = 5;
-/// Fan-out writes go to the journal in groups of this many entries.
-const FAN_OUT_CHUNK: usize = 500;
+/// How often a decision is re-read and re-taken after losing a race.
+const MAX_ATTEMPTS: usize = 5;
+/// Reconcile writes go to the journal in groups of this many entries.
+const CHUNK: usize = 500;
 
 pub struct ExamService {
     plans: Arc<dyn PlanStore>,
     journal: JournalWriter,
     leases: Arc<LeaseKeeper>,
     clock: Arc<dyn Clock>,
+}
+
+/// What the plan's state asks of its rooms and candidates.
+fn implied_commands(plan: &PlanRuntime) -> (Option<RoomCommand>, Option<CandidateCommand>) {
+    match plan.state {
+        PlanState::InProgress | PlanState::Paused => {
+            (Some(RoomCommand::Start), Some(CandidateCommand::Begin))
+        }
+        PlanState::Ended | PlanState::Finalized => (
+            Some(RoomCommand::End),
+            Some(CandidateCommand::AutoSubmit {
+                reason: SubmitReason::PlanEnded,
+            }),
+        ),
+        PlanState::Scheduled | PlanState::Open => (None, None),
+    }
 }
 
 impl ExamService {
@@ -54,33 +76,52 @@ impl ExamService {
         self.leases.fence(shard).ok_or(ExamError::NotOwner(shard))
     }
 
-    /// Runs an admin command on a plan; returns the plan's runtime after it.
+    /// Runs an admin command on a plan; returns the plan's runtime after it
+    /// and its duration.
     pub async fn plan_command(
         &self,
         plan_id: &PlanId,
         command: &PlanCommand,
-    ) -> Result<PlanRuntime, ExamError> {
+    ) -> Result<VersionedPlanRuntime, ExamError> {
         let fence = self.fence(ShardId::of_plan(plan_id))?;
-        for _ in 0..MAX_COMMAND_ATTEMPTS {
-            let current = self
+        for _ in 0..MAX_ATTEMPTS {
+            let mut current = self
                 .plans
                 .plan_runtime(plan_id)
                 .await?
                 .ok_or(ExamError::NotFound("plan"))?;
-            let mut runtime = current.runtime;
-            let events = runtime.handle(command, self.clock.now())?;
+            let events = match current.runtime.handle(command, self.clock.now()) {
+                Ok(events) => events,
+                Err(refusal) => {
+                    // The plan is already where the command leads: finish a
+                    // fan-out an earlier attempt may have left half done.
+                    if matches!(
+                        (command, &refusal),
+                        (PlanCommand::Start, DomainError::PlanAlreadyStarted)
+                            | (PlanCommand::End, DomainError::PlanEnded)
+                    ) {
+                        self.reconcile(plan_id, &current.runtime).await?;
+                    }
+                    return Err(refusal.into());
+                }
+            };
             if events.is_empty() {
-                return Ok(runtime);
+                return Ok(current);
             }
             match self
                 .plans
-                .save_plan_runtime(fence, plan_id, current.revision, &runtime, &events)
+                .save_plan_runtime(fence, plan_id, current.revision, &current.runtime, &events)
                 .await
             {
-                Ok(_) => {
+                Ok(revision) => {
                     info!(plan_id = %plan_id, events = ?events.iter().map(PlanEvent::name).collect::<Vec<_>>(), "plan command applied");
-                    self.fan_out(plan_id, &runtime, &events).await?;
-                    return Ok(runtime);
+                    current.revision = revision;
+                    if events.iter().any(|event| {
+                        event.room_command().is_some() || event.candidate_command().is_some()
+                    }) {
+                        self.reconcile(plan_id, &current.runtime).await?;
+                    }
+                    return Ok(current);
                 }
                 Err(FencedError::Store(StoreError::Conflict(_))) => continue,
                 Err(FencedError::StaleFence(fence)) => {
@@ -92,124 +133,170 @@ impl ExamService {
         Err(ExamError::Contended)
     }
 
-    /// Applies the room and candidate consequences of plan events.
-    async fn fan_out(
-        &self,
-        plan_id: &PlanId,
-        plan: &PlanRuntime,
-        events: &[PlanEvent],
-    ) -> Result<(), ExamError> {
-        let room_commands: Vec<_> = events.iter().filter_map(PlanEvent::room_command).collect();
-        let candidate_commands: Vec<_> = events
-            .iter()
-            .filter_map(PlanEvent::candidate_command)
-            .collect();
-        if room_commands.is_empty() && candidate_commands.is_empty() {
+    /// Brings every room and candidate of the plan to what the plan's state
+    /// implies. Rows that changed under us are re-read and decided again.
+    pub async fn reconcile(&self, plan_id: &PlanId, plan: &PlanRuntime) -> Result<(), ExamError> {
+        let (room_command, candidate_command) = implied_commands(plan);
+        if room_command.is_none() && candidate_command.is_none() {
             return Ok(());
         }
-        let now = self.clock.now();
-        let mut entries = Vec::new();
-        let mut rooms = std::collections::HashMap::new();
-        for (room_id, mut runtime) in self.plans.room_runtimes(plan_id).await? {
-            let fence = self.fence(ShardId::of_room(plan_id, &room_id))?;
-            for command in &room_commands {
-                for event in runtime.handle(command, now)? {
-                    entries.push(FencedEntry {
-                        fence,
-                        entry: JournalEntry::Room {
-                            plan_id: plan_id.clone(),
-                            room_id: room_id.clone(),
-                            event,
-                            runtime: runtime.clone(),
-                        },
-                    });
+        for attempt in 1..=MAX_ATTEMPTS {
+            let now = self.clock.now();
+            let mut entries = Vec::new();
+            let mut rooms = HashMap::new();
+            for row in self.plans.room_runtimes(plan_id).await? {
+                let fence = self.fence(ShardId::of_room(plan_id, &row.room_id))?;
+                let mut runtime = row.runtime;
+                let mut revision = row.revision;
+                if let Some(command) = &room_command {
+                    for event in runtime.handle(command, now)? {
+                        entries.push(FencedEntry {
+                            fence,
+                            entry: JournalEntry::Room {
+                                plan_id: plan_id.clone(),
+                                room_id: row.room_id.clone(),
+                                revision,
+                                event,
+                                runtime: runtime.clone(),
+                            },
+                        });
+                        revision += 1;
+                    }
                 }
+                rooms.insert(row.room_id, runtime);
             }
-            rooms.insert(room_id, runtime);
-        }
-        let rules = ExamRules::without_questions(0, 0);
-        let idle_room = RoomRuntime::default();
-        for row in self.plans.candidate_runtimes(plan_id).await? {
-            let fence = self.fence(ShardId::of_room(plan_id, &row.room_id))?;
-            let room = rooms.get(&row.room_id).unwrap_or(&idle_room);
-            let context = ExamContext {
-                rules: &rules,
-                plan,
-                room,
-                extra_time_s: row.extra_time_s,
-            };
-            let mut runtime = row.runtime;
-            for command in &candidate_commands {
+            let rules = ExamRules::without_questions(0, 0);
+            let idle_room = RoomRuntime::default();
+            for row in self.plans.candidate_runtimes(plan_id).await? {
+                let Some(command) = &candidate_command else {
+                    break;
+                };
+                let fence = self.fence(ShardId::of_room(plan_id, &row.room_id))?;
+                let room = rooms.get(&row.room_id).unwrap_or(&idle_room);
+                let context = ExamContext {
+                    rules: &rules,
+                    plan,
+                    room,
+                    extra_time_s: row.extra_time_s,
+                };
+                let mut runtime = row.runtime;
+                let mut revision = row.revision;
                 for event in runtime.handle(command, &context, now)? {
                     entries.push(FencedEntry {
                         fence,
                         entry: JournalEntry::Candidate {
                             plan_id: plan_id.clone(),
                             candidate_id: row.candidate_id.clone(),
+                            revision,
                             event,
                             runtime: runtime.clone(),
                         },
                     });
+                    revision += 1;
                 }
             }
-        }
-        let writes = entries
-            .chunks(FAN_OUT_CHUNK)
-            .map(|chunk| self.journal.write_together(chunk.to_vec()));
-        // Submitting every chunk before awaiting lets the writer share transactions.
-        for outcomes in futures::future::join_all(writes).await {
-            if let Some(stale) = outcomes?
-                .iter()
-                .position(|outcome| *outcome == EntryOutcome::StaleFence)
-            {
-                return Err(ExamError::NotOwner(entries[stale].fence.shard));
+            if entries.is_empty() {
+                return Ok(());
             }
+            // Submitting every chunk before awaiting lets the writer share transactions.
+            let writes = entries
+                .chunks(CHUNK)
+                .map(|chunk| self.journal.write_together(chunk.to_vec()));
+            let mut conflicts = 0;
+            for (chunk, outcomes) in entries
+                .chunks(CHUNK)
+                .zip(futures::future::join_all(writes).await)
+            {
+                for (entry, outcome) in chunk.iter().zip(outcomes?) {
+                    match outcome {
+                        EntryOutcome::StaleFence => {
+                            return Err(ExamError::NotOwner(entry.fence.shard));
+                        }
+                        EntryOutcome::Conflict => conflicts += 1,
+                        EntryOutcome::Written | EntryOutcome::AlreadyStored => {}
+                    }
+                }
+            }
+            if conflicts == 0 {
+                return Ok(());
+            }
+            warn!(plan_id = %plan_id, conflicts, attempt, "rows changed during reconcile; deciding again");
         }
-        Ok(())
+        Err(ExamError::Contended)
     }
 
     /// Checks a candidate in at login (and begins their exam when the plan is
     /// already running); returns their runtime afterwards. A repeated login
     /// writes nothing.
     pub async fn check_in(&self, login: &CandidateLogin) -> Result<CandidateRuntime, ExamError> {
+        let fence = self.fence(ShardId::of_room(&login.plan_id, &login.room_id))?;
         let rules = ExamRules::without_questions(login.duration_s, login.late_entry_s);
         let room = RoomRuntime::default();
-        let context = ExamContext {
-            rules: &rules,
-            plan: &login.plan_runtime,
-            room: &room,
-            extra_time_s: login.extra_time_s,
-        };
+        let mut plan = login.plan_runtime.clone();
         let mut runtime = login.runtime.clone();
-        let events = runtime.handle(
-            &crate::domain::CandidateCommand::CheckIn,
-            &context,
-            self.clock.now(),
-        )?;
-        if events.is_empty() {
-            return Ok(runtime);
+        let mut revision = login.revision;
+        for _ in 0..MAX_ATTEMPTS {
+            let context = ExamContext {
+                rules: &rules,
+                plan: &plan,
+                room: &room,
+                extra_time_s: login.extra_time_s,
+            };
+            let before = runtime.clone();
+            let events = runtime.handle(&CandidateCommand::CheckIn, &context, self.clock.now())?;
+            if events.is_empty() {
+                return Ok(runtime);
+            }
+            let outcomes = self
+                .journal
+                .write_together(candidate_entries(login, fence, before, revision, events))
+                .await?;
+            if outcomes.contains(&EntryOutcome::StaleFence) {
+                return Err(ExamError::NotOwner(fence.shard));
+            }
+            if !outcomes.contains(&EntryOutcome::Conflict) {
+                return Ok(runtime);
+            }
+            // Someone else (a plan start or end, another login) moved the
+            // candidate first: decide again on what is stored now.
+            let record = self
+                .plans
+                .candidate_record(&login.plan_id, &login.candidate_id)
+                .await?
+                .ok_or(ExamError::NotFound("candidate"))?;
+            plan = record.plan_runtime;
+            runtime = record.runtime;
+            revision = record.revision;
         }
-        let fence = self.fence(ShardId::of_room(&login.plan_id, &login.room_id))?;
-        let mut replay = login.runtime.clone();
-        let entries = events
-            .into_iter()
-            .map(|event| {
-                replay.apply(&event);
-                FencedEntry {
-                    fence,
-                    entry: JournalEntry::Candidate {
-                        plan_id: login.plan_id.clone(),
-                        candidate_id: login.candidate_id.clone(),
-                        event,
-                        runtime: replay.clone(),
-                    },
-                }
-            })
-            .collect();
-        let outcomes = self.journal.write_together(entries).await?;
-        if outcomes.contains(&EntryOutcome::StaleFence) {
-            return Err(ExamError::NotOwner(fence.shard));
-        }
-        Ok(runtime)
+        Err(ExamError::Contended)
     }
+}
+
+/// The journal entries of `events` applied in order to `runtime`, starting at
+/// row revision `revision`.
+fn candidate_entries(
+    login: &CandidateLogin,
+    fence: Fence,
+    mut runtime: CandidateRuntime,
+    mut revision: i64,
+    events: Vec<crate::domain::CandidateEvent>,
+) -> Vec<FencedEntry> {
+    events
+        .into_iter()
+        .map(|event| {
+            runtime.apply(&event);
+            let entry = FencedEntry {
+                fence,
+                entry: JournalEntry::Candidate {
+                    plan_id: login.plan_id.clone(),
+                    candidate_id: login.candidate_id.clone(),
+                    revision,
+                    event,
+                    runtime: runtime.clone(),
+                },
+            };
+            revision += 1;
+            entry
+        })
+        .collect()
 }

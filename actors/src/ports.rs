@@ -102,6 +102,7 @@ pub enum ImportOutcome {
 pub struct VersionedPlanRuntime {
     pub runtime: PlanRuntime,
     pub revision: i64,
+    pub duration_s: i64,
 }
 
 /// Everything a candidate login needs, read in one query.
@@ -114,6 +115,8 @@ pub struct CandidateLogin {
     pub access_code_hash: CredentialHash,
     pub extra_time_s: i64,
     pub runtime: CandidateRuntime,
+    /// The candidate row's revision the runtime was read at.
+    pub revision: i64,
     pub plan_runtime: PlanRuntime,
     pub duration_s: i64,
     pub late_entry_s: i64,
@@ -130,6 +133,7 @@ pub struct CandidateRecord {
     pub extra_time_s: i64,
     /// With the answer sheet rebuilt from the current answers.
     pub runtime: CandidateRuntime,
+    pub revision: i64,
     pub room_runtime: RoomRuntime,
     pub plan_runtime: PlanRuntime,
     pub duration_s: i64,
@@ -146,6 +150,8 @@ pub struct ProctorLogin {
     pub room_ids: Vec<RoomId>,
     pub plan_state: PlanState,
     pub starts_at: Timestamp,
+    /// The plan's import digest, so tokens can tell a re-import.
+    pub plan_digest: String,
 }
 
 /// Durable per-room counts for the status view.
@@ -212,10 +218,7 @@ pub trait PlanStore: Send + Sync + 'static {
     async fn plan_counts(&self, plan_id: &PlanId) -> Result<Option<PlanCounts>, StoreError>;
 
     /// Every room's runtime, in import order.
-    async fn room_runtimes(
-        &self,
-        plan_id: &PlanId,
-    ) -> Result<Vec<(RoomId, RoomRuntime)>, StoreError>;
+    async fn room_runtimes(&self, plan_id: &PlanId) -> Result<Vec<RoomRuntimeRow>, StoreError>;
 
     /// Every candidate's runtime without its answer sheet, in import order.
     async fn candidate_runtimes(
@@ -247,6 +250,15 @@ pub struct CandidateRuntimeRow {
     pub room_id: RoomId,
     pub extra_time_s: i64,
     pub runtime: CandidateRuntime,
+    pub revision: i64,
+}
+
+/// A room's durable runtime with its revision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoomRuntimeRow {
+    pub room_id: RoomId,
+    pub runtime: RoomRuntime,
+    pub revision: i64,
 }
 
 // ---------------------------------------------------------------- journal
@@ -264,17 +276,21 @@ pub enum JournalEntry {
         version: i64,
         at: Timestamp,
     },
-    /// A candidate event and the runtime it led to.
+    /// A candidate event and the runtime it led to, decided on the
+    /// candidate's row at `revision`; written only if the row is still at
+    /// that revision (it then moves to `revision + 1`).
     Candidate {
         plan_id: PlanId,
         candidate_id: CandidateId,
+        revision: i64,
         event: CandidateEvent,
         runtime: CandidateRuntime,
     },
-    /// A room event and the runtime it led to.
+    /// A room event and the runtime it led to, decided at `revision`.
     Room {
         plan_id: PlanId,
         room_id: RoomId,
+        revision: i64,
         event: RoomEvent,
         runtime: RoomRuntime,
     },
@@ -330,6 +346,9 @@ pub enum EntryOutcome {
     AlreadyStored,
     /// The shard's epoch moved on: this writer no longer owns it.
     StaleFence,
+    /// The row changed since the revision the entry was decided on: re-read
+    /// and decide again. Nothing of that row's entries was written.
+    Conflict,
 }
 
 /// A write that was refused for its fence or failed in the store.

@@ -245,6 +245,7 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Conflict(detail) => Self::conflict("concurrent_update", detail),
+            StoreError::Rejected(detail) => Self::unprocessable("invalid_value", detail),
             other => Self::internal(other),
         }
     }

@@ -35,7 +35,9 @@ impl fmt::Debug for Secret {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeSection {
-    /// Unique per node in a cluster; `[A-Za-z0-9._-]{1,64}`.
+    /// Unique per node; `[A-Za-z0-9._-]{1,64}`. Required with Postgres
+    /// (several nodes share it, and two with one id would take each other's
+    /// shards); defaults to `node-1` on SQLite, which only one node uses.
     pub id: String,
     pub listen: SocketAddr,
     /// How long in-flight requests may finish after SIGTERM.
@@ -45,7 +47,7 @@ pub struct NodeSection {
 impl Default for NodeSection {
     fn default() -> Self {
         Self {
-            id: "node-1".into(),
+            id: String::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shutdown_grace_s: 10,
         }
@@ -220,13 +222,21 @@ impl Config {
     }
 
     pub fn from_figment(figment: Figment) -> anyhow::Result<Self> {
-        let config: Config = figment.extract().context("invalid configuration")?;
+        let mut config: Config = figment.extract().context("invalid configuration")?;
+        if config.node.id.is_empty() && config.store.url.expose().starts_with("sqlite:") {
+            config.node.id = "node-1".into();
+        }
         config.validate()?;
         Ok(config)
     }
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.node.id.is_empty() {
+            bail!(
+                "node.id is required with Postgres: give every node its own (INVIGIL_NODE__ID=…)"
+            );
+        }
         if let Some(problem) = id_problem(&self.node.id) {
             bail!("node.id {:?} {problem}", self.node.id);
         }
@@ -323,6 +333,27 @@ mod tests {
                 Config::load(Some(Path::new("weak.toml"))).unwrap_err()
             );
             assert!(error.contains("jwt_secret"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn postgres_nodes_need_an_id() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "pg.toml",
+                &VALID
+                    .replace("id = \"node-7\"", "")
+                    .replace("[auth]", "[store]\nurl = \"postgres://h/db\"\n[auth]"),
+            )?;
+            let error = format!(
+                "{:#}",
+                Config::load(Some(Path::new("pg.toml"))).unwrap_err()
+            );
+            assert!(error.contains("node.id is required"), "{error}");
+            jail.create_file("lite.toml", &VALID.replace("id = \"node-7\"", ""))?;
+            let config = Config::load(Some(Path::new("lite.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.node.id, "node-1");
             Ok(())
         });
     }

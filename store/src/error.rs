@@ -13,6 +13,9 @@ pub fn from_sqlx(error: sqlx::Error) -> StoreError {
         sqlx::Error::Database(database) => {
             if database.is_unique_violation() {
                 StoreError::Conflict(database.message().to_string())
+            } else if database.code().is_some_and(|code| code.starts_with("22")) {
+                // Postgres' data exceptions (invalid text, out of range, …).
+                StoreError::Rejected(database.message().to_string())
             } else if is_busy(database.code().as_deref()) {
                 StoreError::Unavailable(database.message().to_string())
             } else {

@@ -29,7 +29,9 @@ pub struct MemoryHotState {
 
 impl Default for MemoryHotState {
     fn default() -> Self {
-        Self { shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect() }
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+        }
     }
 }
 
@@ -38,13 +40,19 @@ impl MemoryHotState {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut hasher);
         let index = (hasher.finish() % SHARDS as u64) as usize;
-        self.shards[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 #[async_trait]
 impl HotState for MemoryHotState {
-    async fn append_outbound(&self, frames: &[(CandidateKey, OutboundFrame)], cap: usize) -> Result<(), HotStateError> {
+    async fn append_outbound(
+        &self,
+        frames: &[(CandidateKey, OutboundFrame)],
+        cap: usize,
+    ) -> Result<(), HotStateError> {
         for (key, frame) in frames {
             let mut shard = self.shard(key);
             let buffer = shard.buffers.entry(key.clone()).or_default();
@@ -56,25 +64,47 @@ impl HotState for MemoryHotState {
         Ok(())
     }
 
-    async fn outbound_after(&self, key: &CandidateKey, after_seq: u64) -> Result<Option<Vec<OutboundFrame>>, HotStateError> {
+    async fn outbound_after(
+        &self,
+        key: &CandidateKey,
+        after_seq: u64,
+    ) -> Result<Option<Vec<OutboundFrame>>, HotStateError> {
         let shard = self.shard(key);
         let Some(buffer) = shard.buffers.get(key) else {
-            return Ok(if after_seq == 0 { Some(Vec::new()) } else { None });
+            return Ok(if after_seq == 0 {
+                Some(Vec::new())
+            } else {
+                None
+            });
         };
         let oldest = buffer.front().map_or(u64::MAX, |frame| frame.seq);
         let newest = buffer.back().map_or(0, |frame| frame.seq);
         // Reachable when the next frame the client needs is still held, or
         // it already has everything.
         if after_seq >= newest {
-            return Ok(if after_seq == newest { Some(Vec::new()) } else { None });
+            return Ok(if after_seq == newest {
+                Some(Vec::new())
+            } else {
+                None
+            });
         }
         if after_seq + 1 < oldest {
             return Ok(None);
         }
-        Ok(Some(buffer.iter().filter(|frame| frame.seq > after_seq).cloned().collect()))
+        Ok(Some(
+            buffer
+                .iter()
+                .filter(|frame| frame.seq > after_seq)
+                .cloned()
+                .collect(),
+        ))
     }
 
-    async fn swap_session(&self, key: &CandidateKey, claim: SessionClaim) -> Result<Option<SessionClaim>, HotStateError> {
+    async fn swap_session(
+        &self,
+        key: &CandidateKey,
+        claim: SessionClaim,
+    ) -> Result<Option<SessionClaim>, HotStateError> {
         Ok(self.shard(key).sessions.insert(key.clone(), claim))
     }
 
@@ -82,8 +112,15 @@ impl HotState for MemoryHotState {
         Ok(self.shard(key).sessions.get(key).cloned())
     }
 
-    async fn put_snapshot(&self, key: &str, snapshot: Vec<u8>, ttl: Duration) -> Result<(), HotStateError> {
-        self.shard(key).snapshots.insert(key.to_string(), (snapshot, Instant::now() + ttl));
+    async fn put_snapshot(
+        &self,
+        key: &str,
+        snapshot: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), HotStateError> {
+        self.shard(key)
+            .snapshots
+            .insert(key.to_string(), (snapshot, Instant::now() + ttl));
         Ok(())
     }
 
@@ -102,7 +139,10 @@ impl HotState for MemoryHotState {
     async fn count_in_window(&self, key: &str, window: Duration) -> Result<u64, HotStateError> {
         let mut shard = self.shard(key);
         let now = Instant::now();
-        let entry = shard.counters.entry(key.to_string()).or_insert((0, now + window));
+        let entry = shard
+            .counters
+            .entry(key.to_string())
+            .or_insert((0, now + window));
         if entry.1 <= now {
             *entry = (0, now + window);
         }

@@ -41,7 +41,10 @@ pub struct Hysteresis {
 impl Hysteresis {
     pub fn from_heartbeat(heartbeat_s: i64) -> Self {
         let period = heartbeat_s.max(1) * 1000;
-        Self { stale_after_ms: period * 5 / 2, offline_after_ms: period * 6 }
+        Self {
+            stale_after_ms: period * 5 / 2,
+            offline_after_ms: period * 6,
+        }
     }
 }
 
@@ -77,7 +80,11 @@ impl Connection {
     /// A frame arrived on the open socket.
     pub fn heard(&mut self, now: Timestamp) -> Option<Presence> {
         self.last_heard = Some(now);
-        if self.socket_open { self.set(Presence::Online) } else { None }
+        if self.socket_open {
+            self.set(Presence::Online)
+        } else {
+            None
+        }
     }
 
     /// The socket closed: stale at once, offline unless it comes back soon.
@@ -94,7 +101,9 @@ impl Connection {
     /// changed.
     pub fn evaluate(&mut self, now: Timestamp, thresholds: Hysteresis) -> Option<Presence> {
         let target = if self.socket_open {
-            let silent = self.last_heard.map_or(i64::MAX, |heard| now.millis_since(heard));
+            let silent = self
+                .last_heard
+                .map_or(i64::MAX, |heard| now.millis_since(heard));
             if silent >= thresholds.offline_after_ms {
                 Presence::Offline
             } else if silent >= thresholds.stale_after_ms {
@@ -104,7 +113,9 @@ impl Connection {
             }
         } else {
             match self.closed_at {
-                Some(closed_at) if now.millis_since(closed_at) < thresholds.offline_after_ms => Presence::Stale,
+                Some(closed_at) if now.millis_since(closed_at) < thresholds.offline_after_ms => {
+                    Presence::Stale
+                }
                 _ => Presence::Offline,
             }
         };
@@ -114,7 +125,10 @@ impl Connection {
     /// Returns whether an open socket has been silent long enough to be
     /// considered dead (the gateway then closes it).
     pub fn is_dead(&self, now: Timestamp, thresholds: Hysteresis) -> bool {
-        self.socket_open && self.last_heard.is_some_and(|heard| now.millis_since(heard) >= thresholds.offline_after_ms)
+        self.socket_open
+            && self
+                .last_heard
+                .is_some_and(|heard| now.millis_since(heard) >= thresholds.offline_after_ms)
     }
 
     fn set(&mut self, presence: Presence) -> Option<Presence> {
@@ -133,7 +147,10 @@ mod tests {
         Timestamp::from_millis(seconds * 1000)
     }
 
-    const TEN_SECONDS: Hysteresis = Hysteresis { stale_after_ms: 25_000, offline_after_ms: 60_000 };
+    const TEN_SECONDS: Hysteresis = Hysteresis {
+        stale_after_ms: 25_000,
+        offline_after_ms: 60_000,
+    };
 
     #[test]
     fn one_late_heartbeat_is_not_a_disconnect() {
@@ -143,9 +160,15 @@ mod tests {
         assert_eq!(connection.evaluate(t(19), TEN_SECONDS), None);
         connection.heard(t(19));
         assert_eq!(connection.evaluate(t(40), TEN_SECONDS), None);
-        assert_eq!(connection.evaluate(t(44), TEN_SECONDS), Some(Presence::Stale));
+        assert_eq!(
+            connection.evaluate(t(44), TEN_SECONDS),
+            Some(Presence::Stale)
+        );
         assert_eq!(connection.heard(t(45)), Some(Presence::Online));
-        assert_eq!(connection.evaluate(t(105), TEN_SECONDS), Some(Presence::Offline));
+        assert_eq!(
+            connection.evaluate(t(105), TEN_SECONDS),
+            Some(Presence::Offline)
+        );
         assert!(connection.is_dead(t(105), TEN_SECONDS));
     }
 
@@ -157,7 +180,14 @@ mod tests {
         assert_eq!(connection.evaluate(t(30), TEN_SECONDS), None);
         assert_eq!(connection.opened(t(31)), Some(Presence::Online));
         connection.closed(t(40));
-        assert_eq!(connection.evaluate(t(100), TEN_SECONDS), Some(Presence::Offline));
-        assert_eq!(connection.closed(t(101)), None, "closing twice changes nothing");
+        assert_eq!(
+            connection.evaluate(t(100), TEN_SECONDS),
+            Some(Presence::Offline)
+        );
+        assert_eq!(
+            connection.closed(t(101)),
+            None,
+            "closing twice changes nothing"
+        );
     }
 }

@@ -66,6 +66,21 @@ enum Recorded {
     Candidate(CandidateEvent),
 }
 
+/// An event as it comes back from the transitions table's JSON column.
+fn through_json(event: &Recorded) -> Recorded {
+    match event {
+        Recorded::Plan(event) => {
+            Recorded::Plan(serde_json::from_value(serde_json::to_value(event).unwrap()).unwrap())
+        }
+        Recorded::Room(event) => {
+            Recorded::Room(serde_json::from_value(serde_json::to_value(event).unwrap()).unwrap())
+        }
+        Recorded::Candidate(event) => Recorded::Candidate(
+            serde_json::from_value(serde_json::to_value(event).unwrap()).unwrap(),
+        ),
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 struct World {
     plan: PlanRuntime,
@@ -124,7 +139,6 @@ impl Run {
                     | Recorded::Room(RoomEvent::Extended { .. })
                     | Recorded::Candidate(CandidateEvent::Extended { .. })
             );
-            self.world.apply(&event);
             self.log.push(event);
         }
         extended
@@ -139,7 +153,7 @@ impl Run {
                 false
             }
             Op::Plan(command) => {
-                let Ok(events) = self.world.plan.decide(command, now) else {
+                let Ok(events) = self.world.plan.handle(command, now) else {
                     return false;
                 };
                 let mut recorded: Vec<Recorded> =
@@ -154,7 +168,7 @@ impl Run {
                     let room = self
                         .world
                         .room
-                        .decide(&RoomCommand::Start, now)
+                        .handle(&RoomCommand::Start, now)
                         .unwrap_or_default();
                     self.record(room.into_iter().map(Recorded::Room).collect());
                     self.candidate_command(&CandidateCommand::Begin);
@@ -163,7 +177,7 @@ impl Run {
                     let room = self
                         .world
                         .room
-                        .decide(&RoomCommand::End, now)
+                        .handle(&RoomCommand::End, now)
                         .unwrap_or_default();
                     self.record(room.into_iter().map(Recorded::Room).collect());
                     self.candidate_command(&CandidateCommand::AutoSubmit {
@@ -173,7 +187,7 @@ impl Run {
                 extended
             }
             Op::Room(command) => {
-                let events = self.world.room.decide(command, now).unwrap_or_default();
+                let events = self.world.room.handle(command, now).unwrap_or_default();
                 self.record(events.into_iter().map(Recorded::Room).collect())
             }
             Op::Candidate(command) => self.candidate_command(command),
@@ -200,6 +214,7 @@ impl Run {
                     now,
                 ) {
                     self.next_cseq = cseq + 1;
+                    self.world.candidate.apply(&event);
                     self.record(vec![Recorded::Candidate(event)]);
                 }
                 false
@@ -217,7 +232,7 @@ impl Run {
         let events = self
             .world
             .candidate
-            .decide(command, &context, self.now)
+            .handle(command, &context, self.now)
             .unwrap_or_default();
         self.record(events.into_iter().map(Recorded::Candidate).collect())
     }
@@ -246,11 +261,24 @@ proptest! {
         for op in &ops {
             run.step(op);
         }
+        // Replay what the store records (events as JSON) onto fresh state.
         let mut replayed = World::default();
         for event in &run.log {
-            replayed.apply(event);
+            replayed.apply(&through_json(event));
         }
         prop_assert_eq!(&replayed, &run.world);
+
+        // The runtimes survive the store's JSON columns (the candidate's
+        // sheet is stored apart, in the answers table).
+        let mut stored_candidate = run.world.candidate.clone();
+        stored_candidate.sheet = Default::default();
+        let restored: super::candidate::CandidateRuntime =
+            serde_json::from_str(&serde_json::to_string(&stored_candidate).unwrap()).unwrap();
+        prop_assert_eq!(restored, stored_candidate);
+        let plan: PlanRuntime = serde_json::from_str(&serde_json::to_string(&run.world.plan).unwrap()).unwrap();
+        prop_assert_eq!(plan, run.world.plan.clone());
+        let room: RoomRuntime = serde_json::from_str(&serde_json::to_string(&run.world.room).unwrap()).unwrap();
+        prop_assert_eq!(room, run.world.room.clone());
 
         // The same commands at the same instants decide the same events.
         let mut again = Run::new();

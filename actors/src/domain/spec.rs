@@ -18,6 +18,10 @@ pub const MAX_QUESTIONS: usize = 10_000;
 pub const MAX_ROOMS: usize = 20_000;
 pub const MAX_PROCTORS: usize = 50_000;
 pub const MAX_CANDIDATES: usize = 500_000;
+/// The shortest access code. Codes are random exam secrets; with the login
+/// limit (10 attempts per account per 5 minutes by default) 8 random
+/// characters put guessing any candidate's code out of reach.
+pub const MIN_ACCESS_CODE_CHARS: usize = 8;
 /// The most problems reported for one import; the rest are counted, not listed.
 pub const MAX_REPORTED_PROBLEMS: usize = 50;
 
@@ -408,11 +412,11 @@ impl PlanSpec<Plaintext> {
             problems.text("invalid_name", at("name"), &candidate.name, 100);
             problems.text("invalid_reg_no", at("reg_no"), &candidate.reg_no, 64);
             let code_chars = candidate.access_code.0.chars().count();
-            if !(4..=128).contains(&code_chars) {
+            if !(MIN_ACCESS_CODE_CHARS..=128).contains(&code_chars) {
                 problems.add(
                     "invalid_access_code",
                     at("access_code"),
-                    "must be 4 to 128 characters",
+                    format!("must be {MIN_ACCESS_CODE_CHARS} to 128 characters"),
                 );
             }
             if candidate.extra_time_s < 0 || candidate.extra_time_s > MAX_DURATION_S {
@@ -491,7 +495,7 @@ pub(crate) mod tests {
             name: format!("name {id}"),
             room_id: RoomId::parse(room).unwrap(),
             seat: None,
-            access_code: Plaintext(format!("code-{id}")),
+            access_code: Plaintext(format!("access-{id}")),
             extra_time_s: 0,
         };
         let question = |id: &str, kind, choices: &[&str], answer| Question {

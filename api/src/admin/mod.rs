@@ -182,7 +182,7 @@ impl AdminApi {
             (PlanAction::End, None) => PlanCommand::End,
             (PlanAction::Finalize, None) => PlanCommand::Finalize,
         };
-        let runtime = self
+        let plan = self
             .state
             .exam
             .plan_command(&plan_id, &command)
@@ -191,12 +191,7 @@ impl AdminApi {
                 invigil_actors::error::ExamError::NotFound(_) => plan_not_found(&plan_id),
                 other => other.into(),
             })?;
-        let duration_s = self
-            .state
-            .plans
-            .load_plan(&plan_id)
-            .await?
-            .map_or(0, |plan| plan.spec.duration_s);
+        let (runtime, duration_s) = (plan.runtime, plan.duration_s);
         Ok(Json(plan_clock(
             &runtime,
             duration_s,

@@ -90,7 +90,25 @@ async fn check_candidate(request: &Request, bearer: Bearer) -> poem::Result<Clai
 }
 
 async fn check_proctor(request: &Request, bearer: Bearer) -> poem::Result<Claims> {
-    check_role(request, &bearer, Role::Proctor)
+    let claims = check_role(request, &bearer, Role::Proctor)?;
+    check_plan_version(state(request)?, &claims).await?;
+    Ok(claims)
+}
+
+/// Refuses a proctor token issued under an earlier import of its plan: the
+/// re-import may have moved the proctor to other rooms.
+pub async fn check_plan_version(state: &AppState, claims: &Claims) -> Result<(), ApiError> {
+    let Some(version) = &claims.ver else {
+        return Ok(());
+    };
+    let current = state.plans.plan_digest(&claims.plan).await?;
+    match current {
+        Some((digest, _)) if &crate::login::token_version(&digest) == version => Ok(()),
+        _ => Err(ApiError::unauthorized(
+            "token_stale",
+            "the plan was imported again since this login; log in again",
+        )),
+    }
 }
 
 #[cfg(test)]

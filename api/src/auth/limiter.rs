@@ -1,76 +1,103 @@
-//! Failed-login limiting: after too many failures for one account within a
-//! window, further attempts are refused until the window ends. In memory per
-//! node; the Redis hot state takes this over in cluster mode.
+//! Failed-login limiting per account. An attempt is counted *before* the
+//! secret is checked, under one lock, so parallel guesses cannot slip past
+//! the limit; a success clears the account. Only existing accounts are
+//! tracked (an unknown one has nothing to protect), which bounds the map by
+//! the number of accounts. In memory per node; the Redis hot state takes
+//! this over in cluster mode.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use invigil_actors::domain::Timestamp;
 
-/// Above this many tracked accounts, expired windows are swept.
-const SWEEP_ABOVE: usize = 100_000;
-
 #[derive(Clone, Copy, Debug)]
 struct Window {
     started_at: Timestamp,
-    failures: u32,
+    attempts: u32,
+}
+
+#[derive(Default)]
+struct Windows {
+    by_account: HashMap<String, Window>,
+    last_sweep: Timestamp,
 }
 
 pub struct LoginLimiter {
-    max_failures: u32,
+    max_attempts: u32,
     window_ms: i64,
-    /// Failures per account. A std mutex: held only for map operations, never across an await.
-    windows: Mutex<HashMap<String, Window>>,
+    /// A std mutex: held only for map operations, never across an await.
+    windows: Mutex<Windows>,
 }
 
 impl LoginLimiter {
     pub fn new(max_failures: u32, window_s: i64) -> Self {
         Self {
-            max_failures: max_failures.max(1),
+            max_attempts: max_failures.max(1),
             window_ms: window_s.max(1) * 1000,
-            windows: Mutex::new(HashMap::new()),
+            windows: Mutex::new(Windows::default()),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Windows> {
+        self.windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Returns the seconds until `account` may try again, if it is blocked.
     pub fn blocked_for(&self, account: &str, now: Timestamp) -> Option<i64> {
-        let windows = self
-            .windows
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let window = windows.get(account)?;
+        let windows = self.lock();
+        let window = windows.by_account.get(account)?;
+        self.remaining(window, now)
+    }
+
+    fn remaining(&self, window: &Window, now: Timestamp) -> Option<i64> {
         let ends_at = window.started_at.plus_millis(self.window_ms);
-        (window.failures >= self.max_failures && ends_at > now)
+        (window.attempts >= self.max_attempts && ends_at > now)
             .then(|| (ends_at.millis_since(now) + 999) / 1000)
     }
 
-    pub fn record_failure(&self, account: &str, now: Timestamp) {
-        let mut windows = self
-            .windows
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if windows.len() > SWEEP_ABOVE {
+    /// Counts an attempt on an existing account before its secret is
+    /// checked; refuses it (with the seconds to wait) when the limit is
+    /// reached.
+    pub fn begin_attempt(&self, account: &str, now: Timestamp) -> Result<(), i64> {
+        let mut windows = self.lock();
+        // Sweep expired windows at most once per window length.
+        if now.millis_since(windows.last_sweep) >= self.window_ms {
             let window_ms = self.window_ms;
-            windows.retain(|_, window| window.started_at.plus_millis(window_ms) > now);
+            windows
+                .by_account
+                .retain(|_, window| window.started_at.plus_millis(window_ms) > now);
+            windows.last_sweep = now;
         }
-        let window = windows.entry(account.to_string()).or_insert(Window {
-            started_at: now,
-            failures: 0,
-        });
+        let window = windows
+            .by_account
+            .entry(account.to_string())
+            .or_insert(Window {
+                started_at: now,
+                attempts: 0,
+            });
         if window.started_at.plus_millis(self.window_ms) <= now {
             *window = Window {
                 started_at: now,
-                failures: 0,
+                attempts: 0,
             };
         }
-        window.failures = window.failures.saturating_add(1);
+        if let Some(seconds) = self.remaining(window, now) {
+            return Err(seconds);
+        }
+        window.attempts = window.attempts.saturating_add(1);
+        Ok(())
     }
 
+    /// A correct secret: the account starts afresh.
     pub fn record_success(&self, account: &str) {
-        self.windows
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(account);
+        self.lock().by_account.remove(account);
+    }
+
+    /// How many accounts are tracked (for tests and metrics).
+    pub fn tracked(&self) -> usize {
+        self.lock().by_account.len()
     }
 }
 
@@ -78,24 +105,43 @@ impl LoginLimiter {
 mod tests {
     use super::*;
 
+    fn t(millis: i64) -> Timestamp {
+        Timestamp::from_millis(millis)
+    }
+
     #[test]
-    fn blocks_after_the_limit_until_the_window_ends() {
+    fn attempts_are_counted_before_the_check() {
         let limiter = LoginLimiter::new(3, 60);
-        let t = Timestamp::from_millis;
-        for _ in 0..2 {
-            limiter.record_failure("a", t(0));
+        // Three guesses in flight at once all count; the fourth is refused
+        // even though none has failed yet.
+        for _ in 0..3 {
+            assert_eq!(limiter.begin_attempt("a", t(0)), Ok(()));
         }
-        assert_eq!(limiter.blocked_for("a", t(1)), None);
-        limiter.record_failure("a", t(1_000));
+        assert_eq!(limiter.begin_attempt("a", t(1_000)), Err(59));
         assert_eq!(limiter.blocked_for("a", t(1_000)), Some(59));
-        assert_eq!(limiter.blocked_for("b", t(1_000)), None);
-        assert_eq!(limiter.blocked_for("a", t(60_000)), None);
-        limiter.record_failure("a", t(60_000));
         assert_eq!(
-            limiter.blocked_for("a", t(60_001)),
-            None,
-            "a new window starts"
+            limiter.begin_attempt("b", t(1_000)),
+            Ok(()),
+            "another account is not affected"
         );
+        assert_eq!(
+            limiter.begin_attempt("a", t(60_000)),
+            Ok(()),
+            "a new window"
+        );
+    }
+
+    #[test]
+    fn success_clears_and_sweeps_bound_the_map() {
+        let limiter = LoginLimiter::new(3, 60);
+        limiter.begin_attempt("a", t(0)).unwrap();
         limiter.record_success("a");
+        assert_eq!(limiter.tracked(), 0);
+        for n in 0..100 {
+            limiter.begin_attempt(&format!("x{n}"), t(0)).unwrap();
+        }
+        assert_eq!(limiter.tracked(), 100);
+        limiter.begin_attempt("late", t(61_000)).unwrap();
+        assert_eq!(limiter.tracked(), 1, "expired windows were swept");
     }
 }

@@ -29,8 +29,8 @@ pub struct Argon2Cost {
 impl Default for Argon2Cost {
     fn default() -> Self {
         Self {
-            memory_kib: 19 * 1024,
-            iterations: 2,
+            memory_kib: 7 * 1024,
+            iterations: 5,
             parallelism: 1,
         }
     }

@@ -31,6 +31,10 @@ pub struct Claims {
     pub iss: String,
     /// Token id, for logs.
     pub jti: String,
+    /// The plan import the token was issued under (proctors): a re-import
+    /// may move proctors between rooms, so older tokens stop working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ver: Option<String>,
 }
 
 impl Claims {
@@ -78,6 +82,7 @@ impl TokenIssuer {
         subject: &str,
         plan: &PlanId,
         rooms: Vec<RoomId>,
+        ver: Option<String>,
         now: Timestamp,
         ttl_s: i64,
     ) -> Result<(String, DateTime<Utc>), ApiError> {
@@ -92,6 +97,7 @@ impl TokenIssuer {
             exp,
             iss: ISSUER.to_string(),
             jti: uuid::Uuid::now_v7().simple().to_string(),
+            ver,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(ApiError::internal)?;
@@ -130,6 +136,7 @@ mod tests {
                 "pr1",
                 &plan,
                 vec![RoomId::parse("r1").unwrap()],
+                Some("digest".into()),
                 now(),
                 60,
             )
@@ -145,6 +152,7 @@ mod tests {
                 "c1",
                 &plan,
                 vec![],
+                None,
                 now().plus_millis(-3_600_000),
                 60,
             )

@@ -69,38 +69,52 @@ fn invalid_credentials() -> ApiError {
     ApiError::unauthorized("invalid_credentials", "the credentials are not valid")
 }
 
+/// Checks a login field: 1 to `max_chars` characters, none of them control
+/// characters (which no stored value contains, and Postgres refuses NUL).
 fn bounded(value: &str, field: &'static str, max_chars: usize) -> Result<(), ApiError> {
-    if value.is_empty() || value.chars().count() > max_chars {
+    if value.is_empty() || value.chars().count() > max_chars || value.chars().any(char::is_control)
+    {
         return Err(ApiError::unprocessable(
             "invalid_field",
-            format!("{field} must be 1 to {max_chars} characters"),
+            format!("{field} must be 1 to {max_chars} characters without control characters"),
         )
         .with_field(field));
     }
     Ok(())
 }
 
+/// The part of a plan's import digest a proctor token carries.
+pub fn token_version(plan_digest: &str) -> String {
+    plan_digest.chars().take(16).collect()
+}
+
+fn too_many_attempts(seconds: i64) -> ApiError {
+    ApiError::new(
+        poem::http::StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        format!("too many failed logins for this account; retry in {seconds} s"),
+    )
+}
+
 impl LoginApi {
+    /// Refuses early, before any database work, while an account is blocked.
     fn check_not_blocked(&self, account: &str) -> Result<(), ApiError> {
         match self
             .state
             .login_limiter
             .blocked_for(account, self.state.clock.now())
         {
-            Some(seconds) => Err(ApiError::new(
-                poem::http::StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                format!("too many failed logins for this account; retry in {seconds} s"),
-            )),
+            Some(seconds) => Err(too_many_attempts(seconds)),
             None => Ok(()),
         }
     }
 
-    fn fail(&self, account: &str) -> ApiError {
+    /// Counts an attempt on an existing account before its secret is checked.
+    fn begin_attempt(&self, account: &str) -> Result<(), ApiError> {
         self.state
             .login_limiter
-            .record_failure(account, self.state.clock.now());
-        invalid_credentials()
+            .begin_attempt(account, self.state.clock.now())
+            .map_err(too_many_attempts)
     }
 }
 
@@ -139,15 +153,16 @@ impl LoginApi {
             .await?
         else {
             self.state.hasher.waste_access_code_check(&body.access_code);
-            return Err(self.fail(&account));
+            return Err(invalid_credentials());
         };
+        self.begin_attempt(&account)?;
         if !self.state.hasher.verify_access_code(
             &plan_id,
             &login.candidate_id,
             &body.access_code,
             &login.access_code_hash,
         ) {
-            return Err(self.fail(&account));
+            return Err(invalid_credentials());
         }
         self.state.login_limiter.record_success(&account);
         let runtime = self.state.exam.check_in(&login).await?;
@@ -156,6 +171,7 @@ impl LoginApi {
             login.candidate_id.as_str(),
             &plan_id,
             vec![login.room_id.clone()],
+            None,
             self.state.clock.now(),
             self.state.settings.candidate_token_ttl_s,
         )?;
@@ -201,6 +217,9 @@ impl LoginApi {
             })
             .collect();
         logins.sort_by_key(plan_priority);
+        if !logins.is_empty() {
+            self.begin_attempt(&account)?;
+        }
         let hasher = self.state.hasher.clone();
         let password = body.password;
         let matched = tokio::task::spawn_blocking(move || {
@@ -216,7 +235,7 @@ impl LoginApi {
         .await
         .map_err(ApiError::internal)?;
         let Some(login) = matched else {
-            return Err(self.fail(&account));
+            return Err(invalid_credentials());
         };
         self.state.login_limiter.record_success(&account);
         let (token, expires_at) = self.state.tokens.issue(
@@ -224,6 +243,7 @@ impl LoginApi {
             login.proctor_id.as_str(),
             &login.plan_id,
             login.room_ids.clone(),
+            Some(token_version(&login.plan_digest)),
             self.state.clock.now(),
             self.state.settings.proctor_token_ttl_s,
         )?;

@@ -11,7 +11,9 @@ crate::on_both_backends!(
     candidates_log_in_while_the_plan_admits_them,
     wrong_and_unknown_credentials_look_the_same,
     repeated_failures_are_limited,
+    parallel_guesses_cannot_pass_the_limit,
     proctors_log_in_to_their_rooms,
+    a_reimport_retires_older_proctor_tokens,
     the_candidate_sees_their_own_exam,
 );
 
@@ -171,4 +173,68 @@ async fn the_candidate_sees_their_own_exam(app: &TestApp) {
     );
     assert!(me["ends_at"].is_null());
     assert_eq!(me["answers"], json!([]));
+}
+
+async fn parallel_guesses_cannot_pass_the_limit(app: &TestApp) {
+    ok_json(app.put_plan("p1", &plan("p1", 1, 2)).await).await;
+    ok_json(app.command("p1", json!({"action": "open"})).await).await;
+    // 20 guesses at once against a limit of 5 attempts per window.
+    let guesses = (0..20).map(|n| {
+        app.login_candidate(
+            "p1",
+            "R0001",
+            if n == 19 { "code-0001" } else { "wrong-guess" },
+        )
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(guesses)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
+    let checked = statuses
+        .iter()
+        .filter(|s| **s != StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(
+        checked <= 5,
+        "{checked} of 20 parallel attempts were checked: {statuses:?}"
+    );
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS));
+    // Unknown accounts are not tracked: they cannot fill memory or lock anyone out.
+    for n in 0..20 {
+        problem(
+            app.login_candidate("p1", &format!("NOBODY{n}"), "wrong-guess")
+                .await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await;
+    }
+}
+
+async fn a_reimport_retires_older_proctor_tokens(app: &TestApp) {
+    let mut body = plan("p1", 2, 2);
+    ok_json(app.put_plan("p1", &body).await).await;
+    let login = ok_json(app.login_proctor("p1-proctor-1", "password-1").await).await;
+    let token = login["token"].as_str().unwrap().to_string();
+    ok_json(app.bearer_get("/api/v1/proctor/rooms", &token).await).await;
+    // The admin server moves proctor 1 to room 2 while the plan is scheduled.
+    body["proctors"][0]["room_ids"] = json!(["room-2"]);
+    assert_eq!(
+        ok_json(app.put_plan("p1", &body).await).await["outcome"],
+        "replaced"
+    );
+    problem(
+        app.bearer_get("/api/v1/proctor/rooms", &token).await,
+        StatusCode::UNAUTHORIZED,
+        "token_stale",
+    )
+    .await;
+    let login = ok_json(app.login_proctor("p1-proctor-1", "password-1").await).await;
+    assert_eq!(login["room_ids"], json!(["room-2"]));
+    ok_json(
+        app.bearer_get("/api/v1/proctor/rooms", login["token"].as_str().unwrap())
+            .await,
+    )
+    .await;
 }

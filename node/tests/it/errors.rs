@@ -11,6 +11,7 @@ crate::on_both_backends!(
     invalid_ids_are_named_in_body_and_path,
     duplicate_candidates_and_unknown_rooms_are_refused,
     negative_durations_are_refused,
+    control_characters_and_short_codes_are_refused,
     oversized_bodies_are_refused_before_reading,
     credentials_and_roles_are_checked,
     other_transport_errors_are_problems,
@@ -362,4 +363,38 @@ async fn other_transport_errors_are_problems(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(value["status"], "ok");
+}
+
+async fn control_characters_and_short_codes_are_refused(app: &TestApp) {
+    // A NUL byte would be refused by Postgres itself; it must be a 422, not a 500.
+    let error = problem(
+        app.login_candidate("p1", "R\u{0}1", "code-0001").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(error["field"], "reg_no");
+    problem(
+        app.login_proctor("kim\u{0}", "password").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
+    let mut body = plan("p1", 1, 1);
+    body["candidates"][0]["access_code"] = json!("1234567");
+    let error = problem(
+        app.put_plan("p1", &body).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_access_code",
+    )
+    .await;
+    assert_eq!(error["field"], "candidates[0].access_code");
+    let mut body = plan("p1", 1, 1);
+    body["candidates"][0]["name"] = json!("tab\tname");
+    problem(
+        app.put_plan("p1", &body).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_name",
+    )
+    .await;
 }

@@ -34,6 +34,7 @@ CREATE TABLE rooms (
     capacity  BIGINT NOT NULL,
     state     TEXT NOT NULL,
     runtime   TEXT NOT NULL,                -- JSON RoomRuntime
+    revision  BIGINT NOT NULL DEFAULT 0,    -- optimistic concurrency
     PRIMARY KEY (plan_id, id)
 );
 
@@ -73,6 +74,7 @@ CREATE TABLE candidates (
     extra_time_s      BIGINT NOT NULL,
     state             TEXT NOT NULL,        -- mirrors runtime.state for counts
     runtime           TEXT NOT NULL,        -- JSON CandidateRuntime without the sheet
+    revision          BIGINT NOT NULL DEFAULT 0,  -- optimistic concurrency
     updated_at_ms     BIGINT NOT NULL,
     PRIMARY KEY (plan_id, id),
     UNIQUE (plan_id, reg_no),               -- candidate login

@@ -33,6 +33,9 @@ struct AnswerRow<'a> {
 }
 
 struct TransitionRow {
+    index: usize,
+    /// The row revision the entry was decided on.
+    revision: i64,
     plan_id: String,
     entity: &'static str,
     entity_id: String,
@@ -94,10 +97,13 @@ fn sort<'a>(
             JournalEntry::Candidate {
                 plan_id,
                 candidate_id,
+                revision,
                 event,
                 runtime,
             } => {
                 sorted.candidates.push(TransitionRow {
+                    index,
+                    revision: *revision,
                     plan_id: plan_id.to_string(),
                     entity: "candidate",
                     entity_id: candidate_id.to_string(),
@@ -113,10 +119,13 @@ fn sort<'a>(
             JournalEntry::Room {
                 plan_id,
                 room_id,
+                revision,
                 event,
                 runtime,
             } => {
                 sorted.rooms.push(TransitionRow {
+                    index,
+                    revision: *revision,
                     plan_id: plan_id.to_string(),
                     entity: "room",
                     entity_id: room_id.to_string(),
@@ -154,6 +163,43 @@ fn last_per_key<T, K: std::hash::Hash + Eq>(
         }
     }
     kept
+}
+
+/// The chain of entries for one row: consecutive revisions from `first`.
+/// Entries that do not continue the chain were decided on a stale view.
+struct Chain<'r> {
+    first: &'r TransitionRow,
+    last: &'r TransitionRow,
+    entries: Vec<&'r TransitionRow>,
+}
+
+/// Groups a table's entries by row and checks that each row's entries
+/// continue one another (revision r, r+1, …); breaks are conflicts.
+fn chains<'r>(rows: &'r [TransitionRow], outcomes: &mut [EntryOutcome]) -> Vec<Chain<'r>> {
+    let mut by_row: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut chains: Vec<Chain<'r>> = Vec::new();
+    for row in rows {
+        match by_row.get(&(row.plan_id.as_str(), row.entity_id.as_str())) {
+            Some(&position) => {
+                let chain = &mut chains[position];
+                if row.revision == chain.last.revision + 1 {
+                    chain.last = row;
+                    chain.entries.push(row);
+                } else {
+                    outcomes[row.index] = EntryOutcome::Conflict;
+                }
+            }
+            None => {
+                by_row.insert((row.plan_id.as_str(), row.entity_id.as_str()), chains.len());
+                chains.push(Chain {
+                    first: row,
+                    last: row,
+                    entries: vec![row],
+                });
+            }
+        }
+    }
+    chains
 }
 
 #[async_trait]
@@ -206,7 +252,7 @@ impl Journal for SqlStore {
                         .push_bind(answer.at_ms);
                 });
                 insert.push(" ON CONFLICT (plan_id, candidate_id, cseq) DO NOTHING RETURNING plan_id, candidate_id, cseq");
-                let inserted: std::collections::HashSet<(String, String, i64)> = insert
+                let mut inserted: std::collections::HashSet<(String, String, i64)> = insert
                     .build()
                     .fetch_all(&mut *tx)
                     .await
@@ -216,7 +262,9 @@ impl Journal for SqlStore {
                     .collect();
                 for answer in chunk {
                     let key = (answer.plan_id.to_owned(), answer.candidate_id.to_owned(), answer.cseq);
-                    if inserted.contains(&key) {
+                    // `remove`: a cseq repeated within the batch is written
+                    // once; its later copies are repeats like any other.
+                    if inserted.remove(&key) {
                         fresh_answers.push(answer);
                     } else {
                         outcomes[answer.index] = EntryOutcome::AlreadyStored;
@@ -253,7 +301,51 @@ impl Journal for SqlStore {
             }
 
             for (rows, table) in [(&sorted.candidates, "candidates"), (&sorted.rooms, "rooms")] {
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                // Compare-and-set per row: a row moves only from the revision
+                // its entries were decided on; otherwise they are conflicts.
+                let chains = chains(rows, &mut outcomes);
+                let mut written: Vec<&TransitionRow> = Vec::new();
+                for chunk in chains.chunks(ROWS_PER_STATEMENT) {
+                    // VALUES columns are column1.. in both dialects.
+                    let mut update = QueryBuilder::new(format!(
+                        "UPDATE {table} SET state = v.column3, runtime = v.column4, revision = v.column6"
+                    ));
+                    if table == "candidates" {
+                        update.push(", updated_at_ms = ");
+                        update.push_bind(chunk.iter().map(|chain| chain.last.at_ms).max().unwrap_or(0));
+                    }
+                    update.push(" FROM (");
+                    update.push_values(chunk, |mut row, chain| {
+                        row.push_bind(chain.last.plan_id.clone())
+                            .push_bind(chain.last.entity_id.clone())
+                            .push_bind(chain.last.to_state)
+                            .push_bind(chain.last.runtime.clone())
+                            .push_bind(chain.first.revision)
+                            .push_bind(chain.last.revision + 1);
+                    });
+                    update.push(format!(
+                        ") AS v WHERE {table}.plan_id = v.column1 AND {table}.id = v.column2 \
+                         AND {table}.revision = v.column5 RETURNING {table}.plan_id, {table}.id"
+                    ));
+                    let updated: std::collections::HashSet<(String, String)> = update
+                        .build()
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(from_sqlx)?
+                        .into_iter()
+                        .map(|row| (row.get(0), row.get(1)))
+                        .collect();
+                    for chain in chunk {
+                        if updated.contains(&(chain.first.plan_id.clone(), chain.first.entity_id.clone())) {
+                            written.extend(chain.entries.iter().copied());
+                        } else {
+                            for entry in &chain.entries {
+                                outcomes[entry.index] = EntryOutcome::Conflict;
+                            }
+                        }
+                    }
+                }
+                for chunk in written.chunks(ROWS_PER_STATEMENT) {
                     let mut insert = QueryBuilder::new(
                         "INSERT INTO transitions (plan_id, entity, entity_id, event, to_state, detail, shard, epoch, at_ms) ",
                     );
@@ -269,24 +361,6 @@ impl Journal for SqlStore {
                             .push_bind(transition.at_ms);
                     });
                     insert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
-                }
-                let latest = last_per_key(rows.iter(), |row| (row.plan_id.as_str(), row.entity_id.as_str()));
-                for chunk in latest.chunks(ROWS_PER_STATEMENT) {
-                    // VALUES columns are column1.. in both dialects.
-                    let mut update = QueryBuilder::new(format!("UPDATE {table} SET state = v.column3, runtime = v.column4"));
-                    if table == "candidates" {
-                        update.push(", updated_at_ms = ");
-                        update.push_bind(chunk.iter().map(|row| row.at_ms).max().unwrap_or(0));
-                    }
-                    update.push(" FROM (");
-                    update.push_values(chunk, |mut row, transition| {
-                        row.push_bind(transition.plan_id.clone())
-                            .push_bind(transition.entity_id.clone())
-                            .push_bind(transition.to_state)
-                            .push_bind(transition.runtime.clone());
-                    });
-                    update.push(format!(") AS v WHERE {table}.plan_id = v.column1 AND {table}.id = v.column2"));
-                    update.build().execute(&mut *tx).await.map_err(from_sqlx)?;
                 }
             }
 

@@ -11,7 +11,7 @@ use invigil_actors::domain::{
 use invigil_actors::error::StoreError;
 use invigil_actors::ports::{
     CandidateLogin, CandidateRecord, CandidateRuntimeRow, ImportOutcome, PlanCounts, PlanStore,
-    ProctorLogin, Redacted, RoomCounts, StoredPlan, VersionedPlanRuntime,
+    ProctorLogin, Redacted, RoomCounts, RoomRuntimeRow, StoredPlan, VersionedPlanRuntime,
 };
 use invigil_actors::shard::Fence;
 use sqlx::{QueryBuilder, Row};
@@ -293,17 +293,18 @@ impl PlanStore for SqlStore {
         plan_id: &PlanId,
     ) -> Result<Option<VersionedPlanRuntime>, StoreError> {
         let row = on_backend!(self, pool => {
-            sqlx::query("SELECT runtime, revision FROM plans WHERE id = $1")
+            sqlx::query("SELECT runtime, revision, duration_s FROM plans WHERE id = $1")
                 .bind(plan_id.as_str())
                 .fetch_optional(pool)
                 .await
                 .map_err(from_sqlx)?
-                .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
+                .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1), row.get::<i64, _>(2)))
         });
-        row.map(|(runtime, revision)| {
+        row.map(|(runtime, revision, duration_s)| {
             Ok(VersionedPlanRuntime {
                 runtime: from_json("plan runtime", &runtime)?,
                 revision,
+                duration_s,
             })
         })
         .transpose()
@@ -437,18 +438,21 @@ impl PlanStore for SqlStore {
         })
     }
 
-    async fn room_runtimes(
-        &self,
-        plan_id: &PlanId,
-    ) -> Result<Vec<(RoomId, RoomRuntime)>, StoreError> {
+    async fn room_runtimes(&self, plan_id: &PlanId) -> Result<Vec<RoomRuntimeRow>, StoreError> {
         on_backend!(self, pool => {
-            sqlx::query("SELECT id, runtime FROM rooms WHERE plan_id = $1 ORDER BY position")
+            sqlx::query("SELECT id, runtime, revision FROM rooms WHERE plan_id = $1 ORDER BY position")
                 .bind(plan_id.as_str())
                 .fetch_all(pool)
                 .await
                 .map_err(from_sqlx)?
                 .into_iter()
-                .map(|row| Ok((id("room id", row.get(0))?, from_json("room runtime", row.get::<&str, _>(1))?)))
+                .map(|row| {
+                    Ok(RoomRuntimeRow {
+                        room_id: id("room id", row.get(0))?,
+                        runtime: from_json("room runtime", row.get::<&str, _>(1))?,
+                        revision: row.get(2),
+                    })
+                })
                 .collect()
         })
     }
@@ -459,7 +463,7 @@ impl PlanStore for SqlStore {
     ) -> Result<Vec<CandidateRuntimeRow>, StoreError> {
         on_backend!(self, pool => {
             sqlx::query(
-                "SELECT id, room_id, extra_time_s, runtime FROM candidates WHERE plan_id = $1 ORDER BY position",
+                "SELECT id, room_id, extra_time_s, runtime, revision FROM candidates WHERE plan_id = $1 ORDER BY position",
             )
             .bind(plan_id.as_str())
             .fetch_all(pool)
@@ -472,6 +476,7 @@ impl PlanStore for SqlStore {
                     room_id: id("room id", row.get(1))?,
                     extra_time_s: row.get(2),
                     runtime: from_json("candidate runtime", row.get::<&str, _>(3))?,
+                    revision: row.get(4),
                 })
             })
             .collect()
@@ -483,9 +488,9 @@ impl PlanStore for SqlStore {
         plan_id: &PlanId,
         reg_no: &str,
     ) -> Result<Option<CandidateLogin>, StoreError> {
-        let row = on_backend!(self, pool => {
-            sqlx::query(
-                "SELECT c.id, c.room_id, c.name, c.access_code_hash, c.extra_time_s, c.runtime, \
+        on_backend!(self, pool => {
+            let Some(row) = sqlx::query(
+                "SELECT c.id, c.room_id, c.name, c.access_code_hash, c.extra_time_s, c.runtime, c.revision, \
                         p.runtime, p.duration_s, p.settings \
                  FROM candidates c JOIN plans p ON p.id = c.plan_id \
                  WHERE c.plan_id = $1 AND c.reg_no = $2",
@@ -495,47 +500,24 @@ impl PlanStore for SqlStore {
             .fetch_optional(pool)
             .await
             .map_err(from_sqlx)?
-            .map(|row| {
-                (
-                    row.get::<String, _>(0),
-                    row.get::<String, _>(1),
-                    row.get::<String, _>(2),
-                    row.get::<String, _>(3),
-                    row.get::<i64, _>(4),
-                    row.get::<String, _>(5),
-                    row.get::<String, _>(6),
-                    row.get::<i64, _>(7),
-                    row.get::<String, _>(8),
-                )
-            })
-        });
-        let Some((
-            candidate_id,
-            room_id,
-            name,
-            hash,
-            extra_time_s,
-            runtime,
-            plan_runtime,
-            duration_s,
-            settings,
-        )) = row
-        else {
-            return Ok(None);
-        };
-        let settings: PlanSettings = from_json("plan settings", &settings)?;
-        Ok(Some(CandidateLogin {
-            plan_id: plan_id.clone(),
-            candidate_id: id("candidate id", candidate_id)?,
-            room_id: id("room id", room_id)?,
-            name,
-            access_code_hash: CredentialHash(hash),
-            extra_time_s,
-            runtime: from_json("candidate runtime", &runtime)?,
-            plan_runtime: from_json("plan runtime", &plan_runtime)?,
-            duration_s,
-            late_entry_s: settings.late_entry_s,
-        }))
+            else {
+                return Ok(None);
+            };
+            let settings: PlanSettings = from_json("plan settings", row.get::<&str, _>(9))?;
+            Ok(Some(CandidateLogin {
+                plan_id: plan_id.clone(),
+                candidate_id: id("candidate id", row.get(0))?,
+                room_id: id("room id", row.get(1))?,
+                name: row.get(2),
+                access_code_hash: CredentialHash(row.get(3)),
+                extra_time_s: row.get(4),
+                runtime: from_json("candidate runtime", row.get::<&str, _>(5))?,
+                revision: row.get(6),
+                plan_runtime: from_json("plan runtime", row.get::<&str, _>(7))?,
+                duration_s: row.get(8),
+                late_entry_s: settings.late_entry_s,
+            }))
+        })
     }
 
     async fn candidate_record(
@@ -546,7 +528,7 @@ impl PlanStore for SqlStore {
         on_backend!(self, pool => {
             let Some(row) = sqlx::query(
                 "SELECT c.reg_no, c.name, c.room_id, c.seat, c.extra_time_s, c.runtime, r.runtime, p.runtime, \
-                        p.duration_s, p.settings \
+                        p.duration_s, p.settings, c.revision \
                  FROM candidates c \
                  JOIN rooms r ON r.plan_id = c.plan_id AND r.id = c.room_id \
                  JOIN plans p ON p.id = c.plan_id \
@@ -590,6 +572,7 @@ impl PlanStore for SqlStore {
                 seat: row.get(3),
                 extra_time_s: row.get(4),
                 runtime,
+                revision: row.get(10),
                 room_runtime: from_json("room runtime", row.get::<&str, _>(6))?,
                 plan_runtime: from_json("plan runtime", row.get::<&str, _>(7))?,
                 duration_s: row.get(8),
@@ -601,7 +584,7 @@ impl PlanStore for SqlStore {
     async fn proctor_logins(&self, login: &str) -> Result<Vec<ProctorLogin>, StoreError> {
         on_backend!(self, pool => {
             let rows = sqlx::query(
-                "SELECT pr.plan_id, pr.id, pr.name, pr.password_hash, p.state, p.starts_at_ms \
+                "SELECT pr.plan_id, pr.id, pr.name, pr.password_hash, p.state, p.starts_at_ms, p.import_digest \
                  FROM proctors pr JOIN plans p ON p.id = pr.plan_id \
                  WHERE pr.login = $1 AND p.state <> 'finalized'",
             )
@@ -633,6 +616,7 @@ impl PlanStore for SqlStore {
                     room_ids,
                     plan_state: parse_plan_state(&state)?,
                     starts_at: Timestamp::from_millis(row.get(5)),
+                    plan_digest: row.get(6),
                 });
             }
             Ok(logins)

@@ -7,11 +7,17 @@ use invigil_actors::ports::{CandidateKey, HotState, OutboundFrame, SessionClaim}
 use invigil_store::MemoryHotState;
 
 fn key(candidate: &str) -> CandidateKey {
-    CandidateKey { plan_id: "p1".parse().unwrap(), candidate_id: candidate.parse().unwrap() }
+    CandidateKey {
+        plan_id: "p1".parse().unwrap(),
+        candidate_id: candidate.parse().unwrap(),
+    }
 }
 
 fn frame(seq: u64) -> OutboundFrame {
-    OutboundFrame { seq, text: format!("{{\"seq\":{seq}}}") }
+    OutboundFrame {
+        seq,
+        text: format!("{{\"seq\":{seq}}}"),
+    }
 }
 
 macro_rules! hot_state_cases {
@@ -48,26 +54,59 @@ pub async fn resume_buffers_replay_what_was_missed(hot: &impl HotState) {
     let frames: Vec<_> = (1..=5).map(|seq| (key("c1"), frame(seq))).collect();
     hot.append_outbound(&frames, 256).await.unwrap();
     let missed = hot.outbound_after(&key("c1"), 2).await.unwrap().unwrap();
-    assert_eq!(missed.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
-    assert_eq!(hot.outbound_after(&key("c1"), 5).await.unwrap(), Some(vec![]), "up to date");
-    assert_eq!(hot.outbound_after(&key("c1"), 9).await.unwrap(), None, "ahead of the server: snapshot");
-    assert_eq!(hot.outbound_after(&key("nobody"), 0).await.unwrap(), Some(vec![]));
+    assert_eq!(
+        missed.iter().map(|f| f.seq).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert_eq!(
+        hot.outbound_after(&key("c1"), 5).await.unwrap(),
+        Some(vec![]),
+        "up to date"
+    );
+    assert_eq!(
+        hot.outbound_after(&key("c1"), 9).await.unwrap(),
+        None,
+        "ahead of the server: snapshot"
+    );
+    assert_eq!(
+        hot.outbound_after(&key("nobody"), 0).await.unwrap(),
+        Some(vec![])
+    );
 }
 
 pub async fn a_gap_beyond_the_buffer_asks_for_a_snapshot(hot: &impl HotState) {
     let frames: Vec<_> = (1..=10).map(|seq| (key("c2"), frame(seq))).collect();
     hot.append_outbound(&frames, 4).await.unwrap();
-    assert_eq!(hot.outbound_after(&key("c2"), 5).await.unwrap(), None, "6 was dropped");
+    assert_eq!(
+        hot.outbound_after(&key("c2"), 5).await.unwrap(),
+        None,
+        "6 was dropped"
+    );
     let kept = hot.outbound_after(&key("c2"), 6).await.unwrap().unwrap();
-    assert_eq!(kept.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
+    assert_eq!(
+        kept.iter().map(|f| f.seq).collect::<Vec<_>>(),
+        vec![7, 8, 9, 10]
+    );
     assert_eq!(hot.outbound_after(&key("nobody"), 3).await.unwrap(), None);
 }
 
 pub async fn sessions_are_swapped(hot: &impl HotState) {
-    let first = SessionClaim { session_id: "s1".into(), node_id: "n1".into() };
-    let second = SessionClaim { session_id: "s2".into(), node_id: "n2".into() };
-    assert_eq!(hot.swap_session(&key("c3"), first.clone()).await.unwrap(), None);
-    assert_eq!(hot.swap_session(&key("c3"), second.clone()).await.unwrap(), Some(first));
+    let first = SessionClaim {
+        session_id: "s1".into(),
+        node_id: "n1".into(),
+    };
+    let second = SessionClaim {
+        session_id: "s2".into(),
+        node_id: "n2".into(),
+    };
+    assert_eq!(
+        hot.swap_session(&key("c3"), first.clone()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        hot.swap_session(&key("c3"), second.clone()).await.unwrap(),
+        Some(first)
+    );
     assert_eq!(hot.session(&key("c3")).await.unwrap(), Some(second));
 }
 
@@ -75,9 +114,18 @@ pub async fn counters_and_snapshots_expire(hot: &impl HotState) {
     let window = Duration::from_millis(200);
     assert_eq!(hot.count_in_window("login:x", window).await.unwrap(), 1);
     assert_eq!(hot.count_in_window("login:x", window).await.unwrap(), 2);
-    hot.put_snapshot("room:r1", b"state".to_vec(), window).await.unwrap();
-    assert_eq!(hot.snapshot("room:r1").await.unwrap(), Some(b"state".to_vec()));
+    hot.put_snapshot("room:r1", b"state".to_vec(), window)
+        .await
+        .unwrap();
+    assert_eq!(
+        hot.snapshot("room:r1").await.unwrap(),
+        Some(b"state".to_vec())
+    );
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(hot.count_in_window("login:x", window).await.unwrap(), 1, "a new window");
+    assert_eq!(
+        hot.count_in_window("login:x", window).await.unwrap(),
+        1,
+        "a new window"
+    );
     assert_eq!(hot.snapshot("room:r1").await.unwrap(), None);
 }

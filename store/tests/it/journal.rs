@@ -13,9 +13,12 @@ use crate::support::{own_everything, plan, t};
 
 crate::conformance!(
     answers_are_stored_once_per_cseq,
+    a_cseq_repeated_within_one_batch_is_written_once,
     the_current_answer_keeps_the_highest_version,
     stale_fences_are_rejected_per_entry,
+    an_old_epoch_is_rejected_after_a_takeover,
     candidate_transitions_update_the_candidate,
+    racing_writers_of_one_candidate_cannot_lose_an_update,
     incidents_and_logs_are_written,
 );
 
@@ -179,11 +182,13 @@ async fn candidate_transitions_update_the_candidate(store: &SqlStore) {
     assert_eq!(events.len(), 2, "late check-in also begins");
     let entries: Vec<FencedEntry> = events
         .into_iter()
-        .map(|event| FencedEntry {
+        .enumerate()
+        .map(|(revision, event)| FencedEntry {
             fence,
             entry: JournalEntry::Candidate {
                 plan_id: "p1".parse().unwrap(),
                 candidate_id: "cand-2".parse().unwrap(),
+                revision: revision as i64,
                 event,
                 runtime: runtime.clone(),
             },
@@ -282,4 +287,145 @@ async fn incidents_and_logs_are_written(store: &SqlStore) {
         .unwrap()
         .unwrap();
     assert_eq!(counts.incidents_open, 0);
+}
+
+async fn a_cseq_repeated_within_one_batch_is_written_once(store: &SqlStore) {
+    let fence = setup(store).await;
+    let outcomes = store
+        .commit(&[
+            answer(fence, "cand-0", "q1", 1, 1, json!("A")),
+            answer(fence, "cand-0", "q1", 1, 2, json!("B")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![EntryOutcome::Written, EntryOutcome::AlreadyStored]
+    );
+    // The journal and the current answer agree on the one that was written.
+    assert_eq!(
+        current_answers(store).await,
+        vec![("q1".into(), "\"A\"".into(), 1, 1)]
+    );
+}
+
+async fn an_old_epoch_is_rejected_after_a_takeover(store: &SqlStore) {
+    use invigil_actors::ports::LeaseStore;
+    let spec = plan("p1", 1, 3);
+    store.import_plan(&spec, "d", t(1)).await.unwrap();
+    let shard = ShardId::of_room(&spec.id, &spec.rooms[0].id);
+    let ttl = std::time::Duration::from_secs(10);
+    let old = store
+        .acquire_leases("node-a", &[shard], ttl, t(1_000))
+        .await
+        .unwrap()[0]
+        .clone();
+    let new = store
+        .acquire_leases("node-b", &[shard], ttl, t(20_000))
+        .await
+        .unwrap()[0]
+        .clone();
+    assert!(new.epoch > old.epoch);
+    let old_fence = Fence {
+        shard,
+        epoch: old.epoch,
+    };
+    let new_fence = Fence {
+        shard,
+        epoch: new.epoch,
+    };
+    let outcomes = store
+        .commit(&[
+            answer(old_fence, "cand-0", "q1", 1, 1, json!("A")),
+            answer(new_fence, "cand-1", "q1", 1, 1, json!("B")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![EntryOutcome::StaleFence, EntryOutcome::Written]
+    );
+    assert_eq!(
+        store
+            .journaled_answer(&"p1".parse().unwrap(), &"cand-0".parse().unwrap(), 1)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn racing_writers_of_one_candidate_cannot_lose_an_update(store: &SqlStore) {
+    let fence = setup(store).await;
+    let open = {
+        let mut plan = PlanRuntime::default();
+        plan.handle(&invigil_actors::domain::PlanCommand::Open, t(5))
+            .unwrap();
+        plan
+    };
+    let rules = ExamRules::without_questions(3_600, 600);
+    let room = RoomRuntime::default();
+    let context = ExamContext {
+        rules: &rules,
+        plan: &open,
+        room: &room,
+        extra_time_s: 0,
+    };
+    let entry = |revision: i64, command: CandidateCommand, base: &CandidateRuntime| {
+        let mut runtime = base.clone();
+        let event = runtime.handle(&command, &context, t(6)).unwrap().remove(0);
+        FencedEntry {
+            fence,
+            entry: JournalEntry::Candidate {
+                plan_id: "p1".parse().unwrap(),
+                candidate_id: "cand-0".parse().unwrap(),
+                revision,
+                event,
+                runtime,
+            },
+        }
+    };
+    // Two writers read the candidate at revision 0 and decide apart.
+    let registered = CandidateRuntime::default();
+    let check_in = entry(0, CandidateCommand::CheckIn, &registered);
+    let absent = entry(0, CandidateCommand::MarkAbsent, &registered);
+    assert_eq!(
+        store.commit(std::slice::from_ref(&check_in)).await.unwrap(),
+        vec![EntryOutcome::Written]
+    );
+    assert_eq!(
+        store.commit(std::slice::from_ref(&absent)).await.unwrap(),
+        vec![EntryOutcome::Conflict]
+    );
+    let login = store
+        .candidate_login(&"p1".parse().unwrap(), "R000000")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (login.runtime.state, login.revision),
+        (CandidateState::CheckedIn, 1)
+    );
+    // A chain whose second entry skips a revision: only the first is written.
+    let checked_in = login.runtime.clone();
+    let warn = entry(1, CandidateCommand::Warn { reason: None }, &checked_in);
+    let skipping = entry(3, CandidateCommand::Warn { reason: None }, &checked_in);
+    assert_eq!(
+        store.commit(&[warn, skipping]).await.unwrap(),
+        vec![EntryOutcome::Written, EntryOutcome::Conflict]
+    );
+    let history: i64 = match store.backend_for_tests() {
+        invigil_store::Backend::Postgres(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM transitions WHERE entity_id = 'cand-0'")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
+        invigil_store::Backend::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM transitions WHERE entity_id = 'cand-0'")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(history, 2, "a refused entry leaves no transition behind");
 }
