@@ -147,9 +147,10 @@ impl ExamService {
             for row in self.plans.room_runtimes(plan_id).await? {
                 let fence = self.fence(ShardId::of_room(plan_id, &row.room_id))?;
                 let mut runtime = row.runtime;
-                let mut revision = row.revision;
                 if let Some(command) = &room_command {
-                    for event in runtime.handle(command, now)? {
+                    let events = runtime.decide(command, now)?;
+                    for (revision, event) in (row.revision..).zip(events) {
+                        runtime.apply(&event);
                         entries.push(FencedEntry {
                             fence,
                             entry: JournalEntry::Room {
@@ -160,7 +161,6 @@ impl ExamService {
                                 runtime: runtime.clone(),
                             },
                         });
-                        revision += 1;
                     }
                 }
                 rooms.insert(row.room_id, runtime);
@@ -180,8 +180,9 @@ impl ExamService {
                     extra_time_s: row.extra_time_s,
                 };
                 let mut runtime = row.runtime;
-                let mut revision = row.revision;
-                for event in runtime.handle(command, &context, now)? {
+                let events = runtime.decide(command, &context, now)?;
+                for (revision, event) in (row.revision..).zip(events) {
+                    runtime.apply(&event);
                     entries.push(FencedEntry {
                         fence,
                         entry: JournalEntry::Candidate {
@@ -192,7 +193,6 @@ impl ExamService {
                             runtime: runtime.clone(),
                         },
                     });
-                    revision += 1;
                 }
             }
             if entries.is_empty() {

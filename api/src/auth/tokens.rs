@@ -54,6 +54,16 @@ impl Claims {
     }
 }
 
+/// What a token grants: to whom, in which role, over which plan and rooms.
+pub struct Grant<'a> {
+    pub role: Role,
+    pub subject: &'a str,
+    pub plan: &'a PlanId,
+    pub rooms: Vec<RoomId>,
+    /// The plan import version (proctor tokens).
+    pub ver: Option<String>,
+}
+
 /// Issues and verifies tokens.
 #[derive(Clone)]
 pub struct TokenIssuer {
@@ -75,29 +85,25 @@ impl TokenIssuer {
         }
     }
 
-    /// Issues a token valid from `now` for `ttl_s` seconds.
+    /// Issues a token for `grant`, valid from `now` for `ttl_s` seconds.
     pub fn issue(
         &self,
-        role: Role,
-        subject: &str,
-        plan: &PlanId,
-        rooms: Vec<RoomId>,
-        ver: Option<String>,
+        grant: Grant<'_>,
         now: Timestamp,
         ttl_s: i64,
     ) -> Result<(String, DateTime<Utc>), ApiError> {
         let iat = now.as_millis() / 1000;
         let exp = iat.saturating_add(ttl_s);
         let claims = Claims {
-            sub: subject.to_string(),
-            role,
-            plan: plan.clone(),
-            rooms,
+            sub: grant.subject.to_string(),
+            role: grant.role,
+            plan: grant.plan.clone(),
+            rooms: grant.rooms,
             iat,
             exp,
             iss: ISSUER.to_string(),
             jti: uuid::Uuid::now_v7().simple().to_string(),
-            ver,
+            ver: grant.ver,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(ApiError::internal)?;
@@ -132,11 +138,13 @@ mod tests {
         let plan = PlanId::parse("p").unwrap();
         let (token, _) = issuer
             .issue(
-                Role::Proctor,
-                "pr1",
-                &plan,
-                vec![RoomId::parse("r1").unwrap()],
-                Some("digest".into()),
+                Grant {
+                    role: Role::Proctor,
+                    subject: "pr1",
+                    plan: &plan,
+                    rooms: vec![RoomId::parse("r1").unwrap()],
+                    ver: Some("digest".into()),
+                },
                 now(),
                 60,
             )
@@ -148,11 +156,13 @@ mod tests {
 
         let (old, _) = issuer
             .issue(
-                Role::Candidate,
-                "c1",
-                &plan,
-                vec![],
-                None,
+                Grant {
+                    role: Role::Candidate,
+                    subject: "c1",
+                    plan: &plan,
+                    rooms: vec![],
+                    ver: None,
+                },
                 now().plus_millis(-3_600_000),
                 60,
             )

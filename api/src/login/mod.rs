@@ -13,6 +13,7 @@ use serde::Deserialize;
 use tracing::info;
 
 use crate::auth::Role;
+use crate::auth::tokens::Grant;
 use crate::body::{Body, RequestBodyType};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -167,11 +168,13 @@ impl LoginApi {
         self.state.login_limiter.record_success(&account);
         let runtime = self.state.exam.check_in(&login).await?;
         let (token, expires_at) = self.state.tokens.issue(
-            Role::Candidate,
-            login.candidate_id.as_str(),
-            &plan_id,
-            vec![login.room_id.clone()],
-            None,
+            Grant {
+                role: Role::Candidate,
+                subject: login.candidate_id.as_str(),
+                plan: &plan_id,
+                rooms: vec![login.room_id.clone()],
+                ver: None,
+            },
             self.state.clock.now(),
             self.state.settings.candidate_token_ttl_s,
         )?;
@@ -239,11 +242,13 @@ impl LoginApi {
         };
         self.state.login_limiter.record_success(&account);
         let (token, expires_at) = self.state.tokens.issue(
-            Role::Proctor,
-            login.proctor_id.as_str(),
-            &login.plan_id,
-            login.room_ids.clone(),
-            Some(token_version(&login.plan_digest)),
+            Grant {
+                role: Role::Proctor,
+                subject: login.proctor_id.as_str(),
+                plan: &login.plan_id,
+                rooms: login.room_ids.clone(),
+                ver: Some(token_version(&login.plan_digest)),
+            },
             self.state.clock.now(),
             self.state.settings.proctor_token_ttl_s,
         )?;
