@@ -45,6 +45,9 @@ pub enum ExamError {
     Store(#[from] StoreError),
     #[error("the journal writer has stopped")]
     Stopped,
+    /// An actor did not answer (in time): overloaded, restarting, or gone.
+    #[error("{0}")]
+    Unavailable(&'static str),
 }
 
 impl From<crate::journal_writer::JournalError> for ExamError {

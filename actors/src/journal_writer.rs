@@ -45,9 +45,34 @@ pub enum JournalError {
     Stopped,
 }
 
+/// What a batch's commit answers with: one outcome per entry, or the error
+/// that kept the whole batch from committing.
+pub type CommitResult = Result<Vec<EntryOutcome>, StoreError>;
+
+/// Called once with the commit result, on the writer task: it must be quick
+/// (typically a message send).
+pub type OnCommit = Box<dyn FnOnce(CommitResult) + Send>;
+
+enum Reply {
+    Channel(oneshot::Sender<CommitResult>),
+    Callback(OnCommit),
+}
+
+impl Reply {
+    fn send(self, result: CommitResult) {
+        match self {
+            // The caller may have gone away (a closed socket); its data is durable anyway.
+            Self::Channel(sender) => {
+                let _ = sender.send(result);
+            }
+            Self::Callback(callback) => callback(result),
+        }
+    }
+}
+
 struct Pending {
     entries: Vec<FencedEntry>,
-    reply: oneshot::Sender<Result<Vec<EntryOutcome>, StoreError>>,
+    reply: Reply,
 }
 
 /// The handle callers write through. Cloning is cheap; the writer stops when
@@ -84,13 +109,27 @@ impl JournalWriter {
         }
         let (reply, answer) = oneshot::channel();
         self.sender
-            .send(Pending { entries, reply })
+            .send(Pending { entries, reply: Reply::Channel(reply) })
             .await
             .map_err(|_| JournalError::Stopped)?;
         match answer.await {
             Ok(result) => result.map_err(JournalError::Store),
             Err(_) => Err(JournalError::Stopped),
         }
+    }
+
+    /// Queues entries to be written in one transaction and returns at once;
+    /// `on_commit` is called with the result after the commit. Waits only
+    /// while the queue is full (backpressure).
+    pub async fn submit(&self, entries: Vec<FencedEntry>, on_commit: OnCommit) -> Result<(), JournalError> {
+        if entries.is_empty() {
+            on_commit(Ok(Vec::new()));
+            return Ok(());
+        }
+        self.sender
+            .send(Pending { entries, reply: Reply::Callback(on_commit) })
+            .await
+            .map_err(|_| JournalError::Stopped)
     }
 }
 
@@ -142,8 +181,7 @@ async fn commit(journal: &dyn Journal, config: &JournalWriterConfig, batch: Vec<
             let mut outcomes = outcomes.into_iter();
             for pending in batch {
                 let mine = outcomes.by_ref().take(pending.entries.len()).collect();
-                // The caller may have gone away (a closed socket); its data is durable anyway.
-                let _ = pending.reply.send(Ok(mine));
+                pending.reply.send(Ok(mine));
             }
         }
         Ok(outcomes) => {
@@ -153,13 +191,13 @@ async fn commit(journal: &dyn Journal, config: &JournalWriterConfig, batch: Vec<
                 entries.len()
             ));
             for pending in batch {
-                let _ = pending.reply.send(Err(error.clone()));
+                pending.reply.send(Err(error.clone()));
             }
         }
         Err(error) => {
             warn!(%error, entries = entries.len(), "journal commit failed");
             for pending in batch {
-                let _ = pending.reply.send(Err(error.clone()));
+                pending.reply.send(Err(error.clone()));
             }
         }
     }

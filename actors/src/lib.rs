@@ -3,7 +3,8 @@
 //! # Layout
 //! - `domain`: pure state machines for plans, rooms, candidates, answers, incidents
 //! - `error`: errors of the ports and of exam operations
-//! - `exam`: plan commands and check-in, decided by the domain, written fenced
+//! - `exam`: the exam as the API sees it: one message path to the owning actor
+//! - `live`: room actors, plan coordinators, the directory, wire frames
 //! - `journal_writer`: group commit of durable writes
 //! - `ports`: the traits the outside provides (durable store, hot state, work queue, clock)
 //! - `shard`: virtual shards and the fence every durable write carries
@@ -12,5 +13,6 @@ pub mod domain;
 pub mod error;
 pub mod exam;
 pub mod journal_writer;
+pub mod live;
 pub mod ports;
 pub mod shard;

@@ -232,6 +232,21 @@ pub trait PlanStore: Send + Sync + 'static {
         reg_no: &str,
     ) -> Result<Option<CandidateLogin>, StoreError>;
 
+    /// The shared context of a plan, for its coordinator and rooms.
+    async fn plan_context(&self, plan_id: &PlanId) -> Result<Option<PlanContext>, StoreError>;
+
+    /// One room with its candidates and open incidents.
+    async fn load_room(&self, plan_id: &PlanId, room_id: &RoomId) -> Result<Option<RoomSnapshot>, StoreError>;
+
+    /// Plans whose rooms must be live: open, in progress or paused.
+    async fn active_plans(&self) -> Result<Vec<PlanId>, StoreError>;
+
+    /// The room a candidate sits in.
+    async fn candidate_room(&self, plan_id: &PlanId, candidate_id: &CandidateId) -> Result<Option<RoomId>, StoreError>;
+
+    /// An incident by id.
+    async fn incident(&self, plan_id: &PlanId, incident_id: &str) -> Result<Option<Incident>, StoreError>;
+
     /// A candidate with its runtime (sheet included), room and plan.
     async fn candidate_record(
         &self,
@@ -241,6 +256,41 @@ pub trait PlanStore: Send + Sync + 'static {
 
     /// Returns every non-finalized plan's proctor with this login.
     async fn proctor_logins(&self, login: &str) -> Result<Vec<ProctorLogin>, StoreError>;
+}
+
+/// What every room of a plan shares: settings, questions, the plan's clock.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanContext {
+    pub plan_id: PlanId,
+    pub title: String,
+    pub duration_s: i64,
+    pub settings: PlanSettings,
+    pub questions: Vec<crate::domain::Question>,
+    pub rooms: Vec<crate::domain::RoomSpec>,
+    pub runtime: PlanRuntime,
+    pub revision: i64,
+    /// The import digest: changes when the plan is replaced.
+    pub digest: String,
+}
+
+/// A candidate as a room actor restores it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredCandidate {
+    pub spec: crate::domain::CandidateSpec<Redacted>,
+    /// With the answer sheet rebuilt from the current answers and the journal.
+    pub runtime: CandidateRuntime,
+    pub revision: i64,
+}
+
+/// One room as a room actor restores it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoomSnapshot {
+    pub spec: crate::domain::RoomSpec,
+    pub runtime: RoomRuntime,
+    pub revision: i64,
+    /// In import order.
+    pub candidates: Vec<StoredCandidate>,
+    pub open_incidents: Vec<Incident>,
 }
 
 /// A candidate's durable runtime (the answer sheet is not part of it).
@@ -477,6 +527,10 @@ pub trait HotState: Send + Sync + 'static {
         frames: &[(CandidateKey, OutboundFrame)],
         cap: usize,
     ) -> Result<(), HotStateError>;
+
+    /// The highest seq appended for the candidate, 0 when none: a
+    /// re-activated room continues numbering from there.
+    async fn last_outbound_seq(&self, key: &CandidateKey) -> Result<u64, HotStateError>;
 
     /// Returns the frames after `after_seq`, oldest first, or `None` when the
     /// buffer no longer reaches back that far (the client needs a snapshot).

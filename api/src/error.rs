@@ -226,7 +226,9 @@ impl From<DomainError> for ApiError {
             DomainError::UnknownQuestion(_)
             | DomainError::InvalidAnswer(_)
             | DomainError::InvalidCseq
-            | DomainError::InvalidExtension { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | DomainError::InvalidExtension { .. }
+            | DomainError::InvalidIncident(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            DomainError::TooManyEvents => StatusCode::TOO_MANY_REQUESTS,
             DomainError::Expelled | DomainError::Absent => StatusCode::FORBIDDEN,
             _ => StatusCode::CONFLICT,
         };
@@ -268,6 +270,7 @@ impl From<ExamError> for ApiError {
                 "shutting_down",
                 "this node is shutting down; retry on another",
             ),
+            ExamError::Unavailable(detail) => Self::unavailable("unavailable", detail),
         }
     }
 }

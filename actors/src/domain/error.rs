@@ -60,6 +60,12 @@ pub enum DomainError {
     InvalidExtension { max: i64 },
     #[error("too many pauses")]
     TooManyPauses,
+    #[error("the incident is already {0}")]
+    IncidentAlreadyResolved(&'static str),
+    #[error("invalid incident: {0}")]
+    InvalidIncident(String),
+    #[error("too many client events; slow down")]
+    TooManyEvents,
 }
 
 impl DomainError {
@@ -94,6 +100,9 @@ impl DomainError {
             Self::CseqConflict(_) => "cseq_conflict",
             Self::InvalidExtension { .. } => "invalid_extension",
             Self::TooManyPauses => "too_many_pauses",
+            Self::IncidentAlreadyResolved(_) => "incident_already_resolved",
+            Self::InvalidIncident(_) => "invalid_incident",
+            Self::TooManyEvents => "too_many_events",
         }
     }
 }

@@ -250,6 +250,22 @@ impl PlanRuntime {
         Ok(events)
     }
 
+    /// What this plan's state asks of every room and candidate of the plan,
+    /// whatever happened before: running → rooms started, candidates who
+    /// checked in begun; over → rooms ended, sheets submitted, absentees
+    /// marked. Applying it is idempotent, so it repairs any fan-out that was
+    /// interrupted.
+    pub fn implied_commands(&self) -> (Option<RoomCommand>, Option<CandidateCommand>) {
+        match self.state {
+            PlanState::InProgress | PlanState::Paused => (Some(RoomCommand::Start), Some(CandidateCommand::Begin)),
+            PlanState::Ended | PlanState::Finalized => (
+                Some(RoomCommand::End),
+                Some(CandidateCommand::AutoSubmit { reason: SubmitReason::PlanEnded }),
+            ),
+            PlanState::Scheduled | PlanState::Open => (None, None),
+        }
+    }
+
     /// Returns whether a candidate may still check in at `now`.
     pub fn admits_check_in(&self, late_entry_s: i64, now: Timestamp) -> Result<(), DomainError> {
         match self.state {

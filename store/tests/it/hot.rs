@@ -72,6 +72,8 @@ pub async fn resume_buffers_replay_what_was_missed(hot: &impl HotState) {
         hot.outbound_after(&key("nobody"), 0).await.unwrap(),
         Some(vec![])
     );
+    assert_eq!(hot.last_outbound_seq(&key("c1")).await.unwrap(), 5);
+    assert_eq!(hot.last_outbound_seq(&key("nobody")).await.unwrap(), 0);
 }
 
 pub async fn a_gap_beyond_the_buffer_asks_for_a_snapshot(hot: &impl HotState) {

@@ -1,0 +1,170 @@
+//! Finds a room's or a plan's actor, activating it on first use. Actors are
+//! registered by name (`room/{plan}/{room}`, `plan/{plan}`): the registry is
+//! the one place that decides which of two concurrent activations wins. The
+//! cluster puts a shard region in front of this; callers only see
+//! [`Directory::room`] and [`Directory::plan`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ractor::{Actor, ActorRef, SpawnErr};
+use tracing::{info, warn};
+
+use super::LiveDeps;
+use super::plan::{PlanActor, PlanArgs, PlanMsg, plan_actor_name};
+use super::room::state::PlanShared;
+use super::room::{RoomActor, RoomArgs, RoomMsg, Retire, plan_rooms_group, room_actor_name};
+use crate::domain::{ExamRules, PlanId, RoomId};
+use crate::error::ExamError;
+use crate::shard::ShardId;
+
+pub struct Directory {
+    deps: Arc<LiveDeps>,
+    /// Per plan: what its rooms share, and its room ids. A std mutex: never
+    /// held across an await.
+    plans: Mutex<HashMap<PlanId, PlanEntry>>,
+}
+
+/// What a plan's rooms share, and the plan's room ids.
+type PlanEntry = (Arc<PlanShared>, Arc<Vec<RoomId>>);
+
+impl Directory {
+    pub fn new(deps: Arc<LiveDeps>) -> Arc<Self> {
+        Arc::new(Self { deps, plans: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn deps(&self) -> &Arc<LiveDeps> {
+        &self.deps
+    }
+
+    /// What a plan's rooms share, loaded once per plan import.
+    async fn plan_shared(&self, plan_id: &PlanId) -> Result<PlanEntry, ExamError> {
+        if let Some(cached) = self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(plan_id) {
+            return Ok(cached.clone());
+        }
+        let context = self.deps.plans.plan_context(plan_id).await?.ok_or(ExamError::NotFound("plan"))?;
+        let rules = ExamRules {
+            duration_s: context.duration_s,
+            late_entry_s: context.settings.late_entry_s,
+            max_text_chars: usize::try_from(context.settings.max_text_chars).unwrap_or(usize::MAX),
+            questions: context.questions.iter().map(|question| (question.id.clone(), question.clone())).collect(),
+        };
+        let shared = Arc::new(PlanShared { rules, settings: context.settings, title: context.title, digest: context.digest });
+        let rooms = Arc::new(context.rooms.into_iter().map(|room| room.id).collect::<Vec<_>>());
+        let entry = (shared, rooms);
+        self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(plan_id.clone(), entry.clone());
+        Ok(entry)
+    }
+
+    /// The room's actor if it is live here, without activating it.
+    pub fn live_room(&self, plan_id: &PlanId, room_id: &RoomId) -> Option<ActorRef<RoomMsg>> {
+        ractor::registry::where_is(room_actor_name(plan_id, room_id)).map(Into::into)
+    }
+
+    /// The room's actor, activated (restored from the store) if needed.
+    pub async fn room(self: &Arc<Self>, plan_id: &PlanId, room_id: &RoomId) -> Result<ActorRef<RoomMsg>, ExamError> {
+        if let Some(room) = self.live_room(plan_id, room_id) {
+            return Ok(room);
+        }
+        let shard = ShardId::of_room(plan_id, room_id);
+        if self.deps.leases.fence(shard).is_none() {
+            return Err(ExamError::NotOwner(shard));
+        }
+        let (shared, rooms) = self.plan_shared(plan_id).await?;
+        if !rooms.contains(room_id) {
+            return Err(ExamError::NotFound("room"));
+        }
+        let plan = self.deps.plans.plan_runtime(plan_id).await?.ok_or(ExamError::NotFound("plan"))?;
+        let args = RoomArgs {
+            deps: self.deps.clone(),
+            plan_id: plan_id.clone(),
+            room_id: room_id.clone(),
+            shared,
+            plan: plan.runtime,
+        };
+        match Actor::spawn(Some(room_actor_name(plan_id, room_id)), RoomActor, args).await {
+            Ok((room, _)) => Ok(room),
+            Err(SpawnErr::ActorAlreadyRegistered(_)) => {
+                self.live_room(plan_id, room_id).ok_or(ExamError::Unavailable("the room is restarting; retry"))
+            }
+            Err(error) => {
+                warn!(plan_id = %plan_id, room_id = %room_id, %error, "room activation failed");
+                Err(ExamError::Unavailable("the room could not be activated; retry"))
+            }
+        }
+    }
+
+    /// The plan's coordinator, activated if needed.
+    pub async fn plan(self: &Arc<Self>, plan_id: &PlanId) -> Result<ActorRef<PlanMsg>, ExamError> {
+        if let Some(cell) = ractor::registry::where_is(plan_actor_name(plan_id)) {
+            return Ok(cell.into());
+        }
+        let shard = ShardId::of_plan(plan_id);
+        if self.deps.leases.fence(shard).is_none() {
+            return Err(ExamError::NotOwner(shard));
+        }
+        if self.deps.plans.plan_runtime(plan_id).await?.is_none() {
+            return Err(ExamError::NotFound("plan"));
+        }
+        let args = PlanArgs { directory: self.clone(), plan_id: plan_id.clone() };
+        match Actor::spawn(Some(plan_actor_name(plan_id)), PlanActor, args).await {
+            Ok((plan, _)) => Ok(plan),
+            Err(SpawnErr::ActorAlreadyRegistered(_)) => ractor::registry::where_is(plan_actor_name(plan_id))
+                .map(Into::into)
+                .ok_or(ExamError::Unavailable("the plan is restarting; retry")),
+            Err(error) => {
+                warn!(plan_id = %plan_id, %error, "plan coordinator activation failed");
+                Err(ExamError::Unavailable("the plan could not be activated; retry"))
+            }
+        }
+    }
+
+    /// The plan was replaced: its live actors were built from the old
+    /// content, so they stop, and the next use restores them from the new.
+    pub fn forget_plan(&self, plan_id: &PlanId) {
+        self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(plan_id);
+        for member in ractor::pg::get_members(&plan_rooms_group(plan_id)) {
+            let room: ActorRef<RoomMsg> = member.into();
+            let _ = room.cast(RoomMsg::Retire(Retire { reason: "the plan was replaced" }));
+        }
+        if let Some(cell) = ractor::registry::where_is(plan_actor_name(plan_id)) {
+            let plan: ActorRef<PlanMsg> = cell.into();
+            let _ = plan.cast(PlanMsg::Retire);
+        }
+    }
+
+    /// Activates the coordinators (and through them the rooms) of every
+    /// open or running plan whose shard this node holds.
+    pub async fn activate_active_plans(self: &Arc<Self>) -> Result<usize, ExamError> {
+        let mut activated = 0;
+        for plan_id in self.deps.plans.active_plans().await? {
+            if self.deps.leases.fence(ShardId::of_plan(&plan_id)).is_none() {
+                continue;
+            }
+            match self.plan(&plan_id).await {
+                Ok(_) => activated += 1,
+                Err(error) => warn!(plan_id = %plan_id, %error, "plan not activated"),
+            }
+        }
+        if activated > 0 {
+            info!(plans = activated, "live plans activated");
+        }
+        Ok(activated)
+    }
+
+    /// Stops every live actor (shutdown): sockets are told to reconnect.
+    pub fn retire_all(&self, reason: &'static str) {
+        let plans: Vec<PlanId> =
+            self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).keys().cloned().collect();
+        for plan_id in plans {
+            for member in ractor::pg::get_members(&plan_rooms_group(&plan_id)) {
+                let room: ActorRef<RoomMsg> = member.into();
+                let _ = room.cast(RoomMsg::Retire(Retire { reason }));
+            }
+            if let Some(cell) = ractor::registry::where_is(plan_actor_name(&plan_id)) {
+                let plan: ActorRef<PlanMsg> = cell.into();
+                let _ = plan.cast(PlanMsg::Retire);
+            }
+        }
+    }
+}

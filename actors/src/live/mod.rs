@@ -1,0 +1,60 @@
+//! The live exam: room actors holding their candidates, a coordinator per
+//! plan, the directory that finds or activates them, and the wire frames.
+//!
+//! # Layout
+//! - `wire`: frames to candidates and proctors, and the views they carry
+//! - `room`: the room actor (candidates live as state inside it)
+//! - `plan`: the plan coordinator
+//! - `directory`: finds or activates actors by name; the cluster puts a shard region in front
+
+pub mod directory;
+pub mod plan;
+pub mod room;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::journal_writer::JournalWriter;
+use crate::ports::{Clock, HotState, Journal, PlanStore};
+use crate::shard::leases::LeaseKeeper;
+
+/// Timings and bounds of the live exam (configurable; tests shorten them).
+#[derive(Clone, Copy, Debug)]
+pub struct LiveConfig {
+    /// How often a room re-evaluates clocks and connections.
+    pub tick: Duration,
+    /// Stream frames kept per candidate for resume.
+    pub resume_buffer: usize,
+    /// Frames queued per socket before it counts as too slow and is closed.
+    pub socket_queue: usize,
+    /// Client events (focus lost, …) accepted per candidate per minute.
+    pub events_per_minute: u32,
+    /// How long a caller waits for an actor's answer.
+    pub call_timeout: Duration,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(500),
+            resume_buffer: 256,
+            socket_queue: 1024,
+            events_per_minute: 30,
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the live actors need from the node.
+pub struct LiveDeps {
+    pub node_id: String,
+    pub plans: Arc<dyn PlanStore>,
+    /// For lookups of superseded answers.
+    pub journal: Arc<dyn Journal>,
+    pub writer: JournalWriter,
+    pub hot: Arc<dyn HotState>,
+    pub leases: Arc<LeaseKeeper>,
+    pub clock: Arc<dyn Clock>,
+    pub config: LiveConfig,
+}

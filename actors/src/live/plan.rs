@@ -1,0 +1,201 @@
+//! The plan coordinator: one per active plan, in the plan's shard. It takes
+//! admin plan commands (decide → fenced, optimistic save → broadcast to the
+//! rooms), keeps every room of a running plan live (timers must run even
+//! with nobody connected), and ends the plan when every room is done.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tracing::{info, warn};
+
+use super::directory::Directory;
+use super::room::{PlanChanged, RoomMsg};
+use crate::domain::{DomainError, PlanCommand, PlanEvent, PlanId, PlanState, RoomId};
+use crate::error::{ExamError, StoreError};
+use crate::ports::{FencedError, VersionedPlanRuntime};
+use crate::shard::ShardId;
+
+/// How often the coordinator checks its rooms are live and its lease held.
+const KEEPER_PERIOD: Duration = Duration::from_secs(2);
+/// How often a command is re-decided after losing a race with another writer.
+const MAX_ATTEMPTS: usize = 5;
+
+pub fn plan_actor_name(plan_id: &PlanId) -> String {
+    format!("plan/{plan_id}")
+}
+
+pub enum PlanMsg {
+    Command(Command),
+    RoomDone(RoomDone),
+    Keep,
+    Retire,
+}
+
+impl ractor::Message for PlanMsg {}
+
+pub struct Command {
+    pub command: PlanCommand,
+    pub reply: ractor::RpcReplyPort<Result<VersionedPlanRuntime, ExamError>>,
+}
+
+pub struct RoomDone {
+    pub room_id: RoomId,
+}
+
+pub struct PlanActor;
+
+pub struct PlanArgs {
+    pub directory: Arc<Directory>,
+    pub plan_id: PlanId,
+}
+
+pub struct PlanActorState {
+    directory: Arc<Directory>,
+    plan_id: PlanId,
+    shard: ShardId,
+    plan: VersionedPlanRuntime,
+    rooms: Vec<RoomId>,
+    done: HashSet<RoomId>,
+}
+
+impl Actor for PlanActor {
+    type Msg = PlanMsg;
+    type State = PlanActorState;
+    type Arguments = PlanArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<PlanMsg>, args: PlanArgs) -> Result<PlanActorState, ActorProcessingErr> {
+        let deps = args.directory.deps();
+        let shard = ShardId::of_plan(&args.plan_id);
+        if deps.leases.fence(shard).is_none() {
+            return Err(format!("shard {shard} is not held here").into());
+        }
+        let context = deps
+            .plans
+            .plan_context(&args.plan_id)
+            .await?
+            .ok_or_else(|| format!("plan {} does not exist", args.plan_id))?;
+        Ok(PlanActorState {
+            directory: args.directory,
+            plan_id: args.plan_id,
+            shard,
+            plan: VersionedPlanRuntime {
+                runtime: context.runtime,
+                revision: context.revision,
+                duration_s: context.duration_s,
+            },
+            rooms: context.rooms.into_iter().map(|room| room.id).collect(),
+            done: HashSet::new(),
+        })
+    }
+
+    async fn post_start(&self, myself: ActorRef<PlanMsg>, state: &mut PlanActorState) -> Result<(), ActorProcessingErr> {
+        myself.send_interval(KEEPER_PERIOD, || PlanMsg::Keep);
+        state.keep_rooms_live().await;
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<PlanMsg>, message: PlanMsg, state: &mut PlanActorState) -> Result<(), ActorProcessingErr> {
+        match message {
+            PlanMsg::Command(command) => {
+                let result = state.command(&command.command).await;
+                let _ = command.reply.send(result);
+            }
+            PlanMsg::RoomDone(done) => {
+                state.done.insert(done.room_id);
+                if state.plan.runtime.state.is_running() && state.rooms.iter().all(|room| state.done.contains(room)) {
+                    info!(plan_id = %state.plan_id, "every candidate is done; ending the plan");
+                    if let Err(error) = state.command(&PlanCommand::End).await {
+                        warn!(plan_id = %state.plan_id, %error, "could not end the plan");
+                    }
+                }
+            }
+            PlanMsg::Keep => {
+                if state.directory.deps().leases.fence(state.shard).is_none() {
+                    myself.stop(Some("the shard lease is lost".into()));
+                    return Ok(());
+                }
+                state.keep_rooms_live().await;
+            }
+            PlanMsg::Retire => myself.stop(Some("retired".into())),
+        }
+        Ok(())
+    }
+}
+
+impl PlanActorState {
+    /// Rooms of an open or running plan are live on their owners.
+    async fn keep_rooms_live(&mut self) {
+        if !matches!(self.plan.runtime.state, PlanState::Open | PlanState::InProgress | PlanState::Paused) {
+            return;
+        }
+        let activations = self.rooms.iter().map(|room_id| self.directory.room(&self.plan_id, room_id));
+        for (room_id, result) in self.rooms.iter().zip(futures::future::join_all(activations).await) {
+            if let Err(error) = result {
+                warn!(plan_id = %self.plan_id, room_id = %room_id, %error, "room not live");
+            }
+        }
+    }
+
+    /// Tells every room (activating it if needed) that the plan changed.
+    async fn broadcast(&mut self, events: Vec<PlanEvent>) {
+        let activations = self.rooms.iter().map(|room_id| self.directory.room(&self.plan_id, room_id));
+        for (room_id, result) in self.rooms.iter().zip(futures::future::join_all(activations).await) {
+            match result {
+                Ok(room) => {
+                    let changed = PlanChanged { runtime: self.plan.runtime.clone(), events: events.clone() };
+                    if room.cast(RoomMsg::PlanChanged(changed)).is_err() {
+                        warn!(plan_id = %self.plan_id, room_id = %room_id, "room stopped before the plan change reached it");
+                    }
+                }
+                // The room reconciles with the plan when it next activates.
+                Err(error) => warn!(plan_id = %self.plan_id, room_id = %room_id, %error, "plan change not delivered"),
+            }
+        }
+    }
+
+    async fn command(&mut self, command: &PlanCommand) -> Result<VersionedPlanRuntime, ExamError> {
+        let deps = self.directory.deps().clone();
+        let fence = deps.leases.fence(self.shard).ok_or(ExamError::NotOwner(self.shard))?;
+        for _ in 0..MAX_ATTEMPTS {
+            let mut next = self.plan.runtime.clone();
+            let events = match next.handle(command, deps.clock.now()) {
+                Ok(events) => events,
+                Err(refusal) => {
+                    // Already where the command leads: make sure the rooms are too.
+                    if matches!(
+                        (command, &refusal),
+                        (PlanCommand::Start, DomainError::PlanAlreadyStarted) | (PlanCommand::End, DomainError::PlanEnded)
+                    ) {
+                        self.broadcast(Vec::new()).await;
+                    }
+                    return Err(refusal.into());
+                }
+            };
+            if events.is_empty() {
+                return Ok(self.plan.clone());
+            }
+            match deps.plans.save_plan_runtime(fence, &self.plan_id, self.plan.revision, &next, &events).await {
+                Ok(revision) => {
+                    self.plan = VersionedPlanRuntime { runtime: next, revision, duration_s: self.plan.duration_s };
+                    info!(plan_id = %self.plan_id, events = ?events.iter().map(PlanEvent::name).collect::<Vec<_>>(), "plan command applied");
+                    if events.iter().any(|event| matches!(event, PlanEvent::Started { .. })) {
+                        self.done.clear();
+                    }
+                    self.broadcast(events).await;
+                    return Ok(self.plan.clone());
+                }
+                Err(FencedError::Store(StoreError::Conflict(_))) => {
+                    // Someone wrote the plan outside this coordinator: re-read.
+                    if let Some(current) = deps.plans.plan_runtime(&self.plan_id).await? {
+                        self.plan = current;
+                    }
+                }
+                Err(FencedError::StaleFence(fence)) => return Err(ExamError::NotOwner(fence.shard)),
+                Err(FencedError::Store(error)) => return Err(error.into()),
+            }
+        }
+        Err(ExamError::Contended)
+    }
+}

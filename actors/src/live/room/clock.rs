@@ -1,0 +1,192 @@
+//! Time and the plan: the tick (connections, time-up, late entry, progress,
+//! the lease) and plan changes, with reconciliation of the room and its
+//! candidates to what the plan's state implies.
+
+use ractor::ActorRef;
+use tracing::info;
+
+use super::messages::{PlanChanged, RoomMsg};
+use super::state::{AfterCommit, RoomState, Waiting};
+use crate::domain::{CandidateCommand, CandidateEvent, DomainError, PlanEvent, SubmitReason};
+use crate::live::plan::{PlanMsg, RoomDone, plan_actor_name};
+use crate::live::wire::{self, SocketOut, close};
+use crate::ports::FencedEntry;
+
+const WRITE_FAILED: &str = "the journal is unavailable";
+const LEASE_LOST: &str = "the shard lease is lost";
+
+/// The `state` frame event for candidate events written by the room itself.
+fn event_name(event: &CandidateEvent) -> &'static str {
+    match event {
+        CandidateEvent::Began { .. } => "started",
+        CandidateEvent::Submitted { reason: SubmitReason::TimeUp, .. } => "time_up",
+        CandidateEvent::Submitted { reason: SubmitReason::PlanEnded, .. } => "ended",
+        CandidateEvent::Submitted { .. } => "submitted",
+        CandidateEvent::MarkedAbsent { .. } => "absent",
+        CandidateEvent::CheckedIn { .. } => "checked_in",
+        _ => "changed",
+    }
+}
+
+impl RoomState {
+    /// Applies what the plan's state implies to the room and every
+    /// candidate not there yet (idempotent).
+    pub(super) async fn reconcile(&mut self, myself: &ActorRef<RoomMsg>, _cause: Option<&'static str>) -> Result<(), String> {
+        let (room_command, candidate_command) = self.plan.implied_commands();
+        match self.apply_to_candidates(myself, room_command, candidate_command.map(|command| (0..self.seats.len(), command))).await {
+            None => Ok(()),
+            Some(reason) => Err(reason.to_string()),
+        }
+    }
+
+    /// Decides `room_command` for the room and `candidates` for the seats
+    /// given, and writes what changed in one batch.
+    async fn apply_to_candidates(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        room_command: Option<crate::domain::RoomCommand>,
+        candidates: Option<(impl IntoIterator<Item = usize>, CandidateCommand)>,
+    ) -> Option<&'static str> {
+        let now = self.now();
+        let room_events = match &room_command {
+            Some(command) => self.room.decide(command, now).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let mut decided: Vec<(usize, Vec<CandidateEvent>)> = Vec::new();
+        if let Some((seats, command)) = candidates {
+            for seat in seats {
+                let context = self.context(seat);
+                if let Ok(events) = self.seats[seat].runtime.decide(&command, &context, now)
+                    && !events.is_empty()
+                {
+                    decided.push((seat, events));
+                }
+            }
+        }
+        if room_events.is_empty() && decided.is_empty() {
+            return None;
+        }
+        let Ok(fence) = self.fence() else { return Some(LEASE_LOST) };
+        let room_changed = !room_events.is_empty();
+        let mut entries: Vec<FencedEntry> = room_events.into_iter().map(|event| self.room_entry(fence, event)).collect();
+        let mut after = AfterCommit::new(Waiting::Nobody);
+        for (seat, events) in decided {
+            let name = events.last().map_or("changed", event_name);
+            entries.extend(events.into_iter().map(|event| self.candidate_entry(fence, seat, event)));
+            after.frames.push((seat, self.state_frame(seat, name)));
+            after.seats.push(seat);
+        }
+        if room_changed {
+            after.proctor_frames.push(self.room_state_frame());
+        }
+        match self.write(myself, entries, after).await {
+            Ok(()) => None,
+            Err(_) => Some(WRITE_FAILED),
+        }
+    }
+
+    pub(super) async fn on_plan_changed(&mut self, myself: &ActorRef<RoomMsg>, changed: PlanChanged) -> Option<&'static str> {
+        self.plan = changed.runtime;
+        self.done_reported = false;
+        // Pauses and extensions change every clock without a write here.
+        let clock_event = changed.events.iter().rev().find_map(|event| match event {
+            PlanEvent::Paused { .. } => Some("paused"),
+            PlanEvent::Resumed { .. } => Some("resumed"),
+            PlanEvent::Extended { .. } => Some("extended"),
+            _ => None,
+        });
+        if let Some(event) = clock_event {
+            let frames: Vec<_> = (0..self.seats.len())
+                .filter(|&seat| self.seats[seat].runtime.state.is_sitting())
+                .map(|seat| (seat, self.state_frame(seat, event)))
+                .collect();
+            self.push(frames).await;
+            for seat in 0..self.seats.len() {
+                self.seat_changed(seat);
+            }
+        }
+        let frame = self.room_state_frame();
+        self.broadcast_to_proctors(frame);
+        match self.reconcile(myself, None).await {
+            Ok(()) => None,
+            Err(_) => Some(WRITE_FAILED),
+        }
+    }
+
+    pub(super) async fn on_tick(&mut self, myself: &ActorRef<RoomMsg>) -> Option<&'static str> {
+        if self.fence().is_err() {
+            return Some(LEASE_LOST);
+        }
+        let now = self.now();
+
+        // Connections: hysteresis, and sockets silent for too long are dead.
+        for seat in 0..self.seats.len() {
+            if self.seats[seat].connection.is_dead(now, self.hysteresis) {
+                self.send_to_socket(seat, SocketOut::Close { code: close::DEAD, reason: "no heartbeat" });
+                self.seats[seat].socket = None;
+                self.seats[seat].connection.closed(now);
+            }
+            if self.seats[seat].connection.evaluate(now, self.hysteresis).is_some() {
+                self.seat_changed(seat);
+            }
+        }
+
+        // The server's clock: time up, late entry closed.
+        if self.plan.state.is_running() {
+            let time_up: Vec<usize> = (0..self.seats.len())
+                .filter(|&seat| {
+                    let candidate = &self.seats[seat];
+                    candidate.runtime.state.is_sitting() && candidate.runtime.clock(&self.context(seat)).remaining_millis(now) == 0
+                })
+                .collect();
+            if !time_up.is_empty() {
+                info!(room_id = %self.room_id, candidates = time_up.len(), "time is up; submitting");
+                let command = CandidateCommand::AutoSubmit { reason: SubmitReason::TimeUp };
+                if let Some(reason) = self.apply_to_candidates(myself, None, Some((time_up, command))).await {
+                    return Some(reason);
+                }
+            }
+            let late_entry_closed = matches!(
+                self.plan.admits_check_in(self.shared.rules.late_entry_s, now),
+                Err(DomainError::LateEntryClosed)
+            );
+            if late_entry_closed {
+                let absent: Vec<usize> = (0..self.seats.len())
+                    .filter(|&seat| self.seats[seat].runtime.state == crate::domain::CandidateState::Registered)
+                    .collect();
+                if !absent.is_empty()
+                    && let Some(reason) = self.apply_to_candidates(myself, None, Some((absent, CandidateCommand::MarkAbsent))).await
+                {
+                    return Some(reason);
+                }
+            }
+        }
+
+        // Answer progress for the dashboards, at most once per tick.
+        if !self.progress_dirty.is_empty() {
+            let mut changed: Vec<(String, usize)> = self
+                .progress_dirty
+                .drain()
+                .map(|seat| (self.seats[seat].spec.id.to_string(), self.seats[seat].runtime.sheet.answered_count()))
+                .collect();
+            changed.sort();
+            let total = self.seats.iter().map(|seat| seat.runtime.sheet.answered_count()).sum();
+            let frame = wire::proctor::progress(self.room_id.as_str(), &changed, total);
+            self.broadcast_to_proctors(frame);
+        }
+
+        // Everyone done: the coordinator may end the plan.
+        if self.plan.state.is_running()
+            && !self.done_reported
+            && self.pending.is_empty()
+            && self.seats.iter().all(|seat| seat.runtime.state.is_final())
+        {
+            if let Some(cell) = ractor::registry::where_is(plan_actor_name(&self.plan_id)) {
+                let coordinator: ActorRef<PlanMsg> = cell.into();
+                let _ = coordinator.cast(PlanMsg::RoomDone(RoomDone { room_id: self.room_id.clone() }));
+            }
+            self.done_reported = true;
+        }
+        None
+    }
+}

@@ -1,0 +1,224 @@
+//! What a room actor is asked. Each variant wraps a named struct.
+
+use ractor::RpcReplyPort;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::domain::{CandidateId, CandidateState, IncidentStatus, PlanEvent, PlanRuntime, ProctorId, QuestionId};
+use crate::error::ExamError;
+use crate::journal_writer::CommitResult;
+use crate::live::wire::{CandidateView, IncidentView, PresenceCounts, RoomView, SocketOut};
+
+pub type Reply<T> = RpcReplyPort<Result<T, ExamError>>;
+
+pub enum RoomMsg {
+    Connect(Connect),
+    Disconnect(Disconnect),
+    Heartbeat(Heartbeat),
+    Answer(Answer),
+    ClientEvent(ClientEvent),
+    Submit(Submit),
+    CheckIn(CheckIn),
+    CandidateCommand(CandidateCommand),
+    RoomCommand(RoomCommand),
+    ReportIncident(ReportIncident),
+    ResolveIncident(ResolveIncident),
+    Subscribe(Subscribe),
+    Unsubscribe(Unsubscribe),
+    ViewCandidate(ViewCandidate),
+    ViewRoom(ViewRoom),
+    Presence(PresenceQuery),
+    PlanChanged(PlanChanged),
+    Tick,
+    Committed(Committed),
+    Retire(Retire),
+}
+
+impl ractor::Message for RoomMsg {}
+
+/// A candidate socket said hello.
+pub struct Connect {
+    pub candidate_id: CandidateId,
+    pub connection_id: u64,
+    pub sink: mpsc::Sender<SocketOut>,
+    /// `(session, last_seq)` when the client resumes.
+    pub resume: Option<(String, u64)>,
+    pub reply: Reply<Connected>,
+}
+
+#[derive(Debug)]
+pub struct Connected {
+    pub session: String,
+    pub resumed: bool,
+}
+
+pub struct Disconnect {
+    pub candidate_id: CandidateId,
+    pub connection_id: u64,
+}
+
+pub struct Heartbeat {
+    pub candidate_id: CandidateId,
+    pub connection_id: u64,
+    pub client_ts: Option<i64>,
+}
+
+/// An answer from a socket (`reply` is `None`: the ack goes on the stream)
+/// or from REST (`reply` answers once durable).
+pub struct Answer {
+    pub candidate_id: CandidateId,
+    pub connection_id: Option<u64>,
+    pub question_id: QuestionId,
+    pub value: Value,
+    pub cseq: i64,
+    pub reply: Option<Reply<AnswerReceipt>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnswerReceipt {
+    pub cseq: i64,
+    pub version: i64,
+}
+
+/// A client-side event (focus lost, copy-paste, …): recorded as an incident.
+pub struct ClientEvent {
+    pub candidate_id: CandidateId,
+    pub connection_id: u64,
+    pub kind: String,
+    pub detail: Option<Value>,
+}
+
+pub struct Submit {
+    pub candidate_id: CandidateId,
+    pub connection_id: Option<u64>,
+    pub reply: Option<Reply<CandidateState>>,
+}
+
+/// A login: check the candidate in (and begin when the exam runs).
+pub struct CheckIn {
+    pub candidate_id: CandidateId,
+    pub reply: Reply<CandidateState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProctorAction {
+    Warn { reason: Option<String> },
+    Pause { reason: Option<String> },
+    Resume,
+    Extend { seconds: i64 },
+    ForceSubmit { reason: Option<String> },
+    Expel { reason: Option<String> },
+}
+
+impl ProctorAction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Warn { .. } => "warn",
+            Self::Pause { .. } => "pause",
+            Self::Resume => "resume",
+            Self::Extend { .. } => "extend",
+            Self::ForceSubmit { .. } => "force_submit",
+            Self::Expel { .. } => "expel",
+        }
+    }
+}
+
+/// A proctor's command to one candidate.
+pub struct CandidateCommand {
+    pub candidate_id: CandidateId,
+    pub action: ProctorAction,
+    pub by: ProctorId,
+    pub reply: Reply<CommandReceipt>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandReceipt {
+    /// The candidate (or, for a room command, at least one) had a live
+    /// socket and was sent the control.
+    pub delivered: bool,
+    /// Live sockets reached.
+    pub reached: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoomAction {
+    Pause,
+    Resume,
+    Extend { seconds: i64 },
+    Notice { text: String },
+}
+
+impl RoomAction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Extend { .. } => "extend",
+            Self::Notice { .. } => "notice",
+        }
+    }
+}
+
+pub struct RoomCommand {
+    pub action: RoomAction,
+    pub by: ProctorId,
+    pub reply: Reply<CommandReceipt>,
+}
+
+pub struct ReportIncident {
+    pub candidate_id: CandidateId,
+    pub kind: String,
+    pub note: Option<String>,
+    pub by: ProctorId,
+    pub reply: Reply<IncidentView>,
+}
+
+pub struct ResolveIncident {
+    pub incident_id: String,
+    pub status: IncidentStatus,
+    pub action: Option<String>,
+    pub by: ProctorId,
+    pub reply: Reply<IncidentView>,
+}
+
+/// A proctor dashboard wants the room's snapshot, then its deltas.
+pub struct Subscribe {
+    pub subscriber_id: u64,
+    pub proctor_id: ProctorId,
+    pub sink: mpsc::Sender<SocketOut>,
+    pub reply: Reply<()>,
+}
+
+pub struct Unsubscribe {
+    pub subscriber_id: u64,
+}
+
+pub struct ViewCandidate {
+    pub candidate_id: CandidateId,
+    pub reply: Reply<CandidateView>,
+}
+
+pub struct ViewRoom {
+    pub reply: Reply<RoomView>,
+}
+
+pub struct PresenceQuery {
+    pub reply: Reply<PresenceCounts>,
+}
+
+/// The plan's coordinator changed the plan.
+pub struct PlanChanged {
+    pub runtime: PlanRuntime,
+    pub events: Vec<PlanEvent>,
+}
+
+/// A journal batch with this room's entries committed (or failed).
+pub struct Committed {
+    pub ticket: u64,
+    pub result: CommitResult,
+}
+
+/// Stop hosting the room: sockets are told to reconnect.
+pub struct Retire {
+    pub reason: &'static str,
+}

@@ -1,0 +1,179 @@
+//! The room actor: one per active room, holding the room and every
+//! candidate in it as state (not one actor per candidate — see
+//! docs/architecture.md). It is the only writer of its room and candidates
+//! while it holds the shard's lease.
+//!
+//! # Layout
+//! - `messages`: what it is asked
+//! - `state`: seats, outbound streams, subscribers, writes awaiting commit
+//! - `candidate`: sockets, heartbeats, answers, events, submit, check-in
+//! - `proctor`: commands, incidents, dashboards
+//! - `clock`: ticks, plan changes, reconciliation
+
+mod candidate;
+mod clock;
+pub mod messages;
+mod proctor;
+pub mod state;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tracing::debug;
+
+pub use self::messages::*;
+use self::state::{PlanShared, RoomState, Seat};
+use crate::domain::{Connection, Hysteresis, PlanId, PlanRuntime, RoomId};
+use crate::live::LiveDeps;
+use crate::ports::CandidateKey;
+use crate::shard::ShardId;
+
+/// The registry name of a room's actor.
+pub fn room_actor_name(plan_id: &PlanId, room_id: &RoomId) -> String {
+    format!("room/{plan_id}/{room_id}")
+}
+
+/// The process group of a plan's rooms (to reach them all).
+pub fn plan_rooms_group(plan_id: &PlanId) -> String {
+    format!("plan-rooms/{plan_id}")
+}
+
+pub struct RoomActor;
+
+pub struct RoomArgs {
+    pub deps: Arc<LiveDeps>,
+    pub plan_id: PlanId,
+    pub room_id: RoomId,
+    pub shared: Arc<PlanShared>,
+    pub plan: PlanRuntime,
+}
+
+impl Actor for RoomActor {
+    type Msg = RoomMsg;
+    type State = RoomState;
+    type Arguments = RoomArgs;
+
+    /// Restores the room from the store (and the resume positions from the
+    /// hot state). Refuses to start without the shard's lease.
+    async fn pre_start(&self, myself: ActorRef<RoomMsg>, args: RoomArgs) -> Result<RoomState, ActorProcessingErr> {
+        let shard = ShardId::of_room(&args.plan_id, &args.room_id);
+        if args.deps.leases.fence(shard).is_none() {
+            return Err(format!("shard {shard} is not held here").into());
+        }
+        let snapshot = args
+            .deps
+            .plans
+            .load_room(&args.plan_id, &args.room_id)
+            .await?
+            .ok_or_else(|| format!("room {} of plan {} does not exist", args.room_id, args.plan_id))?;
+        let mut seats = Vec::with_capacity(snapshot.candidates.len());
+        let mut index = HashMap::with_capacity(snapshot.candidates.len());
+        for stored in snapshot.candidates {
+            let key = CandidateKey { plan_id: args.plan_id.clone(), candidate_id: stored.spec.id.clone() };
+            // The hot state outlives this actor (and, with Redis, this node).
+            let last_seq = args.deps.hot.last_outbound_seq(&key).await.unwrap_or(0);
+            let session = args.deps.hot.session(&key).await.ok().flatten().map(|claim| claim.session_id);
+            index.insert(stored.spec.id.clone(), seats.len());
+            seats.push(Seat {
+                spec: stored.spec,
+                key,
+                runtime: stored.runtime,
+                revision: stored.revision,
+                connection: Connection::default(),
+                session,
+                last_seq,
+                socket: None,
+                uncommitted: HashMap::new(),
+                events: (args.deps.clock.now(), 0),
+            });
+        }
+        ractor::pg::join(plan_rooms_group(&args.plan_id), vec![myself.get_cell()]);
+        debug!(plan_id = %args.plan_id, room_id = %args.room_id, seats = seats.len(), "room activated");
+        Ok(RoomState {
+            hysteresis: Hysteresis::from_heartbeat(args.shared.settings.heartbeat_s),
+            deps: args.deps,
+            plan_id: args.plan_id,
+            room_id: args.room_id,
+            shard,
+            shared: args.shared,
+            plan: args.plan,
+            room: snapshot.runtime,
+            room_revision: snapshot.revision,
+            spec: snapshot.spec,
+            seats,
+            index,
+            incidents: snapshot.open_incidents,
+            subscribers: Vec::new(),
+            pending: HashMap::new(),
+            next_ticket: 0,
+            progress_dirty: HashSet::new(),
+            done_reported: false,
+        })
+    }
+
+    /// Starts the clock tick and brings the room in line with its plan (a
+    /// start or end that happened while the room was not live).
+    async fn post_start(&self, myself: ActorRef<RoomMsg>, state: &mut RoomState) -> Result<(), ActorProcessingErr> {
+        myself.send_interval(state.deps.config.tick, || RoomMsg::Tick);
+        state.reconcile(&myself, None).await?;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RoomMsg>,
+        message: RoomMsg,
+        state: &mut RoomState,
+    ) -> Result<(), ActorProcessingErr> {
+        let retire = match message {
+            RoomMsg::Connect(connect) => state.on_connect(&myself, connect).await,
+            RoomMsg::Disconnect(disconnect) => {
+                state.on_disconnect(disconnect);
+                None
+            }
+            RoomMsg::Heartbeat(heartbeat) => {
+                state.on_heartbeat(heartbeat);
+                None
+            }
+            RoomMsg::Answer(answer) => state.on_answer(&myself, answer).await,
+            RoomMsg::ClientEvent(event) => state.on_client_event(&myself, event).await,
+            RoomMsg::Submit(submit) => state.on_submit(&myself, submit).await,
+            RoomMsg::CheckIn(check_in) => state.on_check_in(&myself, check_in).await,
+            RoomMsg::CandidateCommand(command) => state.on_candidate_command(&myself, command).await,
+            RoomMsg::RoomCommand(command) => state.on_room_command(&myself, command).await,
+            RoomMsg::ReportIncident(report) => state.on_report_incident(&myself, report).await,
+            RoomMsg::ResolveIncident(resolve) => state.on_resolve_incident(&myself, resolve).await,
+            RoomMsg::Subscribe(subscribe) => {
+                state.on_subscribe(subscribe);
+                None
+            }
+            RoomMsg::Unsubscribe(unsubscribe) => {
+                state.subscribers.retain(|subscriber| subscriber.id != unsubscribe.subscriber_id);
+                None
+            }
+            RoomMsg::ViewCandidate(view) => {
+                let result = state.seat_index(&view.candidate_id).map(|seat| state.candidate_view(seat));
+                let _ = view.reply.send(result);
+                None
+            }
+            RoomMsg::ViewRoom(view) => {
+                let _ = view.reply.send(Ok(state.room_view()));
+                None
+            }
+            RoomMsg::Presence(query) => {
+                let _ = query.reply.send(Ok(state.presence()));
+                None
+            }
+            RoomMsg::PlanChanged(changed) => state.on_plan_changed(&myself, changed).await,
+            RoomMsg::Tick => state.on_tick(&myself).await,
+            RoomMsg::Committed(committed) => state.committed(committed).await.then_some("a write failed"),
+            RoomMsg::Retire(retire) => Some(retire.reason),
+        };
+        if let Some(reason) = retire {
+            state.retire(reason);
+            myself.stop(Some(reason.to_string()));
+        }
+        Ok(())
+    }
+}
