@@ -12,13 +12,16 @@ use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 use serde_json::Value;
 
-use crate::domain::{CandidateId, CandidateState, IncidentStatus, PlanCommand, PlanId, ProctorId, QuestionId, RoomId};
+use crate::domain::{
+    CandidateId, CandidateState, IncidentStatus, PlanCommand, PlanId, ProctorId, QuestionId, RoomId,
+};
 use crate::error::ExamError;
 use crate::live::directory::Directory;
 use crate::live::plan::{Command, PlanMsg};
 use crate::live::room::{
-    Answer, AnswerReceipt, CandidateCommand, CheckIn, CommandReceipt, PresenceQuery, ProctorAction, ReportIncident,
-    ResolveIncident, RoomAction, RoomCommand, RoomMsg, Submit, ViewCandidate, ViewRoom,
+    Answer, AnswerReceipt, CandidateCommand, CheckIn, CommandReceipt, PresenceQuery, ProctorAction,
+    ReportIncident, ResolveIncident, RoomAction, RoomCommand, RoomMsg, Submit, ViewCandidate,
+    ViewRoom,
 };
 use crate::live::wire::{CandidateView, IncidentView, PresenceCounts, RoomView};
 use crate::ports::VersionedPlanRuntime;
@@ -48,9 +51,15 @@ impl Exam {
             let room = self.directory.room(plan_id, room_id).await?;
             match room.call(&build, Some(timeout)).await {
                 Ok(CallResult::Success(result)) => return result,
-                Ok(CallResult::Timeout) => return Err(ExamError::Unavailable("the room did not answer in time; retry")),
+                Ok(CallResult::Timeout) => {
+                    return Err(ExamError::Unavailable(
+                        "the room did not answer in time; retry",
+                    ));
+                }
                 Ok(CallResult::SenderError) if attempt == 0 => continue,
-                Ok(CallResult::SenderError) => return Err(ExamError::Unavailable("the room stopped; retry")),
+                Ok(CallResult::SenderError) => {
+                    return Err(ExamError::Unavailable("the room stopped; retry"));
+                }
                 Err(_) if attempt == 0 => continue,
                 Err(_) => return Err(ExamError::Unavailable("the room is unavailable; retry")),
             }
@@ -58,35 +67,72 @@ impl Exam {
         Err(ExamError::Unavailable("the room is unavailable; retry"))
     }
 
-    async fn ask_plan(&self, plan_id: &PlanId, command: PlanCommand) -> Result<VersionedPlanRuntime, ExamError> {
+    async fn ask_plan(
+        &self,
+        plan_id: &PlanId,
+        command: PlanCommand,
+    ) -> Result<VersionedPlanRuntime, ExamError> {
         let timeout = self.directory.deps().config.call_timeout * 6;
         for attempt in 0..2 {
             let plan: ActorRef<PlanMsg> = self.directory.plan(plan_id).await?;
-            let message = |reply| PlanMsg::Command(Command { command: command.clone(), reply });
+            let message = |reply| {
+                PlanMsg::Command(Command {
+                    command: command.clone(),
+                    reply,
+                })
+            };
             match plan.call(message, Some(timeout)).await {
                 Ok(CallResult::Success(result)) => return result,
-                Ok(CallResult::Timeout) => return Err(ExamError::Unavailable("the plan did not answer in time; retry")),
+                Ok(CallResult::Timeout) => {
+                    return Err(ExamError::Unavailable(
+                        "the plan did not answer in time; retry",
+                    ));
+                }
                 Ok(CallResult::SenderError) | Err(_) if attempt == 0 => continue,
-                Ok(CallResult::SenderError) | Err(_) => return Err(ExamError::Unavailable("the plan is unavailable; retry")),
+                Ok(CallResult::SenderError) | Err(_) => {
+                    return Err(ExamError::Unavailable("the plan is unavailable; retry"));
+                }
             }
         }
         Err(ExamError::Unavailable("the plan is unavailable; retry"))
     }
 
     /// Runs an admin command on a plan through its coordinator.
-    pub async fn plan_command(&self, plan_id: &PlanId, command: &PlanCommand) -> Result<VersionedPlanRuntime, ExamError> {
+    pub async fn plan_command(
+        &self,
+        plan_id: &PlanId,
+        command: &PlanCommand,
+    ) -> Result<VersionedPlanRuntime, ExamError> {
         self.ask_plan(plan_id, command.clone()).await
     }
 
     /// Checks a candidate in (login); returns their state after it.
-    pub async fn check_in(&self, plan_id: &PlanId, room_id: &RoomId, candidate_id: &CandidateId) -> Result<CandidateState, ExamError> {
-        self.ask_room(plan_id, room_id, |reply| RoomMsg::CheckIn(CheckIn { candidate_id: candidate_id.clone(), reply }))
-            .await
+    pub async fn check_in(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+        candidate_id: &CandidateId,
+    ) -> Result<CandidateState, ExamError> {
+        self.ask_room(plan_id, room_id, |reply| {
+            RoomMsg::CheckIn(CheckIn {
+                candidate_id: candidate_id.clone(),
+                reply,
+            })
+        })
+        .await
     }
 
-    pub async fn candidate_view(&self, plan_id: &PlanId, room_id: &RoomId, candidate_id: &CandidateId) -> Result<CandidateView, ExamError> {
+    pub async fn candidate_view(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+        candidate_id: &CandidateId,
+    ) -> Result<CandidateView, ExamError> {
         self.ask_room(plan_id, room_id, |reply| {
-            RoomMsg::ViewCandidate(ViewCandidate { candidate_id: candidate_id.clone(), reply })
+            RoomMsg::ViewCandidate(ViewCandidate {
+                candidate_id: candidate_id.clone(),
+                reply,
+            })
         })
         .await
     }
@@ -114,9 +160,18 @@ impl Exam {
         .await
     }
 
-    pub async fn submit(&self, plan_id: &PlanId, room_id: &RoomId, candidate_id: &CandidateId) -> Result<CandidateState, ExamError> {
+    pub async fn submit(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+        candidate_id: &CandidateId,
+    ) -> Result<CandidateState, ExamError> {
         self.ask_room(plan_id, room_id, |reply| {
-            RoomMsg::Submit(Submit { candidate_id: candidate_id.clone(), connection_id: None, reply: Some(reply) })
+            RoomMsg::Submit(Submit {
+                candidate_id: candidate_id.clone(),
+                connection_id: None,
+                reply: Some(reply),
+            })
         })
         .await
     }
@@ -148,7 +203,11 @@ impl Exam {
         by: &ProctorId,
     ) -> Result<CommandReceipt, ExamError> {
         self.ask_room(plan_id, room_id, |reply| {
-            RoomMsg::RoomCommand(RoomCommand { action: action.clone(), by: by.clone(), reply })
+            RoomMsg::RoomCommand(RoomCommand {
+                action: action.clone(),
+                by: by.clone(),
+                reply,
+            })
         })
         .await
     }
@@ -195,8 +254,15 @@ impl Exam {
         .await
     }
 
-    pub async fn room_view(&self, plan_id: &PlanId, room_id: &RoomId) -> Result<RoomView, ExamError> {
-        self.ask_room(plan_id, room_id, |reply| RoomMsg::ViewRoom(ViewRoom { reply })).await
+    pub async fn room_view(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+    ) -> Result<RoomView, ExamError> {
+        self.ask_room(plan_id, room_id, |reply| {
+            RoomMsg::ViewRoom(ViewRoom { reply })
+        })
+        .await
     }
 
     /// Connection counts of a room, if it is live here (a room that is not
@@ -204,7 +270,13 @@ impl Exam {
     pub async fn presence(&self, plan_id: &PlanId, room_id: &RoomId) -> Option<PresenceCounts> {
         let room = self.directory.live_room(plan_id, room_id)?;
         let timeout = self.directory.deps().config.call_timeout;
-        match room.call(|reply| RoomMsg::Presence(PresenceQuery { reply }), Some(timeout)).await {
+        match room
+            .call(
+                |reply| RoomMsg::Presence(PresenceQuery { reply }),
+                Some(timeout),
+            )
+            .await
+        {
             Ok(CallResult::Success(Ok(counts))) => Some(counts),
             _ => None,
         }

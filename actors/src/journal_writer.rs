@@ -109,7 +109,10 @@ impl JournalWriter {
         }
         let (reply, answer) = oneshot::channel();
         self.sender
-            .send(Pending { entries, reply: Reply::Channel(reply) })
+            .send(Pending {
+                entries,
+                reply: Reply::Channel(reply),
+            })
             .await
             .map_err(|_| JournalError::Stopped)?;
         match answer.await {
@@ -121,13 +124,20 @@ impl JournalWriter {
     /// Queues entries to be written in one transaction and returns at once;
     /// `on_commit` is called with the result after the commit. Waits only
     /// while the queue is full (backpressure).
-    pub async fn submit(&self, entries: Vec<FencedEntry>, on_commit: OnCommit) -> Result<(), JournalError> {
+    pub async fn submit(
+        &self,
+        entries: Vec<FencedEntry>,
+        on_commit: OnCommit,
+    ) -> Result<(), JournalError> {
         if entries.is_empty() {
             on_commit(Ok(Vec::new()));
             return Ok(());
         }
         self.sender
-            .send(Pending { entries, reply: Reply::Callback(on_commit) })
+            .send(Pending {
+                entries,
+                reply: Reply::Callback(on_commit),
+            })
             .await
             .map_err(|_| JournalError::Stopped)
     }

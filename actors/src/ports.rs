@@ -236,16 +236,28 @@ pub trait PlanStore: Send + Sync + 'static {
     async fn plan_context(&self, plan_id: &PlanId) -> Result<Option<PlanContext>, StoreError>;
 
     /// One room with its candidates and open incidents.
-    async fn load_room(&self, plan_id: &PlanId, room_id: &RoomId) -> Result<Option<RoomSnapshot>, StoreError>;
+    async fn load_room(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+    ) -> Result<Option<RoomSnapshot>, StoreError>;
 
     /// Plans whose rooms must be live: open, in progress or paused.
     async fn active_plans(&self) -> Result<Vec<PlanId>, StoreError>;
 
     /// The room a candidate sits in.
-    async fn candidate_room(&self, plan_id: &PlanId, candidate_id: &CandidateId) -> Result<Option<RoomId>, StoreError>;
+    async fn candidate_room(
+        &self,
+        plan_id: &PlanId,
+        candidate_id: &CandidateId,
+    ) -> Result<Option<RoomId>, StoreError>;
 
     /// An incident by id.
-    async fn incident(&self, plan_id: &PlanId, incident_id: &str) -> Result<Option<Incident>, StoreError>;
+    async fn incident(
+        &self,
+        plan_id: &PlanId,
+        incident_id: &str,
+    ) -> Result<Option<Incident>, StoreError>;
 
     /// A candidate with its runtime (sheet included), room and plan.
     async fn candidate_record(

@@ -6,6 +6,7 @@
 //! - `login`: candidate and proctor login
 //! - `candidate`, `proctor`: role-scoped reads
 //! - `ops`: `/healthz`, `/readyz`
+//! - `ws`: the WebSocket gateway for candidates and proctors
 //! - `auth`: credential hashing, tokens, guards, login limits
 //! - `body`: JSON bodies with size limits and field-path errors
 //! - `error`: the one mapping from errors to status and code
@@ -24,5 +25,6 @@ pub mod state;
 pub mod tags;
 pub mod time;
 pub mod views;
+pub mod ws;
 
 pub use state::{ApiSettings, AppInner, AppState, Check, Readiness};

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use invigil_actors::exam::ExamService;
+use invigil_actors::exam::Exam;
 use invigil_actors::ports::{Clock, PlanStore};
 
 use crate::auth::{AdminKeys, CredentialHasher, LoginLimiter, TokenIssuer};
@@ -32,6 +32,10 @@ pub struct ApiSettings {
     pub login_max_failures: u32,
     pub login_window_s: i64,
     pub body_limits: BodyLimits,
+    /// The largest WebSocket message accepted (bigger closes with 1009).
+    pub ws_max_message_bytes: usize,
+    /// How long a new socket has to send a valid `hello`.
+    pub ws_hello_timeout: std::time::Duration,
 }
 
 impl Default for ApiSettings {
@@ -42,6 +46,8 @@ impl Default for ApiSettings {
             login_max_failures: 10,
             login_window_s: 300,
             body_limits: BodyLimits::default(),
+            ws_max_message_bytes: 256 * 1024,
+            ws_hello_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -49,7 +55,7 @@ impl Default for ApiSettings {
 pub struct AppInner {
     pub node_id: String,
     pub plans: Arc<dyn PlanStore>,
-    pub exam: Arc<ExamService>,
+    pub exam: Arc<Exam>,
     pub clock: Arc<dyn Clock>,
     pub hasher: CredentialHasher,
     pub tokens: TokenIssuer,

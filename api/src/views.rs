@@ -2,9 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use invigil_actors::domain::PlanId;
 use invigil_actors::domain::{
     CandidateClock, CandidateRuntime, CandidateState, PlanRuntime, RoomRuntime, Timestamp,
 };
+use invigil_actors::live::wire::PresenceCounts;
 use invigil_actors::ports::RoomCounts;
 
 use crate::admin::dto::{CandidateCounts, ConnectionCounts, PlanClockView, RoomStatusView};
@@ -58,10 +60,31 @@ pub fn add_counts(total: &mut CandidateCounts, room: &CandidateCounts) {
     total.total += room.total;
 }
 
-/// A room's status. Connections are live state: until a candidate opens a
-/// socket on this node, every candidate counts as offline.
-pub fn room_status(room: &RoomCounts) -> RoomStatusView {
+/// The status of rooms: durable counts from the store, connections from the
+/// live rooms (a room that is not live has nobody connected).
+pub async fn room_statuses(
+    state: &crate::state::AppState,
+    plan_id: &PlanId,
+    rooms: &[RoomCounts],
+) -> Vec<RoomStatusView> {
+    let presences = rooms
+        .iter()
+        .map(|room| state.exam.presence(plan_id, &room.room_id));
+    let presences = futures::future::join_all(presences).await;
+    rooms
+        .iter()
+        .zip(presences)
+        .map(|(room, presence)| room_status(room, presence))
+        .collect()
+}
+
+fn room_status(room: &RoomCounts, presence: Option<PresenceCounts>) -> RoomStatusView {
     let candidates = candidate_counts(&room.candidates_by_state);
+    let presence = presence.unwrap_or(PresenceCounts {
+        online: 0,
+        stale: 0,
+        offline: candidates.total,
+    });
     RoomStatusView {
         room_id: room.room_id.to_string(),
         name: room.name.clone(),
@@ -70,9 +93,9 @@ pub fn room_status(room: &RoomCounts) -> RoomStatusView {
         capacity: room.capacity,
         extension_s: room.runtime.extension_s,
         connection: ConnectionCounts {
-            online: 0,
-            stale: 0,
-            offline: candidates.total,
+            online: presence.online,
+            stale: presence.stale,
+            offline: presence.offline,
         },
         candidates,
         incidents_open: room.incidents_open,

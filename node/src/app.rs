@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use invigil_actors::exam::ExamService;
+use invigil_actors::exam::Exam;
 use invigil_actors::journal_writer::{JournalWriter, JournalWriterConfig};
+use invigil_actors::live::directory::Directory;
+use invigil_actors::live::{LiveConfig, LiveDeps};
 use invigil_actors::ports::{Clock, SystemClock, owner_id};
 use invigil_actors::shard::ShardId;
 use invigil_actors::shard::leases::LeaseKeeper;
 use invigil_api::auth::{AdminKeys, Argon2Cost, CredentialHasher, LoginLimiter, TokenIssuer};
 use invigil_api::body::BodyLimits;
 use invigil_api::{ApiSettings, AppInner, AppState, Check, Readiness};
-use invigil_store::{SqlOptions, SqlStore, redact_url};
+use invigil_store::{MemoryHotState, SqlOptions, SqlStore, redact_url};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -28,6 +30,7 @@ pub struct Application {
     config: Config,
     store: SqlStore,
     state: AppState,
+    directory: Arc<Directory>,
     leases: Arc<LeaseKeeper>,
     journal_task: tokio::task::JoinHandle<()>,
     acceptor: poem::listener::TcpAcceptor,
@@ -134,12 +137,23 @@ impl Application {
                 max_attempts: 3,
             },
         );
-        let exam = Arc::new(ExamService::new(
-            Arc::new(store.clone()),
-            journal,
-            leases.clone(),
-            clock.clone(),
-        ));
+        let directory = Directory::new(Arc::new(LiveDeps {
+            node_id: config.node.id.clone(),
+            plans: Arc::new(store.clone()),
+            journal: Arc::new(store.clone()),
+            writer: journal,
+            hot: Arc::new(MemoryHotState::default()),
+            leases: leases.clone(),
+            clock: clock.clone(),
+            config: LiveConfig {
+                tick: Duration::from_millis(config.live.tick_ms),
+                resume_buffer: config.live.resume_buffer,
+                socket_queue: config.live.socket_queue,
+                events_per_minute: config.live.events_per_minute,
+                call_timeout: Duration::from_millis(config.live.call_timeout_ms),
+            },
+        }));
+        let exam = Arc::new(Exam::new(directory.clone()));
         let auth = &config.auth;
         let hasher = CredentialHasher::new(
             auth.access_code_secret.expose().as_bytes(),
@@ -170,6 +184,8 @@ impl Application {
                     default_bytes: config.limits.body_bytes,
                     import_bytes: config.limits.import_body_bytes,
                 },
+                ws_max_message_bytes: config.limits.ws_message_bytes,
+                ws_hello_timeout: Duration::from_millis(config.limits.ws_hello_timeout_ms),
             },
             login_limiter: LoginLimiter::new(auth.login_max_failures, auth.login_window_s),
         });
@@ -177,6 +193,7 @@ impl Application {
             config,
             store,
             state,
+            directory,
             leases,
             journal_task,
             acceptor,
@@ -203,29 +220,42 @@ impl Application {
             config,
             store,
             state,
+            directory,
             leases,
             journal_task,
             acceptor,
             local_addr,
         } = self;
-        let (stop_renewal, renewal_stopped) = watch::channel(false);
-        let renewal = tokio::spawn(leases.clone().run_renewal(renewal_stopped));
+        let (stop_background, background_stopped) = watch::channel(false);
+        let renewal = tokio::spawn(leases.clone().run_renewal(background_stopped.clone()));
+        let keeper = tokio::spawn(keep_live_plans(directory.clone(), background_stopped));
         info!(node_id = %config.node.id, addr = %local_addr, store = store.backend_name(), "serving");
 
         let app = invigil_api::app::build(state);
         let grace = Duration::from_secs(config.node.shutdown_grace_s);
+        // On the signal, rooms first tell their sockets to reconnect (to
+        // another node, or to this one once it is back), so the HTTP server
+        // is not left waiting for long-lived sockets.
+        let retiring = directory.clone();
+        let shutdown = async move {
+            shutdown.await;
+            info!("shutting down: retiring live rooms");
+            retiring.retire_all("the node is shutting down");
+        };
         poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(grace))
             .await
             .context("http server")?;
         info!("http stopped; flushing");
+        let _ = stop_background.send(true);
+        let _ = keeper.await;
+        drop(directory);
 
         // The app (and with it the last journal handle) is gone: the writer
         // commits what is queued and ends.
         if tokio::time::timeout(grace, journal_task).await.is_err() {
             warn!("journal writer did not finish within the grace period");
         }
-        let _ = stop_renewal.send(true);
         let _ = renewal.await;
         if let Err(error) = leases.release_all().await {
             warn!(%error, "could not release shard leases; they expire on their own");
@@ -233,6 +263,27 @@ impl Application {
         store.close().await;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// Activates the live plans held here now and every few seconds (a plan
+/// whose coordinator stopped is brought back), until `stopped`.
+async fn keep_live_plans(directory: Arc<Directory>, mut stopped: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if let Err(error) = directory.activate_active_plans().await {
+                    warn!(%error, "activating live plans failed");
+                }
+            }
+            changed = stopped.changed() => {
+                if changed.is_err() || *stopped.borrow() {
+                    break;
+                }
+            }
+        }
     }
 }
 

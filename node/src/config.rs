@@ -119,6 +119,10 @@ impl Default for AuthSection {
 pub struct LimitsSection {
     pub body_bytes: usize,
     pub import_body_bytes: usize,
+    /// The largest WebSocket message; bigger ones close the socket (1009).
+    pub ws_message_bytes: usize,
+    /// How long a new socket has to say hello.
+    pub ws_hello_timeout_ms: u64,
 }
 
 impl Default for LimitsSection {
@@ -126,6 +130,35 @@ impl Default for LimitsSection {
         Self {
             body_bytes: 64 * 1024,
             import_body_bytes: 32 * 1024 * 1024,
+            ws_message_bytes: 256 * 1024,
+            ws_hello_timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveSection {
+    /// How often rooms re-evaluate clocks and connections.
+    pub tick_ms: u64,
+    /// Stream frames kept per candidate for resume.
+    pub resume_buffer: usize,
+    /// Frames queued per socket before it counts as too slow.
+    pub socket_queue: usize,
+    /// Client events accepted per candidate per minute.
+    pub events_per_minute: u32,
+    /// How long a request waits for a room or plan actor.
+    pub call_timeout_ms: u64,
+}
+
+impl Default for LiveSection {
+    fn default() -> Self {
+        Self {
+            tick_ms: 500,
+            resume_buffer: 256,
+            socket_queue: 1024,
+            events_per_minute: 30,
+            call_timeout_ms: 5_000,
         }
     }
 }
@@ -195,6 +228,7 @@ pub struct Config {
     pub store: StoreSection,
     pub auth: AuthSection,
     pub limits: LimitsSection,
+    pub live: LiveSection,
     pub journal: JournalSection,
     pub shards: ShardsSection,
     pub telemetry: TelemetrySection,
@@ -264,6 +298,19 @@ impl Config {
         if self.limits.body_bytes < 1024 || self.limits.import_body_bytes < self.limits.body_bytes {
             bail!(
                 "limits.body_bytes must be >= 1024 and limits.import_body_bytes >= limits.body_bytes"
+            );
+        }
+        if self.limits.ws_message_bytes < 1024 || self.limits.ws_hello_timeout_ms < 100 {
+            bail!("limits.ws_message_bytes must be >= 1024 and limits.ws_hello_timeout_ms >= 100");
+        }
+        let live = &self.live;
+        if live.tick_ms < 10
+            || live.resume_buffer == 0
+            || live.socket_queue <= live.resume_buffer
+            || live.call_timeout_ms < 100
+        {
+            bail!(
+                "live: tick_ms >= 10, resume_buffer > 0, socket_queue > resume_buffer, call_timeout_ms >= 100"
             );
         }
         if self.journal.max_batch == 0 || self.journal.queue_capacity == 0 {

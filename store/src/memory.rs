@@ -65,7 +65,12 @@ impl HotState for MemoryHotState {
     }
 
     async fn last_outbound_seq(&self, key: &CandidateKey) -> Result<u64, HotStateError> {
-        Ok(self.shard(key).buffers.get(key).and_then(|buffer| buffer.back()).map_or(0, |frame| frame.seq))
+        Ok(self
+            .shard(key)
+            .buffers
+            .get(key)
+            .and_then(|buffer| buffer.back())
+            .map_or(0, |frame| frame.seq))
     }
 
     async fn outbound_after(

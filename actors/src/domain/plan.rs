@@ -257,10 +257,14 @@ impl PlanRuntime {
     /// interrupted.
     pub fn implied_commands(&self) -> (Option<RoomCommand>, Option<CandidateCommand>) {
         match self.state {
-            PlanState::InProgress | PlanState::Paused => (Some(RoomCommand::Start), Some(CandidateCommand::Begin)),
+            PlanState::InProgress | PlanState::Paused => {
+                (Some(RoomCommand::Start), Some(CandidateCommand::Begin))
+            }
             PlanState::Ended | PlanState::Finalized => (
                 Some(RoomCommand::End),
-                Some(CandidateCommand::AutoSubmit { reason: SubmitReason::PlanEnded }),
+                Some(CandidateCommand::AutoSubmit {
+                    reason: SubmitReason::PlanEnded,
+                }),
             ),
             PlanState::Scheduled | PlanState::Open => (None, None),
         }

@@ -13,13 +13,15 @@ use tracing::{info, warn};
 use super::LiveDeps;
 use super::plan::{PlanActor, PlanArgs, PlanMsg, plan_actor_name};
 use super::room::state::PlanShared;
-use super::room::{RoomActor, RoomArgs, RoomMsg, Retire, plan_rooms_group, room_actor_name};
+use super::room::{Retire, RoomActor, RoomArgs, RoomMsg, plan_rooms_group, room_actor_name};
 use crate::domain::{ExamRules, PlanId, RoomId};
 use crate::error::ExamError;
 use crate::shard::ShardId;
 
 pub struct Directory {
     deps: Arc<LiveDeps>,
+    /// Prefix of every actor name this directory registers.
+    scope: Arc<str>,
     /// Per plan: what its rooms share, and its room ids. A std mutex: never
     /// held across an await.
     plans: Mutex<HashMap<PlanId, PlanEntry>>,
@@ -30,7 +32,18 @@ type PlanEntry = (Arc<PlanShared>, Arc<Vec<RoomId>>);
 
 impl Directory {
     pub fn new(deps: Arc<LiveDeps>) -> Arc<Self> {
-        Arc::new(Self { deps, plans: Mutex::new(HashMap::new()) })
+        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scope: Arc<str> = format!("{}#{instance}", deps.node_id).into();
+        Arc::new(Self {
+            deps,
+            scope,
+            plans: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn scope(&self) -> &str {
+        &self.scope
     }
 
     pub fn deps(&self) -> &Arc<LiveDeps> {
@@ -39,30 +52,62 @@ impl Directory {
 
     /// What a plan's rooms share, loaded once per plan import.
     async fn plan_shared(&self, plan_id: &PlanId) -> Result<PlanEntry, ExamError> {
-        if let Some(cached) = self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(plan_id) {
+        if let Some(cached) = self
+            .plans
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(plan_id)
+        {
             return Ok(cached.clone());
         }
-        let context = self.deps.plans.plan_context(plan_id).await?.ok_or(ExamError::NotFound("plan"))?;
+        let context = self
+            .deps
+            .plans
+            .plan_context(plan_id)
+            .await?
+            .ok_or(ExamError::NotFound("plan"))?;
         let rules = ExamRules {
             duration_s: context.duration_s,
             late_entry_s: context.settings.late_entry_s,
             max_text_chars: usize::try_from(context.settings.max_text_chars).unwrap_or(usize::MAX),
-            questions: context.questions.iter().map(|question| (question.id.clone(), question.clone())).collect(),
+            questions: context
+                .questions
+                .iter()
+                .map(|question| (question.id.clone(), question.clone()))
+                .collect(),
         };
-        let shared = Arc::new(PlanShared { rules, settings: context.settings, title: context.title, digest: context.digest });
-        let rooms = Arc::new(context.rooms.into_iter().map(|room| room.id).collect::<Vec<_>>());
+        let shared = Arc::new(PlanShared {
+            rules,
+            settings: context.settings,
+            title: context.title,
+            digest: context.digest,
+        });
+        let rooms = Arc::new(
+            context
+                .rooms
+                .into_iter()
+                .map(|room| room.id)
+                .collect::<Vec<_>>(),
+        );
         let entry = (shared, rooms);
-        self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(plan_id.clone(), entry.clone());
+        self.plans
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(plan_id.clone(), entry.clone());
         Ok(entry)
     }
 
     /// The room's actor if it is live here, without activating it.
     pub fn live_room(&self, plan_id: &PlanId, room_id: &RoomId) -> Option<ActorRef<RoomMsg>> {
-        ractor::registry::where_is(room_actor_name(plan_id, room_id)).map(Into::into)
+        ractor::registry::where_is(room_actor_name(&self.scope, plan_id, room_id)).map(Into::into)
     }
 
     /// The room's actor, activated (restored from the store) if needed.
-    pub async fn room(self: &Arc<Self>, plan_id: &PlanId, room_id: &RoomId) -> Result<ActorRef<RoomMsg>, ExamError> {
+    pub async fn room(
+        self: &Arc<Self>,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+    ) -> Result<ActorRef<RoomMsg>, ExamError> {
         if let Some(room) = self.live_room(plan_id, room_id) {
             return Ok(room);
         }
@@ -74,29 +119,43 @@ impl Directory {
         if !rooms.contains(room_id) {
             return Err(ExamError::NotFound("room"));
         }
-        let plan = self.deps.plans.plan_runtime(plan_id).await?.ok_or(ExamError::NotFound("plan"))?;
+        let plan = self
+            .deps
+            .plans
+            .plan_runtime(plan_id)
+            .await?
+            .ok_or(ExamError::NotFound("plan"))?;
         let args = RoomArgs {
             deps: self.deps.clone(),
+            scope: self.scope.clone(),
             plan_id: plan_id.clone(),
             room_id: room_id.clone(),
             shared,
             plan: plan.runtime,
         };
-        match Actor::spawn(Some(room_actor_name(plan_id, room_id)), RoomActor, args).await {
+        match Actor::spawn(
+            Some(room_actor_name(&self.scope, plan_id, room_id)),
+            RoomActor,
+            args,
+        )
+        .await
+        {
             Ok((room, _)) => Ok(room),
-            Err(SpawnErr::ActorAlreadyRegistered(_)) => {
-                self.live_room(plan_id, room_id).ok_or(ExamError::Unavailable("the room is restarting; retry"))
-            }
+            Err(SpawnErr::ActorAlreadyRegistered(_)) => self
+                .live_room(plan_id, room_id)
+                .ok_or(ExamError::Unavailable("the room is restarting; retry")),
             Err(error) => {
                 warn!(plan_id = %plan_id, room_id = %room_id, %error, "room activation failed");
-                Err(ExamError::Unavailable("the room could not be activated; retry"))
+                Err(ExamError::Unavailable(
+                    "the room could not be activated; retry",
+                ))
             }
         }
     }
 
     /// The plan's coordinator, activated if needed.
     pub async fn plan(self: &Arc<Self>, plan_id: &PlanId) -> Result<ActorRef<PlanMsg>, ExamError> {
-        if let Some(cell) = ractor::registry::where_is(plan_actor_name(plan_id)) {
+        if let Some(cell) = ractor::registry::where_is(plan_actor_name(&self.scope, plan_id)) {
             return Ok(cell.into());
         }
         let shard = ShardId::of_plan(plan_id);
@@ -106,15 +165,22 @@ impl Directory {
         if self.deps.plans.plan_runtime(plan_id).await?.is_none() {
             return Err(ExamError::NotFound("plan"));
         }
-        let args = PlanArgs { directory: self.clone(), plan_id: plan_id.clone() };
-        match Actor::spawn(Some(plan_actor_name(plan_id)), PlanActor, args).await {
+        let args = PlanArgs {
+            directory: self.clone(),
+            plan_id: plan_id.clone(),
+        };
+        match Actor::spawn(Some(plan_actor_name(&self.scope, plan_id)), PlanActor, args).await {
             Ok((plan, _)) => Ok(plan),
-            Err(SpawnErr::ActorAlreadyRegistered(_)) => ractor::registry::where_is(plan_actor_name(plan_id))
-                .map(Into::into)
-                .ok_or(ExamError::Unavailable("the plan is restarting; retry")),
+            Err(SpawnErr::ActorAlreadyRegistered(_)) => {
+                ractor::registry::where_is(plan_actor_name(&self.scope, plan_id))
+                    .map(Into::into)
+                    .ok_or(ExamError::Unavailable("the plan is restarting; retry"))
+            }
             Err(error) => {
                 warn!(plan_id = %plan_id, %error, "plan coordinator activation failed");
-                Err(ExamError::Unavailable("the plan could not be activated; retry"))
+                Err(ExamError::Unavailable(
+                    "the plan could not be activated; retry",
+                ))
             }
         }
     }
@@ -122,12 +188,17 @@ impl Directory {
     /// The plan was replaced: its live actors were built from the old
     /// content, so they stop, and the next use restores them from the new.
     pub fn forget_plan(&self, plan_id: &PlanId) {
-        self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(plan_id);
-        for member in ractor::pg::get_members(&plan_rooms_group(plan_id)) {
+        self.plans
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(plan_id);
+        for member in ractor::pg::get_members(&plan_rooms_group(&self.scope, plan_id)) {
             let room: ActorRef<RoomMsg> = member.into();
-            let _ = room.cast(RoomMsg::Retire(Retire { reason: "the plan was replaced" }));
+            let _ = room.cast(RoomMsg::Retire(Retire {
+                reason: "the plan was replaced",
+            }));
         }
-        if let Some(cell) = ractor::registry::where_is(plan_actor_name(plan_id)) {
+        if let Some(cell) = ractor::registry::where_is(plan_actor_name(&self.scope, plan_id)) {
             let plan: ActorRef<PlanMsg> = cell.into();
             let _ = plan.cast(PlanMsg::Retire);
         }
@@ -154,14 +225,19 @@ impl Directory {
 
     /// Stops every live actor (shutdown): sockets are told to reconnect.
     pub fn retire_all(&self, reason: &'static str) {
-        let plans: Vec<PlanId> =
-            self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).keys().cloned().collect();
+        let plans: Vec<PlanId> = self
+            .plans
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         for plan_id in plans {
-            for member in ractor::pg::get_members(&plan_rooms_group(&plan_id)) {
+            for member in ractor::pg::get_members(&plan_rooms_group(&self.scope, &plan_id)) {
                 let room: ActorRef<RoomMsg> = member.into();
                 let _ = room.cast(RoomMsg::Retire(Retire { reason }));
             }
-            if let Some(cell) = ractor::registry::where_is(plan_actor_name(&plan_id)) {
+            if let Some(cell) = ractor::registry::where_is(plan_actor_name(&self.scope, &plan_id)) {
                 let plan: ActorRef<PlanMsg> = cell.into();
                 let _ = plan.cast(PlanMsg::Retire);
             }

@@ -22,8 +22,9 @@ const KEEPER_PERIOD: Duration = Duration::from_secs(2);
 /// How often a command is re-decided after losing a race with another writer.
 const MAX_ATTEMPTS: usize = 5;
 
-pub fn plan_actor_name(plan_id: &PlanId) -> String {
-    format!("plan/{plan_id}")
+/// The registry name of a plan's coordinator within a directory's scope.
+pub fn plan_actor_name(scope: &str, plan_id: &PlanId) -> String {
+    format!("{scope}/plan/{plan_id}")
 }
 
 pub enum PlanMsg {
@@ -65,7 +66,11 @@ impl Actor for PlanActor {
     type State = PlanActorState;
     type Arguments = PlanArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<PlanMsg>, args: PlanArgs) -> Result<PlanActorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<PlanMsg>,
+        args: PlanArgs,
+    ) -> Result<PlanActorState, ActorProcessingErr> {
         let deps = args.directory.deps();
         let shard = ShardId::of_plan(&args.plan_id);
         if deps.leases.fence(shard).is_none() {
@@ -90,13 +95,22 @@ impl Actor for PlanActor {
         })
     }
 
-    async fn post_start(&self, myself: ActorRef<PlanMsg>, state: &mut PlanActorState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<PlanMsg>,
+        state: &mut PlanActorState,
+    ) -> Result<(), ActorProcessingErr> {
         myself.send_interval(KEEPER_PERIOD, || PlanMsg::Keep);
         state.keep_rooms_live().await;
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<PlanMsg>, message: PlanMsg, state: &mut PlanActorState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<PlanMsg>,
+        message: PlanMsg,
+        state: &mut PlanActorState,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             PlanMsg::Command(command) => {
                 let result = state.command(&command.command).await;
@@ -104,7 +118,9 @@ impl Actor for PlanActor {
             }
             PlanMsg::RoomDone(done) => {
                 state.done.insert(done.room_id);
-                if state.plan.runtime.state.is_running() && state.rooms.iter().all(|room| state.done.contains(room)) {
+                if state.plan.runtime.state.is_running()
+                    && state.rooms.iter().all(|room| state.done.contains(room))
+                {
                     info!(plan_id = %state.plan_id, "every candidate is done; ending the plan");
                     if let Err(error) = state.command(&PlanCommand::End).await {
                         warn!(plan_id = %state.plan_id, %error, "could not end the plan");
@@ -127,37 +143,73 @@ impl Actor for PlanActor {
 impl PlanActorState {
     /// Rooms of an open or running plan are live on their owners.
     async fn keep_rooms_live(&mut self) {
-        if !matches!(self.plan.runtime.state, PlanState::Open | PlanState::InProgress | PlanState::Paused) {
+        if !matches!(
+            self.plan.runtime.state,
+            PlanState::Open | PlanState::InProgress | PlanState::Paused
+        ) {
             return;
         }
-        let activations = self.rooms.iter().map(|room_id| self.directory.room(&self.plan_id, room_id));
-        for (room_id, result) in self.rooms.iter().zip(futures::future::join_all(activations).await) {
+        let activations = self
+            .rooms
+            .iter()
+            .map(|room_id| self.directory.room(&self.plan_id, room_id));
+        for (room_id, result) in self
+            .rooms
+            .iter()
+            .zip(futures::future::join_all(activations).await)
+        {
             if let Err(error) = result {
                 warn!(plan_id = %self.plan_id, room_id = %room_id, %error, "room not live");
             }
         }
     }
 
-    /// Tells every room (activating it if needed) that the plan changed.
+    /// Tells every room (activating it if needed) that the plan changed,
+    /// and waits (bounded) until each has made its consequences durable.
     async fn broadcast(&mut self, events: Vec<PlanEvent>) {
-        let activations = self.rooms.iter().map(|room_id| self.directory.room(&self.plan_id, room_id));
-        for (room_id, result) in self.rooms.iter().zip(futures::future::join_all(activations).await) {
-            match result {
-                Ok(room) => {
-                    let changed = PlanChanged { runtime: self.plan.runtime.clone(), events: events.clone() };
-                    if room.cast(RoomMsg::PlanChanged(changed)).is_err() {
-                        warn!(plan_id = %self.plan_id, room_id = %room_id, "room stopped before the plan change reached it");
-                    }
+        let timeout = self.directory.deps().config.call_timeout;
+        let deliveries = self.rooms.iter().map(|room_id| {
+            let (directory, plan_id, runtime, events) = (
+                self.directory.clone(),
+                self.plan_id.clone(),
+                self.plan.runtime.clone(),
+                events.clone(),
+            );
+            async move {
+                let room = directory.room(&plan_id, room_id).await?;
+                let message = |done| {
+                    RoomMsg::PlanChanged(PlanChanged {
+                        runtime: runtime.clone(),
+                        events: events.clone(),
+                        done: Some(done),
+                    })
+                };
+                match room.call(message, Some(timeout)).await {
+                    Ok(ractor::rpc::CallResult::Success(result)) => result,
+                    _ => Err(ExamError::Unavailable(
+                        "the room did not confirm the plan change",
+                    )),
                 }
-                // The room reconciles with the plan when it next activates.
-                Err(error) => warn!(plan_id = %self.plan_id, room_id = %room_id, %error, "plan change not delivered"),
+            }
+        });
+        for (room_id, result) in self
+            .rooms
+            .iter()
+            .zip(futures::future::join_all(deliveries).await)
+        {
+            // A room that missed it reconciles with the plan when it next activates.
+            if let Err(error) = result {
+                warn!(plan_id = %self.plan_id, room_id = %room_id, %error, "plan change not confirmed by a room");
             }
         }
     }
 
     async fn command(&mut self, command: &PlanCommand) -> Result<VersionedPlanRuntime, ExamError> {
         let deps = self.directory.deps().clone();
-        let fence = deps.leases.fence(self.shard).ok_or(ExamError::NotOwner(self.shard))?;
+        let fence = deps
+            .leases
+            .fence(self.shard)
+            .ok_or(ExamError::NotOwner(self.shard))?;
         for _ in 0..MAX_ATTEMPTS {
             let mut next = self.plan.runtime.clone();
             let events = match next.handle(command, deps.clock.now()) {
@@ -166,7 +218,8 @@ impl PlanActorState {
                     // Already where the command leads: make sure the rooms are too.
                     if matches!(
                         (command, &refusal),
-                        (PlanCommand::Start, DomainError::PlanAlreadyStarted) | (PlanCommand::End, DomainError::PlanEnded)
+                        (PlanCommand::Start, DomainError::PlanAlreadyStarted)
+                            | (PlanCommand::End, DomainError::PlanEnded)
                     ) {
                         self.broadcast(Vec::new()).await;
                     }
@@ -176,11 +229,22 @@ impl PlanActorState {
             if events.is_empty() {
                 return Ok(self.plan.clone());
             }
-            match deps.plans.save_plan_runtime(fence, &self.plan_id, self.plan.revision, &next, &events).await {
+            match deps
+                .plans
+                .save_plan_runtime(fence, &self.plan_id, self.plan.revision, &next, &events)
+                .await
+            {
                 Ok(revision) => {
-                    self.plan = VersionedPlanRuntime { runtime: next, revision, duration_s: self.plan.duration_s };
+                    self.plan = VersionedPlanRuntime {
+                        runtime: next,
+                        revision,
+                        duration_s: self.plan.duration_s,
+                    };
                     info!(plan_id = %self.plan_id, events = ?events.iter().map(PlanEvent::name).collect::<Vec<_>>(), "plan command applied");
-                    if events.iter().any(|event| matches!(event, PlanEvent::Started { .. })) {
+                    if events
+                        .iter()
+                        .any(|event| matches!(event, PlanEvent::Started { .. }))
+                    {
                         self.done.clear();
                     }
                     self.broadcast(events).await;
@@ -192,7 +256,9 @@ impl PlanActorState {
                         self.plan = current;
                     }
                 }
-                Err(FencedError::StaleFence(fence)) => return Err(ExamError::NotOwner(fence.shard)),
+                Err(FencedError::StaleFence(fence)) => {
+                    return Err(ExamError::NotOwner(fence.shard));
+                }
                 Err(FencedError::Store(error)) => return Err(error.into()),
             }
         }

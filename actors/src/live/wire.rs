@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::domain::{
-    CandidateClock, CandidateRuntime, CandidateState, Incident, Presence, ProctorId, RoomRuntime, SubmitReason,
-    Timestamp,
+    CandidateClock, CandidateRuntime, CandidateState, Incident, Presence, ProctorId, RoomRuntime,
+    SubmitReason, Timestamp,
 };
 
 /// What a socket task receives to write.
@@ -53,11 +53,19 @@ pub fn rfc3339(timestamp: Timestamp) -> String {
 
 /// What the candidate experiences: `paused` while any holder pauses the clock.
 pub fn exam_state(runtime: &CandidateRuntime, clock: &CandidateClock<'_>) -> CandidateState {
-    if runtime.state == CandidateState::Testing && clock.is_frozen() { CandidateState::Paused } else { runtime.state }
+    if runtime.state == CandidateState::Testing && clock.is_frozen() {
+        CandidateState::Paused
+    } else {
+        runtime.state
+    }
 }
 
 /// Who holds a pause, for the candidate's screen.
-pub fn paused_by(plan_paused: bool, room: &RoomRuntime, runtime: &CandidateRuntime) -> Option<&'static str> {
+pub fn paused_by(
+    plan_paused: bool,
+    room: &RoomRuntime,
+    runtime: &CandidateRuntime,
+) -> Option<&'static str> {
     if plan_paused {
         Some("plan")
     } else if room.pauses.is_paused() {
@@ -181,25 +189,45 @@ impl PresenceCounts {
 /// A candidate stream frame before it gets its `seq`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamFrame {
-    Ack { cseq: i64, version: i64 },
-    State { event: &'static str, view: Box<CandidateView> },
-    Control { action: &'static str, reason: Option<String>, extend_s: Option<i64> },
-    Notice { text: String },
+    Ack {
+        cseq: i64,
+        version: i64,
+    },
+    State {
+        event: &'static str,
+        view: Box<CandidateView>,
+    },
+    Control {
+        action: &'static str,
+        reason: Option<String>,
+        extend_s: Option<i64>,
+    },
+    Notice {
+        text: String,
+    },
 }
 
 impl StreamFrame {
     /// The frame's JSON text with `seq`.
     pub fn render(&self, seq: u64) -> String {
         let value = match self {
-            Self::Ack { cseq, version } => json!({"t": "ack", "seq": seq, "cseq": cseq, "version": version}),
+            Self::Ack { cseq, version } => {
+                json!({"t": "ack", "seq": seq, "cseq": cseq, "version": version})
+            }
             Self::State { event, view } => {
                 let mut value = json!({"t": "state", "seq": seq, "event": event});
-                if let (Value::Object(map), Ok(Value::Object(view))) = (&mut value, serde_json::to_value(view)) {
+                if let (Value::Object(map), Ok(Value::Object(view))) =
+                    (&mut value, serde_json::to_value(view))
+                {
                     map.extend(view);
                 }
                 value
             }
-            Self::Control { action, reason, extend_s } => {
+            Self::Control {
+                action,
+                reason,
+                extend_s,
+            } => {
                 let mut value = json!({"t": "control", "seq": seq, "action": action});
                 if let Value::Object(map) = &mut value {
                     if let Some(reason) = reason {
@@ -218,7 +246,8 @@ impl StreamFrame {
 }
 
 pub fn welcome(session: &str, seq: u64, resumed: bool, view: &CandidateView) -> String {
-    json!({"t": "welcome", "session": session, "seq": seq, "resumed": resumed, "state": view}).to_string()
+    json!({"t": "welcome", "session": session, "seq": seq, "resumed": resumed, "state": view})
+        .to_string()
 }
 
 pub fn heartbeat(seq: u64, client_ts: Option<i64>, server_ts: Timestamp) -> String {
@@ -275,13 +304,21 @@ pub mod proctor {
 
     /// Answer progress of the seats that changed since the last one.
     pub fn progress(room_id: &str, answered: &[(String, usize)], total_answered: usize) -> String {
-        let seats: Vec<_> =
-            answered.iter().map(|(candidate, count)| json!({"candidate_id": candidate, "answered": count})).collect();
+        let seats: Vec<_> = answered
+            .iter()
+            .map(|(candidate, count)| json!({"candidate_id": candidate, "answered": count}))
+            .collect();
         json!({"t": "progress", "room_id": room_id, "seats": seats, "answered_total": total_answered}).to_string()
     }
 
     /// The room's own state changed (pause, resume, extension, start, end).
-    pub fn room_state(room_id: &str, state: &str, paused: bool, extension_s: i64, plan_state: &str) -> String {
+    pub fn room_state(
+        room_id: &str,
+        state: &str,
+        paused: bool,
+        extension_s: i64,
+        plan_state: &str,
+    ) -> String {
         json!({"t": "room_state", "room_id": room_id, "state": state, "paused": paused,
                "extension_s": extension_s, "plan_state": plan_state})
         .to_string()

@@ -26,7 +26,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tags::ApiTags;
 use crate::time::to_datetime;
-use crate::views::{add_counts, plan_clock, room_status};
+use crate::views::{add_counts, plan_clock, room_statuses};
 
 pub struct AdminApi {
     pub state: AppState,
@@ -218,7 +218,7 @@ impl AdminApi {
             .await?
             .ok_or_else(|| plan_not_found(&plan_id))?;
         let now = self.state.clock.now();
-        let rooms: Vec<_> = counts.rooms.iter().map(room_status).collect();
+        let rooms = room_statuses(&self.state, &plan_id, &counts.rooms).await;
         let mut candidates = dto::CandidateCounts::default();
         let mut connection = ConnectionCounts::default();
         for room in &rooms {
@@ -278,7 +278,11 @@ pub async fn import_plan(
     }
     let outcome = match outcome? {
         ImportOutcome::Created => ImportOutcomeView::Created,
-        ImportOutcome::Replaced => ImportOutcomeView::Replaced,
+        ImportOutcome::Replaced => {
+            // Live actors were built from the old plan.
+            state.exam.plan_replaced(&plan_id);
+            ImportOutcomeView::Replaced
+        }
         ImportOutcome::Unchanged => ImportOutcomeView::Unchanged,
         ImportOutcome::Refused(PlanState::Open) => {
             return Err(ApiError::conflict(

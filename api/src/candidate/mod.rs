@@ -1,21 +1,25 @@
-//! A candidate's own exam (Bearer, role candidate).
+//! A candidate's own exam (Bearer, role candidate). Every route is a
+//! message to the candidate's room actor — the same path as the WebSocket.
 
-use chrono::{DateTime, Utc};
-use invigil_actors::domain::{CandidateState, ExamContext, ExamRules};
+use invigil_actors::domain::{QuestionId, RoomId};
+use invigil_actors::live::wire::CandidateView;
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
+use serde::Deserialize;
+use serde_json::Value;
 
-use crate::auth::CandidateToken;
+use crate::auth::{CandidateToken, Claims};
+use crate::body::{Body, RequestBodyType};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tags::ApiTags;
-use crate::time::to_datetime;
 
 pub struct CandidateApi {
     pub state: AppState,
 }
 
-/// The latest saved version of one answer.
+/// The latest durable version of one answer.
 #[derive(Debug, Object)]
 pub struct AnswerVersion {
     pub question_id: String,
@@ -35,14 +39,82 @@ pub struct CandidateMe {
     /// What the candidate experiences now: `paused` while the plan, the room
     /// or the candidate is paused, otherwise `state`.
     pub exam_state: String,
+    /// Who holds the pause: `plan`, `room` or `proctor`.
+    pub paused_by: Option<String>,
+    /// Why the sheet was submitted: `candidate`, `time_up`, `plan_ended`, `proctor`.
+    pub submit_reason: Option<String>,
     pub remaining_s: i64,
     /// When time runs out if nothing changes; absent while paused or not started.
-    pub ends_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<String>,
     pub extra_time_s: i64,
+    pub warnings: i64,
     /// The highest client sequence number accepted so far.
     pub last_cseq: i64,
     pub answers: Vec<AnswerVersion>,
-    pub server_time: DateTime<Utc>,
+    pub server_time: String,
+}
+
+impl From<CandidateView> for CandidateMe {
+    fn from(view: CandidateView) -> Self {
+        Self {
+            candidate_id: view.candidate_id,
+            plan_id: view.plan_id,
+            room_id: view.room_id,
+            name: view.name,
+            seat: view.seat,
+            state: view.state.to_string(),
+            exam_state: view.exam_state.to_string(),
+            paused_by: view.paused_by.map(str::to_string),
+            submit_reason: view.submit_reason.map(str::to_string),
+            remaining_s: view.remaining_s,
+            ends_at: view.ends_at,
+            extra_time_s: view.extra_time_s,
+            warnings: view.warnings,
+            last_cseq: view.last_cseq,
+            answers: view
+                .answers
+                .into_iter()
+                .map(|(question_id, version)| AnswerVersion {
+                    question_id,
+                    version,
+                })
+                .collect(),
+            server_time: view.server_time,
+        }
+    }
+}
+
+/// `PUT /api/v1/candidate/answers/{question_id}`.
+#[derive(Debug, Deserialize, Object)]
+#[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
+pub struct AnswerBody {
+    /// The answer: a choice id (single), choice ids (multi), a text (text), or null to clear.
+    pub value: Value,
+    /// Strictly increasing per candidate; a repeat is acknowledged again with the same version.
+    pub cseq: i64,
+}
+
+impl RequestBodyType for AnswerBody {}
+
+/// Sent once the answer is durable.
+#[derive(Debug, Object)]
+pub struct AnswerAck {
+    pub cseq: i64,
+    pub version: i64,
+}
+
+#[derive(Debug, Object)]
+pub struct SubmitResult {
+    pub state: String,
+}
+
+/// The candidate's room, from their token.
+pub fn candidate_room(claims: &Claims) -> Result<&RoomId, ApiError> {
+    claims
+        .rooms
+        .first()
+        .ok_or_else(|| ApiError::unauthorized("invalid_token", "the token names no room"))
 }
 
 #[OpenApi(prefix_path = "/api/v1")]
@@ -51,51 +123,71 @@ impl CandidateApi {
     #[oai(path = "/candidate/me", method = "get", tag = "ApiTags::Candidate")]
     async fn me(&self, token: CandidateToken) -> Result<Json<CandidateMe>, ApiError> {
         let claims = token.0;
-        let candidate_id = claims.candidate_id()?;
-        let record = self
+        let view = self
             .state
-            .plans
-            .candidate_record(&claims.plan, &candidate_id)
-            .await?
-            .ok_or_else(|| {
-                ApiError::unauthorized("invalid_token", "the candidate no longer exists")
-            })?;
-        let now = self.state.clock.now();
-        let rules = ExamRules::without_questions(record.duration_s, record.settings.late_entry_s);
-        let context = ExamContext {
-            rules: &rules,
-            plan: &record.plan_runtime,
-            room: &record.room_runtime,
-            extra_time_s: record.extra_time_s,
-        };
-        let clock = record.runtime.clock(&context);
-        let exam_state = if record.runtime.state == CandidateState::Testing && clock.is_frozen() {
-            CandidateState::Paused
-        } else {
-            record.runtime.state
-        };
-        Ok(Json(CandidateMe {
-            candidate_id: candidate_id.to_string(),
-            plan_id: claims.plan.to_string(),
-            room_id: record.room_id.to_string(),
-            name: record.name,
-            seat: record.seat,
-            state: record.runtime.state.as_str().to_string(),
-            exam_state: exam_state.as_str().to_string(),
-            remaining_s: clock.remaining_s(now),
-            ends_at: clock.ends_at(now).map(to_datetime),
-            extra_time_s: record.extra_time_s,
-            last_cseq: record.runtime.sheet.last_cseq(),
-            answers: record
-                .runtime
-                .sheet
-                .answered()
-                .map(|(question_id, saved)| AnswerVersion {
-                    question_id: question_id.to_string(),
-                    version: saved.version,
-                })
-                .collect(),
-            server_time: to_datetime(now),
+            .exam
+            .candidate_view(
+                &claims.plan,
+                candidate_room(&claims)?,
+                &claims.candidate_id()?,
+            )
+            .await?;
+        Ok(Json(view.into()))
+    }
+
+    /// Save an answer; answered only once it is durable.
+    #[oai(
+        path = "/candidate/answers/:question_id",
+        method = "put",
+        tag = "ApiTags::Candidate"
+    )]
+    async fn answer(
+        &self,
+        token: CandidateToken,
+        question_id: Path<String>,
+        body: Body<AnswerBody>,
+    ) -> Result<Json<AnswerAck>, ApiError> {
+        let claims = token.0;
+        let question_id = QuestionId::parse(question_id.0.as_str()).map_err(|error| {
+            ApiError::bad_request("invalid_id", error.to_string()).with_field("question_id")
+        })?;
+        let receipt = self
+            .state
+            .exam
+            .answer(
+                &claims.plan,
+                candidate_room(&claims)?,
+                &claims.candidate_id()?,
+                &question_id,
+                &body.0.value,
+                body.0.cseq,
+            )
+            .await?;
+        Ok(Json(AnswerAck {
+            cseq: receipt.cseq,
+            version: receipt.version,
+        }))
+    }
+
+    /// Submit the exam.
+    #[oai(
+        path = "/candidate/submit",
+        method = "post",
+        tag = "ApiTags::Candidate"
+    )]
+    async fn submit(&self, token: CandidateToken) -> Result<Json<SubmitResult>, ApiError> {
+        let claims = token.0;
+        let state = self
+            .state
+            .exam
+            .submit(
+                &claims.plan,
+                candidate_room(&claims)?,
+                &claims.candidate_id()?,
+            )
+            .await?;
+        Ok(Json(SubmitResult {
+            state: state.as_str().to_string(),
         }))
     }
 }

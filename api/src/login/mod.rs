@@ -166,7 +166,11 @@ impl LoginApi {
             return Err(invalid_credentials());
         }
         self.state.login_limiter.record_success(&account);
-        let runtime = self.state.exam.check_in(&login).await?;
+        let state = self
+            .state
+            .exam
+            .check_in(&plan_id, &login.room_id, &login.candidate_id)
+            .await?;
         let (token, expires_at) = self.state.tokens.issue(
             Grant {
                 role: Role::Candidate,
@@ -183,7 +187,7 @@ impl LoginApi {
             candidate_id: login.candidate_id.to_string(),
             room_id: login.room_id.to_string(),
             plan_id: plan_id.to_string(),
-            state: runtime.state.as_str().to_string(),
+            state: state.as_str().to_string(),
             expires_at,
         }))
     }

@@ -581,7 +581,10 @@ impl PlanStore for SqlStore {
         })
     }
 
-    async fn plan_context(&self, plan_id: &PlanId) -> Result<Option<invigil_actors::ports::PlanContext>, StoreError> {
+    async fn plan_context(
+        &self,
+        plan_id: &PlanId,
+    ) -> Result<Option<invigil_actors::ports::PlanContext>, StoreError> {
         self.read_plan_context(plan_id).await
     }
 
@@ -597,7 +600,11 @@ impl PlanStore for SqlStore {
         self.read_active_plans().await
     }
 
-    async fn candidate_room(&self, plan_id: &PlanId, candidate_id: &CandidateId) -> Result<Option<RoomId>, StoreError> {
+    async fn candidate_room(
+        &self,
+        plan_id: &PlanId,
+        candidate_id: &CandidateId,
+    ) -> Result<Option<RoomId>, StoreError> {
         self.read_candidate_room(plan_id, candidate_id).await
     }
 
@@ -673,8 +680,9 @@ mod live {
     use std::collections::HashMap;
 
     use invigil_actors::domain::{
-        CandidateId, CandidateRuntime, CandidateSpec, Incident, IncidentSource, IncidentStatus, PlanId, PlanSettings,
-        Question, QuestionId, QuestionKind, RoomId, RoomSpec, Severity, Timestamp,
+        CandidateId, CandidateRuntime, CandidateSpec, Incident, IncidentSource, IncidentStatus,
+        PlanId, PlanSettings, Question, QuestionId, QuestionKind, RoomId, RoomSpec, Severity,
+        Timestamp,
     };
     use invigil_actors::error::StoreError;
     use invigil_actors::ports::{PlanContext, Redacted, RoomSnapshot, StoredCandidate};
@@ -700,22 +708,32 @@ mod live {
                 id: row.get(0),
                 plan_id: id("plan id", row.get(1))?,
                 room_id: id("room id", row.get(2))?,
-                candidate_id: candidate.map(|candidate| id("candidate id", candidate)).transpose()?,
+                candidate_id: candidate
+                    .map(|candidate| id("candidate id", candidate))
+                    .transpose()?,
                 kind,
-                source: IncidentSource::parse(&source).ok_or_else(|| corrupt("incident source", &source))?,
-                severity: Severity::parse(&severity).ok_or_else(|| corrupt("incident severity", &severity))?,
-                status: IncidentStatus::parse(&status).ok_or_else(|| corrupt("incident status", &status))?,
+                source: IncidentSource::parse(&source)
+                    .ok_or_else(|| corrupt("incident source", &source))?,
+                severity: Severity::parse(&severity)
+                    .ok_or_else(|| corrupt("incident severity", &severity))?,
+                status: IncidentStatus::parse(&status)
+                    .ok_or_else(|| corrupt("incident status", &status))?,
                 note: row.get(8),
                 action: row.get(9),
                 created_at: Timestamp::from_millis(row.get(10)),
                 resolved_at: row.get::<Option<i64>, _>(11).map(Timestamp::from_millis),
-                resolved_by: resolved_by.map(|proctor| id("proctor id", proctor)).transpose()?,
+                resolved_by: resolved_by
+                    .map(|proctor| id("proctor id", proctor))
+                    .transpose()?,
             })
         }};
     }
 
     impl SqlStore {
-        pub(crate) async fn read_plan_context(&self, plan_id: &PlanId) -> Result<Option<PlanContext>, StoreError> {
+        pub(crate) async fn read_plan_context(
+            &self,
+            plan_id: &PlanId,
+        ) -> Result<Option<PlanContext>, StoreError> {
             on_backend!(self, pool => {
                 let Some(plan) = sqlx::query(
                     "SELECT title, duration_s, settings, runtime, revision, import_digest FROM plans WHERE id = $1",
@@ -769,7 +787,11 @@ mod live {
             })
         }
 
-        pub(crate) async fn read_room(&self, plan_id: &PlanId, room_id: &RoomId) -> Result<Option<RoomSnapshot>, StoreError> {
+        pub(crate) async fn read_room(
+            &self,
+            plan_id: &PlanId,
+            room_id: &RoomId,
+        ) -> Result<Option<RoomSnapshot>, StoreError> {
             on_backend!(self, pool => {
                 let Some(room) = sqlx::query("SELECT name, capacity, runtime, revision FROM rooms WHERE plan_id = $1 AND id = $2")
                     .bind(plan_id.as_str())
@@ -891,7 +913,11 @@ mod live {
             room.map(|room| id("room id", room)).transpose()
         }
 
-        pub(crate) async fn read_incident(&self, plan_id: &PlanId, incident_id: &str) -> Result<Option<Incident>, StoreError> {
+        pub(crate) async fn read_incident(
+            &self,
+            plan_id: &PlanId,
+            incident_id: &str,
+        ) -> Result<Option<Incident>, StoreError> {
             on_backend!(self, pool => {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE plan_id = $1 AND id = $2"

@@ -4,11 +4,14 @@
 use ractor::ActorRef;
 use tracing::warn;
 
-use super::messages::{Answer, CheckIn, ClientEvent, Connect, Connected, Disconnect, Heartbeat, RoomMsg, Submit};
+use super::messages::{
+    Answer, CheckIn, ClientEvent, Connect, Connected, Disconnect, Heartbeat, RoomMsg, Submit,
+};
 use super::state::{AfterCommit, AnswerWaiter, RoomState, SocketLink, Waiting, error_code};
 use crate::domain::incident::{MAX_NOTE_CHARS, is_valid_kind};
 use crate::domain::{
-    AnswerDecision, CandidateCommand, CandidateEvent, DomainError, Incident, IncidentSource, IncidentStatus, Severity,
+    AnswerDecision, CandidateCommand, CandidateEvent, DomainError, Incident, IncidentSource,
+    IncidentStatus, Severity,
 };
 use crate::error::ExamError;
 use crate::live::wire::{self, SocketOut, StreamFrame, close};
@@ -18,7 +21,11 @@ use crate::ports::{FencedEntry, JournalEntry, SessionClaim};
 const WRITE_FAILED: &str = "the journal is unavailable";
 
 impl RoomState {
-    pub(super) async fn on_connect(&mut self, myself: &ActorRef<RoomMsg>, connect: Connect) -> Option<&'static str> {
+    pub(super) async fn on_connect(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        connect: Connect,
+    ) -> Option<&'static str> {
         let seat = match self.seat_index(&connect.candidate_id) {
             Ok(seat) => seat,
             Err(error) => {
@@ -27,10 +34,9 @@ impl RoomState {
             }
         };
         let now = self.now();
-        let same_session = connect
-            .resume
-            .as_ref()
-            .is_some_and(|(session, _)| self.seats[seat].session.as_deref() == Some(session.as_str()));
+        let same_session = connect.resume.as_ref().is_some_and(|(session, _)| {
+            self.seats[seat].session.as_deref() == Some(session.as_str())
+        });
 
         // One live socket per candidate: a newer one takes over.
         let mut duplicate_login = false;
@@ -43,8 +49,14 @@ impl RoomState {
                 reason: Some("another connection took over this candidate".into()),
                 extend_s: None,
             };
-            let _ = previous.sink.try_send(SocketOut::Frame { seq, text: control.render(seq).into() });
-            let _ = previous.sink.try_send(SocketOut::Close { code: close::REPLACED, reason: "replaced by a newer connection" });
+            let _ = previous.sink.try_send(SocketOut::Frame {
+                seq,
+                text: control.render(seq).into(),
+            });
+            let _ = previous.sink.try_send(SocketOut::Close {
+                code: close::REPLACED,
+                reason: "replaced by a newer connection",
+            });
             duplicate_login = !same_session;
         }
 
@@ -65,28 +77,52 @@ impl RoomState {
         };
         let resumed = replay.is_some();
         self.seats[seat].session = Some(session.clone());
-        let claim = SessionClaim { session_id: session.clone(), node_id: self.deps.node_id.clone() };
+        let claim = SessionClaim {
+            session_id: session.clone(),
+            node_id: self.deps.node_id.clone(),
+        };
         if let Err(error) = self.deps.hot.swap_session(&key, claim).await {
             warn!(%error, "session not recorded in the hot state");
         }
-        self.seats[seat].socket = Some(SocketLink { connection_id: connect.connection_id, sink: connect.sink });
+        self.seats[seat].socket = Some(SocketLink {
+            connection_id: connect.connection_id,
+            sink: connect.sink,
+        });
         let welcome = wire::welcome(&session, last_seq, resumed, &self.candidate_view(seat));
         self.send_connection_frame(seat, Some(connect.connection_id), welcome);
         for frame in replay.into_iter().flatten() {
-            self.send_to_socket(seat, SocketOut::Frame { seq: frame.seq, text: frame.text.into() });
+            self.send_to_socket(
+                seat,
+                SocketOut::Frame {
+                    seq: frame.seq,
+                    text: frame.text.into(),
+                },
+            );
         }
         self.seats[seat].connection.opened(now);
         self.seat_changed(seat);
         let _ = connect.reply.send(Ok(Connected { session, resumed }));
         if duplicate_login {
-            return self.record_rule_incident(myself, seat, "duplicate_login", "a second connection took over").await;
+            return self
+                .record_rule_incident(
+                    myself,
+                    seat,
+                    "duplicate_login",
+                    "a second connection took over",
+                )
+                .await;
         }
         None
     }
 
     pub(super) fn on_disconnect(&mut self, disconnect: Disconnect) {
-        let Ok(seat) = self.seat_index(&disconnect.candidate_id) else { return };
-        let current = self.seats[seat].socket.as_ref().is_some_and(|socket| socket.connection_id == disconnect.connection_id);
+        let Ok(seat) = self.seat_index(&disconnect.candidate_id) else {
+            return;
+        };
+        let current = self.seats[seat]
+            .socket
+            .as_ref()
+            .is_some_and(|socket| socket.connection_id == disconnect.connection_id);
         if current {
             let now = self.now();
             self.seats[seat].socket = None;
@@ -97,7 +133,9 @@ impl RoomState {
     }
 
     pub(super) fn on_heartbeat(&mut self, heartbeat: Heartbeat) {
-        let Ok(seat) = self.seat_index(&heartbeat.candidate_id) else { return };
+        let Ok(seat) = self.seat_index(&heartbeat.candidate_id) else {
+            return;
+        };
         let now = self.now();
         if !self.is_current(seat, heartbeat.connection_id) {
             return;
@@ -110,7 +148,10 @@ impl RoomState {
     }
 
     fn is_current(&self, seat: usize, connection_id: u64) -> bool {
-        self.seats[seat].socket.as_ref().is_some_and(|socket| socket.connection_id == connection_id)
+        self.seats[seat]
+            .socket
+            .as_ref()
+            .is_some_and(|socket| socket.connection_id == connection_id)
     }
 
     /// Tells whoever sent a refused request why.
@@ -120,13 +161,22 @@ impl RoomState {
                 let _ = reply.send(Err(error));
             }
             None => {
-                let text = wire::error(self.seats[seat].last_seq, error_code(&error), &error.to_string(), Some(answer.cseq));
+                let text = wire::error(
+                    self.seats[seat].last_seq,
+                    error_code(&error),
+                    &error.to_string(),
+                    Some(answer.cseq),
+                );
                 self.send_connection_frame(seat, answer.connection_id, text);
             }
         }
     }
 
-    pub(super) async fn on_answer(&mut self, myself: &ActorRef<RoomMsg>, answer: Answer) -> Option<&'static str> {
+    pub(super) async fn on_answer(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        answer: Answer,
+    ) -> Option<&'static str> {
         let seat = match self.seat_index(&answer.candidate_id) {
             Ok(seat) => seat,
             Err(error) => {
@@ -142,10 +192,20 @@ impl RoomState {
         {
             self.seats[seat].connection.heard(now);
         }
-        let waiter = if answer.reply.is_some() { None } else { Some(AnswerWaiter::Stream) };
+        let waiter = if answer.reply.is_some() {
+            None
+        } else {
+            Some(AnswerWaiter::Stream)
+        };
         let decision = {
             let context = self.context(seat);
-            self.seats[seat].runtime.decide_answer(&answer.question_id, &answer.value, answer.cseq, &context, now)
+            self.seats[seat].runtime.decide_answer(
+                &answer.question_id,
+                &answer.value,
+                answer.cseq,
+                &context,
+                now,
+            )
         };
         match decision {
             Ok(AnswerDecision::Repeat { version }) => {
@@ -162,15 +222,26 @@ impl RoomState {
             }
             Err(DomainError::CseqNotIncreasing { .. }) => {
                 // A superseded version: only the journal knows whether it was saved.
-                match self.deps.journal.journaled_answer(&self.plan_id, &answer.candidate_id, answer.cseq).await {
+                match self
+                    .deps
+                    .journal
+                    .journaled_answer(&self.plan_id, &answer.candidate_id, answer.cseq)
+                    .await
+                {
                     Ok(Some(saved)) if saved.question_id == answer.question_id => {
                         self.acknowledge(seat, answer, saved.version).await;
                     }
-                    Ok(Some(_)) => self.refuse_answer(seat, answer, DomainError::CseqConflict(0).into()),
+                    Ok(Some(_)) => {
+                        self.refuse_answer(seat, answer, DomainError::CseqConflict(0).into())
+                    }
                     Ok(None) => {
                         let last = self.seats[seat].runtime.sheet.last_cseq();
                         let cseq = answer.cseq;
-                        self.refuse_answer(seat, answer, DomainError::CseqNotIncreasing { cseq, last }.into());
+                        self.refuse_answer(
+                            seat,
+                            answer,
+                            DomainError::CseqNotIncreasing { cseq, last }.into(),
+                        );
                     }
                     Err(error) => self.refuse_answer(seat, answer, error.into()),
                 }
@@ -188,7 +259,9 @@ impl RoomState {
                         return Some("the shard lease is lost");
                     }
                 };
-                let CandidateEvent::AnswerSaved { version, .. } = &event else { return None };
+                let CandidateEvent::AnswerSaved { version, .. } = &event else {
+                    return None;
+                };
                 let (version, cseq) = (*version, answer.cseq);
                 self.seats[seat].runtime.apply(&event);
                 self.seats[seat].uncommitted.insert(cseq, Vec::new());
@@ -208,7 +281,12 @@ impl RoomState {
                     (_, Some(reply)) => AnswerWaiter::Rest(reply),
                     (_, None) => AnswerWaiter::Stream,
                 };
-                let after = AfterCommit::new(Waiting::Answer { candidate: seat, cseq, version, first });
+                let after = AfterCommit::new(Waiting::Answer {
+                    candidate: seat,
+                    cseq,
+                    version,
+                    first,
+                });
                 match self.write(myself, vec![entry], after).await {
                     Ok(()) => None,
                     Err(_) => Some(WRITE_FAILED),
@@ -221,19 +299,38 @@ impl RoomState {
     async fn acknowledge(&mut self, seat: usize, answer: Answer, version: i64) {
         match answer.reply {
             Some(reply) => {
-                let _ = reply.send(Ok(super::messages::AnswerReceipt { cseq: answer.cseq, version }));
+                let _ = reply.send(Ok(super::messages::AnswerReceipt {
+                    cseq: answer.cseq,
+                    version,
+                }));
             }
             None => {
-                self.push(vec![(seat, StreamFrame::Ack { cseq: answer.cseq, version })]).await;
+                self.push(vec![(
+                    seat,
+                    StreamFrame::Ack {
+                        cseq: answer.cseq,
+                        version,
+                    },
+                )])
+                .await;
             }
         }
     }
 
-    pub(super) async fn on_client_event(&mut self, myself: &ActorRef<RoomMsg>, event: ClientEvent) -> Option<&'static str> {
-        let Ok(seat) = self.seat_index(&event.candidate_id) else { return None };
+    pub(super) async fn on_client_event(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        event: ClientEvent,
+    ) -> Option<&'static str> {
+        let Ok(seat) = self.seat_index(&event.candidate_id) else {
+            return None;
+        };
         let now = self.now();
         let refusal = if !is_valid_kind(&event.kind) {
-            Some(DomainError::InvalidIncident(format!("{:?} is not a snake_case event kind", event.kind)))
+            Some(DomainError::InvalidIncident(format!(
+                "{:?} is not a snake_case event kind",
+                event.kind
+            )))
         } else {
             let (started, count) = &mut self.seats[seat].events;
             if now.millis_since(*started) >= 60_000 {
@@ -243,12 +340,20 @@ impl RoomState {
             (*count > self.deps.config.events_per_minute).then_some(DomainError::TooManyEvents)
         };
         if let Some(refusal) = refusal {
-            let text = wire::error(self.seats[seat].last_seq, refusal.code(), &refusal.to_string(), None);
+            let text = wire::error(
+                self.seats[seat].last_seq,
+                refusal.code(),
+                &refusal.to_string(),
+                None,
+            );
             self.send_connection_frame(seat, Some(event.connection_id), text);
             return None;
         }
-        let note = event.detail.map(|detail| truncate(&detail.to_string(), MAX_NOTE_CHARS));
-        self.record_incident(myself, seat, event.kind, IncidentSource::Client, note, None).await
+        let note = event
+            .detail
+            .map(|detail| truncate(&detail.to_string(), MAX_NOTE_CHARS));
+        self.record_incident(myself, seat, event.kind, IncidentSource::Client, note, None)
+            .await
     }
 
     /// Records an incident the server itself detected.
@@ -259,7 +364,15 @@ impl RoomState {
         kind: &str,
         note: &str,
     ) -> Option<&'static str> {
-        self.record_incident(myself, seat, kind.to_string(), IncidentSource::Rule, Some(note.to_string()), None).await
+        self.record_incident(
+            myself,
+            seat,
+            kind.to_string(),
+            IncidentSource::Rule,
+            Some(note.to_string()),
+            None,
+        )
+        .await
     }
 
     /// Records a new open incident of a candidate; proctors see it once durable.
@@ -299,18 +412,35 @@ impl RoomState {
         let view = crate::live::wire::IncidentView::from(&incident);
         self.incidents.push(incident.clone());
         let mut after = AfterCommit::new(match reply {
-            Some(reply) => Waiting::Incident { reply, view: Box::new(view.clone()) },
+            Some(reply) => Waiting::Incident {
+                reply,
+                view: Box::new(view.clone()),
+            },
             None => Waiting::Nobody,
         });
         after.proctor_frames.push(wire::proctor::incident(&view));
         after.seats.push(seat);
-        match self.write(myself, vec![FencedEntry { fence, entry: JournalEntry::Incident(incident) }], after).await {
+        match self
+            .write(
+                myself,
+                vec![FencedEntry {
+                    fence,
+                    entry: JournalEntry::Incident(incident),
+                }],
+                after,
+            )
+            .await
+        {
             Ok(()) => None,
             Err(_) => Some(WRITE_FAILED),
         }
     }
 
-    pub(super) async fn on_submit(&mut self, myself: &ActorRef<RoomMsg>, submit: Submit) -> Option<&'static str> {
+    pub(super) async fn on_submit(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        submit: Submit,
+    ) -> Option<&'static str> {
         let Ok(seat) = self.seat_index(&submit.candidate_id) else {
             if let Some(reply) = submit.reply {
                 let _ = reply.send(Err(ExamError::NotFound("candidate")));
@@ -320,7 +450,9 @@ impl RoomState {
         let now = self.now();
         let decision = {
             let context = self.context(seat);
-            self.seats[seat].runtime.decide(&CandidateCommand::Submit, &context, now)
+            self.seats[seat]
+                .runtime
+                .decide(&CandidateCommand::Submit, &context, now)
         };
         let events = match decision {
             Ok(events) => events,
@@ -330,7 +462,12 @@ impl RoomState {
                         let _ = reply.send(Err(refusal.into()));
                     }
                     None => {
-                        let text = wire::error(self.seats[seat].last_seq, refusal.code(), &refusal.to_string(), None);
+                        let text = wire::error(
+                            self.seats[seat].last_seq,
+                            refusal.code(),
+                            &refusal.to_string(),
+                            None,
+                        );
                         self.send_connection_frame(seat, submit.connection_id, text);
                     }
                 }
@@ -341,10 +478,15 @@ impl RoomState {
             Some(reply) => Waiting::State { reply, state },
             None => Waiting::Nobody,
         };
-        self.write_candidate_events(myself, seat, events, "submitted", waiting).await
+        self.write_candidate_events(myself, seat, events, "submitted", waiting)
+            .await
     }
 
-    pub(super) async fn on_check_in(&mut self, myself: &ActorRef<RoomMsg>, check_in: CheckIn) -> Option<&'static str> {
+    pub(super) async fn on_check_in(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        check_in: CheckIn,
+    ) -> Option<&'static str> {
         let seat = match self.seat_index(&check_in.candidate_id) {
             Ok(seat) => seat,
             Err(error) => {
@@ -355,7 +497,9 @@ impl RoomState {
         let now = self.now();
         let decision = {
             let context = self.context(seat);
-            self.seats[seat].runtime.decide(&CandidateCommand::CheckIn, &context, now)
+            self.seats[seat]
+                .runtime
+                .decide(&CandidateCommand::CheckIn, &context, now)
         };
         match decision {
             Ok(events) if events.is_empty() => {
@@ -363,14 +507,19 @@ impl RoomState {
                 None
             }
             Ok(events) => {
-                let event_name = if events.iter().any(|event| matches!(event, CandidateEvent::Began { .. })) {
+                let event_name = if events
+                    .iter()
+                    .any(|event| matches!(event, CandidateEvent::Began { .. }))
+                {
                     "started"
                 } else {
                     "checked_in"
                 };
                 let reply = check_in.reply;
-                self.write_candidate_events(myself, seat, events, event_name, |state| Waiting::State { reply, state })
-                    .await
+                self.write_candidate_events(myself, seat, events, event_name, |state| {
+                    Waiting::State { reply, state }
+                })
+                .await
             }
             Err(refusal) => {
                 let _ = check_in.reply.send(Err(refusal.into()));
@@ -397,9 +546,14 @@ impl RoomState {
                 return Some("the shard lease is lost");
             }
         };
-        let entries: Vec<FencedEntry> = events.into_iter().map(|event| self.candidate_entry(fence, seat, event)).collect();
+        let entries: Vec<FencedEntry> = events
+            .into_iter()
+            .map(|event| self.candidate_entry(fence, seat, event))
+            .collect();
         let mut after = AfterCommit::new(waiting(self.seats[seat].runtime.state));
-        after.frames.push((seat, self.state_frame(seat, event_name)));
+        after
+            .frames
+            .push((seat, self.state_frame(seat, event_name)));
         after.seats.push(seat);
         match self.write(myself, entries, after).await {
             Ok(()) => None,
@@ -417,6 +571,9 @@ impl RoomState {
                 let _ = reply.send(Err(error.clone()));
             }
             Waiting::Incident { reply, .. } => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Waiting::Done(reply) => {
                 let _ = reply.send(Err(error.clone()));
             }
             Waiting::Nobody | Waiting::Answer { .. } => {}

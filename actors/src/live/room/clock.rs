@@ -5,7 +5,7 @@
 use ractor::ActorRef;
 use tracing::info;
 
-use super::messages::{PlanChanged, RoomMsg};
+use super::messages::{PlanChanged, Reply, RoomMsg};
 use super::state::{AfterCommit, RoomState, Waiting};
 use crate::domain::{CandidateCommand, CandidateEvent, DomainError, PlanEvent, SubmitReason};
 use crate::live::plan::{PlanMsg, RoomDone, plan_actor_name};
@@ -19,8 +19,14 @@ const LEASE_LOST: &str = "the shard lease is lost";
 fn event_name(event: &CandidateEvent) -> &'static str {
     match event {
         CandidateEvent::Began { .. } => "started",
-        CandidateEvent::Submitted { reason: SubmitReason::TimeUp, .. } => "time_up",
-        CandidateEvent::Submitted { reason: SubmitReason::PlanEnded, .. } => "ended",
+        CandidateEvent::Submitted {
+            reason: SubmitReason::TimeUp,
+            ..
+        } => "time_up",
+        CandidateEvent::Submitted {
+            reason: SubmitReason::PlanEnded,
+            ..
+        } => "ended",
         CandidateEvent::Submitted { .. } => "submitted",
         CandidateEvent::MarkedAbsent { .. } => "absent",
         CandidateEvent::CheckedIn { .. } => "checked_in",
@@ -30,22 +36,33 @@ fn event_name(event: &CandidateEvent) -> &'static str {
 
 impl RoomState {
     /// Applies what the plan's state implies to the room and every
-    /// candidate not there yet (idempotent).
-    pub(super) async fn reconcile(&mut self, myself: &ActorRef<RoomMsg>, _cause: Option<&'static str>) -> Result<(), String> {
+    /// candidate not there yet (idempotent); `done` is answered once that is
+    /// durable.
+    pub(super) async fn reconcile(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        done: Option<Reply<()>>,
+    ) -> Result<(), String> {
         let (room_command, candidate_command) = self.plan.implied_commands();
-        match self.apply_to_candidates(myself, room_command, candidate_command.map(|command| (0..self.seats.len(), command))).await {
+        let candidates = candidate_command.map(|command| (0..self.seats.len(), command));
+        match self
+            .apply_to_candidates(myself, room_command, candidates, done)
+            .await
+        {
             None => Ok(()),
             Some(reason) => Err(reason.to_string()),
         }
     }
 
     /// Decides `room_command` for the room and `candidates` for the seats
-    /// given, and writes what changed in one batch.
+    /// given, and writes what changed in one batch; `done` is answered once
+    /// it is durable (at once when nothing changes).
     async fn apply_to_candidates(
         &mut self,
         myself: &ActorRef<RoomMsg>,
         room_command: Option<crate::domain::RoomCommand>,
         candidates: Option<(impl IntoIterator<Item = usize>, CandidateCommand)>,
+        done: Option<Reply<()>>,
     ) -> Option<&'static str> {
         let now = self.now();
         let room_events = match &room_command {
@@ -64,15 +81,30 @@ impl RoomState {
             }
         }
         if room_events.is_empty() && decided.is_empty() {
+            if let Some(done) = done {
+                let _ = done.send(Ok(()));
+            }
             return None;
         }
-        let Ok(fence) = self.fence() else { return Some(LEASE_LOST) };
+        let Ok(fence) = self.fence() else {
+            if let Some(done) = done {
+                let _ = done.send(Err(crate::error::ExamError::NotOwner(self.shard)));
+            }
+            return Some(LEASE_LOST);
+        };
         let room_changed = !room_events.is_empty();
-        let mut entries: Vec<FencedEntry> = room_events.into_iter().map(|event| self.room_entry(fence, event)).collect();
-        let mut after = AfterCommit::new(Waiting::Nobody);
+        let mut entries: Vec<FencedEntry> = room_events
+            .into_iter()
+            .map(|event| self.room_entry(fence, event))
+            .collect();
+        let mut after = AfterCommit::new(done.map_or(Waiting::Nobody, Waiting::Done));
         for (seat, events) in decided {
             let name = events.last().map_or("changed", event_name);
-            entries.extend(events.into_iter().map(|event| self.candidate_entry(fence, seat, event)));
+            entries.extend(
+                events
+                    .into_iter()
+                    .map(|event| self.candidate_entry(fence, seat, event)),
+            );
             after.frames.push((seat, self.state_frame(seat, name)));
             after.seats.push(seat);
         }
@@ -85,7 +117,11 @@ impl RoomState {
         }
     }
 
-    pub(super) async fn on_plan_changed(&mut self, myself: &ActorRef<RoomMsg>, changed: PlanChanged) -> Option<&'static str> {
+    pub(super) async fn on_plan_changed(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        changed: PlanChanged,
+    ) -> Option<&'static str> {
         self.plan = changed.runtime;
         self.done_reported = false;
         // Pauses and extensions change every clock without a write here.
@@ -107,7 +143,7 @@ impl RoomState {
         }
         let frame = self.room_state_frame();
         self.broadcast_to_proctors(frame);
-        match self.reconcile(myself, None).await {
+        match self.reconcile(myself, changed.done).await {
             Ok(()) => None,
             Err(_) => Some(WRITE_FAILED),
         }
@@ -122,11 +158,21 @@ impl RoomState {
         // Connections: hysteresis, and sockets silent for too long are dead.
         for seat in 0..self.seats.len() {
             if self.seats[seat].connection.is_dead(now, self.hysteresis) {
-                self.send_to_socket(seat, SocketOut::Close { code: close::DEAD, reason: "no heartbeat" });
+                self.send_to_socket(
+                    seat,
+                    SocketOut::Close {
+                        code: close::DEAD,
+                        reason: "no heartbeat",
+                    },
+                );
                 self.seats[seat].socket = None;
                 self.seats[seat].connection.closed(now);
             }
-            if self.seats[seat].connection.evaluate(now, self.hysteresis).is_some() {
+            if self.seats[seat]
+                .connection
+                .evaluate(now, self.hysteresis)
+                .is_some()
+            {
                 self.seat_changed(seat);
             }
         }
@@ -136,26 +182,46 @@ impl RoomState {
             let time_up: Vec<usize> = (0..self.seats.len())
                 .filter(|&seat| {
                     let candidate = &self.seats[seat];
-                    candidate.runtime.state.is_sitting() && candidate.runtime.clock(&self.context(seat)).remaining_millis(now) == 0
+                    candidate.runtime.state.is_sitting()
+                        && candidate
+                            .runtime
+                            .clock(&self.context(seat))
+                            .remaining_millis(now)
+                            == 0
                 })
                 .collect();
             if !time_up.is_empty() {
                 info!(room_id = %self.room_id, candidates = time_up.len(), "time is up; submitting");
-                let command = CandidateCommand::AutoSubmit { reason: SubmitReason::TimeUp };
-                if let Some(reason) = self.apply_to_candidates(myself, None, Some((time_up, command))).await {
+                let command = CandidateCommand::AutoSubmit {
+                    reason: SubmitReason::TimeUp,
+                };
+                if let Some(reason) = self
+                    .apply_to_candidates(myself, None, Some((time_up, command)), None)
+                    .await
+                {
                     return Some(reason);
                 }
             }
             let late_entry_closed = matches!(
-                self.plan.admits_check_in(self.shared.rules.late_entry_s, now),
+                self.plan
+                    .admits_check_in(self.shared.rules.late_entry_s, now),
                 Err(DomainError::LateEntryClosed)
             );
             if late_entry_closed {
                 let absent: Vec<usize> = (0..self.seats.len())
-                    .filter(|&seat| self.seats[seat].runtime.state == crate::domain::CandidateState::Registered)
+                    .filter(|&seat| {
+                        self.seats[seat].runtime.state == crate::domain::CandidateState::Registered
+                    })
                     .collect();
                 if !absent.is_empty()
-                    && let Some(reason) = self.apply_to_candidates(myself, None, Some((absent, CandidateCommand::MarkAbsent))).await
+                    && let Some(reason) = self
+                        .apply_to_candidates(
+                            myself,
+                            None,
+                            Some((absent, CandidateCommand::MarkAbsent)),
+                            None,
+                        )
+                        .await
                 {
                     return Some(reason);
                 }
@@ -167,10 +233,19 @@ impl RoomState {
             let mut changed: Vec<(String, usize)> = self
                 .progress_dirty
                 .drain()
-                .map(|seat| (self.seats[seat].spec.id.to_string(), self.seats[seat].runtime.sheet.answered_count()))
+                .map(|seat| {
+                    (
+                        self.seats[seat].spec.id.to_string(),
+                        self.seats[seat].runtime.sheet.answered_count(),
+                    )
+                })
                 .collect();
             changed.sort();
-            let total = self.seats.iter().map(|seat| seat.runtime.sheet.answered_count()).sum();
+            let total = self
+                .seats
+                .iter()
+                .map(|seat| seat.runtime.sheet.answered_count())
+                .sum();
             let frame = wire::proctor::progress(self.room_id.as_str(), &changed, total);
             self.broadcast_to_proctors(frame);
         }
@@ -181,9 +256,13 @@ impl RoomState {
             && self.pending.is_empty()
             && self.seats.iter().all(|seat| seat.runtime.state.is_final())
         {
-            if let Some(cell) = ractor::registry::where_is(plan_actor_name(&self.plan_id)) {
+            if let Some(cell) =
+                ractor::registry::where_is(plan_actor_name(&self.scope, &self.plan_id))
+            {
                 let coordinator: ActorRef<PlanMsg> = cell.into();
-                let _ = coordinator.cast(PlanMsg::RoomDone(RoomDone { room_id: self.room_id.clone() }));
+                let _ = coordinator.cast(PlanMsg::RoomDone(RoomDone {
+                    room_id: self.room_id.clone(),
+                }));
             }
             self.done_reported = true;
         }

@@ -4,7 +4,9 @@ use ractor::RpcReplyPort;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::domain::{CandidateId, CandidateState, IncidentStatus, PlanEvent, PlanRuntime, ProctorId, QuestionId};
+use crate::domain::{
+    CandidateId, CandidateState, IncidentStatus, PlanEvent, PlanRuntime, ProctorId, QuestionId,
+};
 use crate::error::ExamError;
 use crate::journal_writer::CommitResult;
 use crate::live::wire::{CandidateView, IncidentView, PresenceCounts, RoomView, SocketOut};
@@ -210,6 +212,8 @@ pub struct PresenceQuery {
 pub struct PlanChanged {
     pub runtime: PlanRuntime,
     pub events: Vec<PlanEvent>,
+    /// Answered once the room's consequences of the change are durable.
+    pub done: Option<Reply<()>>,
 }
 
 /// A journal batch with this room's entries committed (or failed).

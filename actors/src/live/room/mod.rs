@@ -29,20 +29,24 @@ use crate::live::LiveDeps;
 use crate::ports::CandidateKey;
 use crate::shard::ShardId;
 
-/// The registry name of a room's actor.
-pub fn room_actor_name(plan_id: &PlanId, room_id: &RoomId) -> String {
-    format!("room/{plan_id}/{room_id}")
+/// The registry name of a room's actor within a directory's `scope` (the
+/// registry is per process; the scope keeps two nodes in one process —
+/// tests — apart).
+pub fn room_actor_name(scope: &str, plan_id: &PlanId, room_id: &RoomId) -> String {
+    format!("{scope}/room/{plan_id}/{room_id}")
 }
 
 /// The process group of a plan's rooms (to reach them all).
-pub fn plan_rooms_group(plan_id: &PlanId) -> String {
-    format!("plan-rooms/{plan_id}")
+pub fn plan_rooms_group(scope: &str, plan_id: &PlanId) -> String {
+    format!("{scope}/plan-rooms/{plan_id}")
 }
 
 pub struct RoomActor;
 
 pub struct RoomArgs {
     pub deps: Arc<LiveDeps>,
+    /// The directory's scope of actor names.
+    pub scope: Arc<str>,
     pub plan_id: PlanId,
     pub room_id: RoomId,
     pub shared: Arc<PlanShared>,
@@ -56,7 +60,11 @@ impl Actor for RoomActor {
 
     /// Restores the room from the store (and the resume positions from the
     /// hot state). Refuses to start without the shard's lease.
-    async fn pre_start(&self, myself: ActorRef<RoomMsg>, args: RoomArgs) -> Result<RoomState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RoomMsg>,
+        args: RoomArgs,
+    ) -> Result<RoomState, ActorProcessingErr> {
         let shard = ShardId::of_room(&args.plan_id, &args.room_id);
         if args.deps.leases.fence(shard).is_none() {
             return Err(format!("shard {shard} is not held here").into());
@@ -66,14 +74,29 @@ impl Actor for RoomActor {
             .plans
             .load_room(&args.plan_id, &args.room_id)
             .await?
-            .ok_or_else(|| format!("room {} of plan {} does not exist", args.room_id, args.plan_id))?;
+            .ok_or_else(|| {
+                format!(
+                    "room {} of plan {} does not exist",
+                    args.room_id, args.plan_id
+                )
+            })?;
         let mut seats = Vec::with_capacity(snapshot.candidates.len());
         let mut index = HashMap::with_capacity(snapshot.candidates.len());
         for stored in snapshot.candidates {
-            let key = CandidateKey { plan_id: args.plan_id.clone(), candidate_id: stored.spec.id.clone() };
+            let key = CandidateKey {
+                plan_id: args.plan_id.clone(),
+                candidate_id: stored.spec.id.clone(),
+            };
             // The hot state outlives this actor (and, with Redis, this node).
             let last_seq = args.deps.hot.last_outbound_seq(&key).await.unwrap_or(0);
-            let session = args.deps.hot.session(&key).await.ok().flatten().map(|claim| claim.session_id);
+            let session = args
+                .deps
+                .hot
+                .session(&key)
+                .await
+                .ok()
+                .flatten()
+                .map(|claim| claim.session_id);
             index.insert(stored.spec.id.clone(), seats.len());
             seats.push(Seat {
                 spec: stored.spec,
@@ -88,11 +111,15 @@ impl Actor for RoomActor {
                 events: (args.deps.clock.now(), 0),
             });
         }
-        ractor::pg::join(plan_rooms_group(&args.plan_id), vec![myself.get_cell()]);
+        ractor::pg::join(
+            plan_rooms_group(&args.scope, &args.plan_id),
+            vec![myself.get_cell()],
+        );
         debug!(plan_id = %args.plan_id, room_id = %args.room_id, seats = seats.len(), "room activated");
         Ok(RoomState {
             hysteresis: Hysteresis::from_heartbeat(args.shared.settings.heartbeat_s),
             deps: args.deps,
+            scope: args.scope,
             plan_id: args.plan_id,
             room_id: args.room_id,
             shard,
@@ -114,7 +141,11 @@ impl Actor for RoomActor {
 
     /// Starts the clock tick and brings the room in line with its plan (a
     /// start or end that happened while the room was not live).
-    async fn post_start(&self, myself: ActorRef<RoomMsg>, state: &mut RoomState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<RoomMsg>,
+        state: &mut RoomState,
+    ) -> Result<(), ActorProcessingErr> {
         myself.send_interval(state.deps.config.tick, || RoomMsg::Tick);
         state.reconcile(&myself, None).await?;
         Ok(())
@@ -140,7 +171,9 @@ impl Actor for RoomActor {
             RoomMsg::ClientEvent(event) => state.on_client_event(&myself, event).await,
             RoomMsg::Submit(submit) => state.on_submit(&myself, submit).await,
             RoomMsg::CheckIn(check_in) => state.on_check_in(&myself, check_in).await,
-            RoomMsg::CandidateCommand(command) => state.on_candidate_command(&myself, command).await,
+            RoomMsg::CandidateCommand(command) => {
+                state.on_candidate_command(&myself, command).await
+            }
             RoomMsg::RoomCommand(command) => state.on_room_command(&myself, command).await,
             RoomMsg::ReportIncident(report) => state.on_report_incident(&myself, report).await,
             RoomMsg::ResolveIncident(resolve) => state.on_resolve_incident(&myself, resolve).await,
@@ -149,11 +182,15 @@ impl Actor for RoomActor {
                 None
             }
             RoomMsg::Unsubscribe(unsubscribe) => {
-                state.subscribers.retain(|subscriber| subscriber.id != unsubscribe.subscriber_id);
+                state
+                    .subscribers
+                    .retain(|subscriber| subscriber.id != unsubscribe.subscriber_id);
                 None
             }
             RoomMsg::ViewCandidate(view) => {
-                let result = state.seat_index(&view.candidate_id).map(|seat| state.candidate_view(seat));
+                let result = state
+                    .seat_index(&view.candidate_id)
+                    .map(|seat| state.candidate_view(seat));
                 let _ = view.reply.send(result);
                 None
             }
@@ -167,7 +204,9 @@ impl Actor for RoomActor {
             }
             RoomMsg::PlanChanged(changed) => state.on_plan_changed(&myself, changed).await,
             RoomMsg::Tick => state.on_tick(&myself).await,
-            RoomMsg::Committed(committed) => state.committed(committed).await.then_some("a write failed"),
+            RoomMsg::Committed(committed) => {
+                state.committed(committed).await.then_some("a write failed")
+            }
             RoomMsg::Retire(retire) => Some(retire.reason),
         };
         if let Some(reason) = retire {

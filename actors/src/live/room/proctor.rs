@@ -5,11 +5,15 @@ use ractor::ActorRef;
 use serde_json::json;
 
 use super::messages::{
-    CandidateCommand, ProctorAction, ReportIncident, ResolveIncident, RoomAction, RoomCommand, RoomMsg, Subscribe,
+    CandidateCommand, ProctorAction, ReportIncident, ResolveIncident, RoomAction, RoomCommand,
+    RoomMsg, Subscribe,
 };
 use super::state::{AfterCommit, RoomState, Subscriber, Waiting};
 use crate::domain::incident::{MAX_NOTE_CHARS, is_valid_kind};
-use crate::domain::{CandidateCommand as DomainCommand, DomainError, IncidentSource, RoomCommand as DomainRoomCommand};
+use crate::domain::{
+    CandidateCommand as DomainCommand, DomainError, IncidentSource,
+    RoomCommand as DomainRoomCommand,
+};
 use crate::error::ExamError;
 use crate::live::wire::{self, IncidentView, SocketOut, StreamFrame};
 use crate::ports::{FencedEntry, JournalEntry, LogEntry, LogKind};
@@ -18,7 +22,12 @@ const WRITE_FAILED: &str = "the journal is unavailable";
 const LEASE_LOST: &str = "the shard lease is lost";
 
 impl RoomState {
-    fn proctor_log(&self, by: &crate::domain::ProctorId, message: String, detail: serde_json::Value) -> LogEntry {
+    fn proctor_log(
+        &self,
+        by: &crate::domain::ProctorId,
+        message: String,
+        detail: serde_json::Value,
+    ) -> LogEntry {
         LogEntry {
             plan_id: self.plan_id.clone(),
             kind: LogKind::Proctor,
@@ -43,19 +52,41 @@ impl RoomState {
             }
         };
         let (domain_command, reason, extend_s) = match &command.action {
-            ProctorAction::Warn { reason } => (DomainCommand::Warn { reason: reason.clone() }, reason.clone(), None),
+            ProctorAction::Warn { reason } => (
+                DomainCommand::Warn {
+                    reason: reason.clone(),
+                },
+                reason.clone(),
+                None,
+            ),
             ProctorAction::Pause { reason } => (DomainCommand::Pause, reason.clone(), None),
             ProctorAction::Resume => (DomainCommand::Resume, None, None),
-            ProctorAction::Extend { seconds } => (DomainCommand::Extend { seconds: *seconds }, None, Some(*seconds)),
-            ProctorAction::ForceSubmit { reason } => {
-                (DomainCommand::ForceSubmit { reason: reason.clone() }, reason.clone(), None)
-            }
-            ProctorAction::Expel { reason } => (DomainCommand::Expel { reason: reason.clone() }, reason.clone(), None),
+            ProctorAction::Extend { seconds } => (
+                DomainCommand::Extend { seconds: *seconds },
+                None,
+                Some(*seconds),
+            ),
+            ProctorAction::ForceSubmit { reason } => (
+                DomainCommand::ForceSubmit {
+                    reason: reason.clone(),
+                },
+                reason.clone(),
+                None,
+            ),
+            ProctorAction::Expel { reason } => (
+                DomainCommand::Expel {
+                    reason: reason.clone(),
+                },
+                reason.clone(),
+                None,
+            ),
         };
         let now = self.now();
         let decision = {
             let context = self.context(seat);
-            self.seats[seat].runtime.decide(&domain_command, &context, now)
+            self.seats[seat]
+                .runtime
+                .decide(&domain_command, &context, now)
         };
         let events = match decision {
             Ok(events) => events,
@@ -77,13 +108,30 @@ impl RoomState {
             format!("{action} {}", command.candidate_id),
             json!({"action": action, "candidate_id": command.candidate_id, "reason": reason, "extend_s": extend_s}),
         );
-        let mut entries: Vec<FencedEntry> =
-            events.into_iter().map(|event| self.candidate_entry(fence, seat, event)).collect();
-        entries.push(FencedEntry { fence, entry: JournalEntry::Log(log) });
-        let mut after = AfterCommit::new(Waiting::Receipt { reply: command.reply, targets: vec![seat] });
-        after.frames.push((seat, StreamFrame::Control { action, reason, extend_s }));
+        let mut entries: Vec<FencedEntry> = events
+            .into_iter()
+            .map(|event| self.candidate_entry(fence, seat, event))
+            .collect();
+        entries.push(FencedEntry {
+            fence,
+            entry: JournalEntry::Log(log),
+        });
+        let mut after = AfterCommit::new(Waiting::Receipt {
+            reply: command.reply,
+            targets: vec![seat],
+        });
+        after.frames.push((
+            seat,
+            StreamFrame::Control {
+                action,
+                reason,
+                extend_s,
+            },
+        ));
         if !matches!(command.action, ProctorAction::Warn { .. }) {
-            after.frames.push((seat, self.state_frame(seat, state_event(action))));
+            after
+                .frames
+                .push((seat, self.state_frame(seat, state_event(action))));
         }
         after.seats.push(seat);
         match self.write(myself, entries, after).await {
@@ -92,15 +140,23 @@ impl RoomState {
         }
     }
 
-    pub(super) async fn on_room_command(&mut self, myself: &ActorRef<RoomMsg>, command: RoomCommand) -> Option<&'static str> {
+    pub(super) async fn on_room_command(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        command: RoomCommand,
+    ) -> Option<&'static str> {
         let now = self.now();
         let events = match &command.action {
             RoomAction::Pause => self.room.decide(&DomainRoomCommand::Pause, now),
             RoomAction::Resume => self.room.decide(&DomainRoomCommand::Resume, now),
-            RoomAction::Extend { seconds } => self.room.decide(&DomainRoomCommand::Extend { seconds: *seconds }, now),
+            RoomAction::Extend { seconds } => self
+                .room
+                .decide(&DomainRoomCommand::Extend { seconds: *seconds }, now),
             RoomAction::Notice { text } => {
                 if text.trim().is_empty() || text.chars().count() > MAX_NOTE_CHARS {
-                    Err(DomainError::InvalidIncident(format!("a notice is 1 to {MAX_NOTE_CHARS} characters")))
+                    Err(DomainError::InvalidIncident(format!(
+                        "a notice is 1 to {MAX_NOTE_CHARS} characters"
+                    )))
                 } else {
                     Ok(Vec::new())
                 }
@@ -131,23 +187,45 @@ impl RoomState {
             format!("{action} room {}", self.room_id),
             json!({"action": action, "text": text, "extend_s": extend_s}),
         );
-        let mut entries: Vec<FencedEntry> = events.into_iter().map(|event| self.room_entry(fence, event)).collect();
-        entries.push(FencedEntry { fence, entry: JournalEntry::Log(log) });
+        let mut entries: Vec<FencedEntry> = events
+            .into_iter()
+            .map(|event| self.room_entry(fence, event))
+            .collect();
+        entries.push(FencedEntry {
+            fence,
+            entry: JournalEntry::Log(log),
+        });
         let targets: Vec<usize> = (0..self.seats.len()).collect();
-        let mut after = AfterCommit::new(Waiting::Receipt { reply: command.reply, targets: targets.clone() });
+        let mut after = AfterCommit::new(Waiting::Receipt {
+            reply: command.reply,
+            targets: targets.clone(),
+        });
         for &seat in &targets {
             match &text {
-                Some(text) => after.frames.push((seat, StreamFrame::Notice { text: text.clone() })),
+                Some(text) => after
+                    .frames
+                    .push((seat, StreamFrame::Notice { text: text.clone() })),
                 None => {
                     if self.seats[seat].runtime.state.is_sitting() {
-                        after.frames.push((seat, StreamFrame::Control { action, reason: None, extend_s }));
-                        after.frames.push((seat, self.state_frame(seat, state_event(action))));
+                        after.frames.push((
+                            seat,
+                            StreamFrame::Control {
+                                action,
+                                reason: None,
+                                extend_s,
+                            },
+                        ));
+                        after
+                            .frames
+                            .push((seat, self.state_frame(seat, state_event(action))));
                     }
                 }
             }
         }
         if let Some(text) = &text {
-            after.proctor_frames.push(wire::proctor::notice_sent(self.room_id.as_str(), text));
+            after
+                .proctor_frames
+                .push(wire::proctor::notice_sent(self.room_id.as_str(), text));
         } else {
             after.seats = targets;
             after.proctor_frames.push(self.room_state_frame());
@@ -181,12 +259,19 @@ impl RoomState {
             }
         };
         if !is_valid_kind(&report.kind) {
-            let refusal = DomainError::InvalidIncident(format!("{:?} is not a snake_case kind", report.kind));
+            let refusal =
+                DomainError::InvalidIncident(format!("{:?} is not a snake_case kind", report.kind));
             let _ = report.reply.send(Err(refusal.into()));
             return None;
         }
-        if report.note.as_ref().is_some_and(|note| note.chars().count() > MAX_NOTE_CHARS) {
-            let refusal = DomainError::InvalidIncident(format!("a note is at most {MAX_NOTE_CHARS} characters"));
+        if report
+            .note
+            .as_ref()
+            .is_some_and(|note| note.chars().count() > MAX_NOTE_CHARS)
+        {
+            let refusal = DomainError::InvalidIncident(format!(
+                "a note is at most {MAX_NOTE_CHARS} characters"
+            ));
             let _ = report.reply.send(Err(refusal.into()));
             return None;
         }
@@ -194,7 +279,15 @@ impl RoomState {
             Some(note) => format!("{note} (by {})", report.by),
             None => format!("reported by {}", report.by),
         });
-        self.record_incident(myself, seat, report.kind, IncidentSource::Proctor, note, Some(report.reply)).await
+        self.record_incident(
+            myself,
+            seat,
+            report.kind,
+            IncidentSource::Proctor,
+            note,
+            Some(report.reply),
+        )
+        .await
     }
 
     pub(super) async fn on_resolve_incident(
@@ -202,12 +295,21 @@ impl RoomState {
         myself: &ActorRef<RoomMsg>,
         resolve: ResolveIncident,
     ) -> Option<&'static str> {
-        let Some(position) = self.incidents.iter().position(|incident| incident.id == resolve.incident_id) else {
+        let Some(position) = self
+            .incidents
+            .iter()
+            .position(|incident| incident.id == resolve.incident_id)
+        else {
             // Not open here: resolved already, or not this room's.
-            let error = match self.deps.plans.incident(&self.plan_id, &resolve.incident_id).await {
-                Ok(Some(incident)) if incident.room_id == self.room_id => {
-                    ExamError::Domain(DomainError::IncidentAlreadyResolved(incident.status.as_str()))
-                }
+            let error = match self
+                .deps
+                .plans
+                .incident(&self.plan_id, &resolve.incident_id)
+                .await
+            {
+                Ok(Some(incident)) if incident.room_id == self.room_id => ExamError::Domain(
+                    DomainError::IncidentAlreadyResolved(incident.status.as_str()),
+                ),
                 Ok(_) => ExamError::NotFound("incident"),
                 Err(error) => error.into(),
             };
@@ -222,17 +324,37 @@ impl RoomState {
             }
         };
         let mut incident = self.incidents[position].clone();
-        if let Err(already) = incident.resolve(resolve.status, resolve.by, resolve.action, self.now()) {
-            let _ = resolve.reply.send(Err(DomainError::IncidentAlreadyResolved(already.0).into()));
+        if let Err(already) =
+            incident.resolve(resolve.status, resolve.by, resolve.action, self.now())
+        {
+            let _ = resolve
+                .reply
+                .send(Err(DomainError::IncidentAlreadyResolved(already.0).into()));
             return None;
         }
         self.incidents.remove(position);
         let view = IncidentView::from(&incident);
-        let seat = incident.candidate_id.as_ref().and_then(|candidate| self.index.get(candidate).copied());
-        let mut after = AfterCommit::new(Waiting::Incident { reply: resolve.reply, view: Box::new(view.clone()) });
+        let seat = incident
+            .candidate_id
+            .as_ref()
+            .and_then(|candidate| self.index.get(candidate).copied());
+        let mut after = AfterCommit::new(Waiting::Incident {
+            reply: resolve.reply,
+            view: Box::new(view.clone()),
+        });
         after.proctor_frames.push(wire::proctor::incident(&view));
         after.seats.extend(seat);
-        match self.write(myself, vec![FencedEntry { fence, entry: JournalEntry::Incident(incident) }], after).await {
+        match self
+            .write(
+                myself,
+                vec![FencedEntry {
+                    fence,
+                    entry: JournalEntry::Incident(incident),
+                }],
+                after,
+            )
+            .await
+        {
             Ok(()) => None,
             Err(_) => Some(WRITE_FAILED),
         }
@@ -240,12 +362,25 @@ impl RoomState {
 
     pub(super) fn on_subscribe(&mut self, subscribe: Subscribe) {
         let snapshot = wire::proctor::room(&self.room_view());
-        if subscribe.sink.try_send(SocketOut::Frame { seq: 0, text: snapshot.into() }).is_err() {
-            let _ = subscribe.reply.send(Err(ExamError::Unavailable("the dashboard is not reading")));
+        if subscribe
+            .sink
+            .try_send(SocketOut::Frame {
+                seq: 0,
+                text: snapshot.into(),
+            })
+            .is_err()
+        {
+            let _ = subscribe
+                .reply
+                .send(Err(ExamError::Unavailable("the dashboard is not reading")));
             return;
         }
-        self.subscribers.retain(|subscriber| subscriber.id != subscribe.subscriber_id);
-        self.subscribers.push(Subscriber { id: subscribe.subscriber_id, sink: subscribe.sink });
+        self.subscribers
+            .retain(|subscriber| subscriber.id != subscribe.subscriber_id);
+        self.subscribers.push(Subscriber {
+            id: subscribe.subscriber_id,
+            sink: subscribe.sink,
+        });
         let _ = subscribe.reply.send(Ok(()));
     }
 }

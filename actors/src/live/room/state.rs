@@ -17,15 +17,19 @@ use tracing::{info, warn};
 
 use super::messages::{AnswerReceipt, CommandReceipt, Committed, Reply, RoomMsg};
 use crate::domain::{
-    CandidateId, CandidateRuntime, CandidateSpec, CandidateState, Connection, ExamContext, ExamRules, Hysteresis,
-    Incident, PlanId, PlanRuntime, PlanSettings, RoomId, RoomRuntime, RoomSpec, Timestamp,
+    CandidateId, CandidateRuntime, CandidateSpec, CandidateState, Connection, ExamContext,
+    ExamRules, Hysteresis, Incident, PlanId, PlanRuntime, PlanSettings, RoomId, RoomRuntime,
+    RoomSpec, Timestamp,
 };
 use crate::error::ExamError;
 use crate::live::LiveDeps;
 use crate::live::wire::{
-    self, CandidateView, IncidentView, PresenceCounts, RoomView, SeatView, SocketOut, StreamFrame, close,
+    self, CandidateView, IncidentView, PresenceCounts, RoomView, SeatView, SocketOut, StreamFrame,
+    close,
 };
-use crate::ports::{CandidateKey, EntryOutcome, FencedEntry, JournalEntry, OutboundFrame, Redacted};
+use crate::ports::{
+    CandidateKey, EntryOutcome, FencedEntry, JournalEntry, OutboundFrame, Redacted,
+};
 use crate::shard::{Fence, ShardId};
 
 /// What a plan's rooms share, built once per plan.
@@ -74,10 +78,25 @@ pub(super) struct Subscriber {
 /// Who waits for a write, and what to send once it is durable.
 pub(super) enum Waiting {
     Nobody,
-    Answer { candidate: usize, cseq: i64, version: i64, first: AnswerWaiter },
-    State { reply: Reply<CandidateState>, state: CandidateState },
-    Receipt { reply: Reply<CommandReceipt>, targets: Vec<usize> },
-    Incident { reply: Reply<IncidentView>, view: Box<IncidentView> },
+    Answer {
+        candidate: usize,
+        cseq: i64,
+        version: i64,
+        first: AnswerWaiter,
+    },
+    State {
+        reply: Reply<CandidateState>,
+        state: CandidateState,
+    },
+    Receipt {
+        reply: Reply<CommandReceipt>,
+        targets: Vec<usize>,
+    },
+    Incident {
+        reply: Reply<IncidentView>,
+        view: Box<IncidentView>,
+    },
+    Done(Reply<()>),
 }
 
 /// What happens once a write is durable.
@@ -93,12 +112,19 @@ pub(super) struct AfterCommit {
 
 impl AfterCommit {
     pub fn new(waiting: Waiting) -> Self {
-        Self { frames: Vec::new(), seats: Vec::new(), proctor_frames: Vec::new(), waiting }
+        Self {
+            frames: Vec::new(),
+            seats: Vec::new(),
+            proctor_frames: Vec::new(),
+            waiting,
+        }
     }
 }
 
 pub struct RoomState {
     pub(super) deps: Arc<LiveDeps>,
+    /// The directory's scope of actor names (to find the coordinator).
+    pub(super) scope: Arc<str>,
     pub(super) plan_id: PlanId,
     pub(super) room_id: RoomId,
     pub(super) shard: ShardId,
@@ -123,7 +149,10 @@ pub struct RoomState {
 
 impl RoomState {
     pub(super) fn seat_index(&self, candidate_id: &CandidateId) -> Result<usize, ExamError> {
-        self.index.get(candidate_id).copied().ok_or(ExamError::NotFound("candidate"))
+        self.index
+            .get(candidate_id)
+            .copied()
+            .ok_or(ExamError::NotFound("candidate"))
     }
 
     pub(super) fn context(&self, seat: usize) -> ExamContext<'_> {
@@ -140,7 +169,10 @@ impl RoomState {
     }
 
     pub(super) fn fence(&self) -> Result<Fence, ExamError> {
-        self.deps.leases.fence(self.shard).ok_or(ExamError::NotOwner(self.shard))
+        self.deps
+            .leases
+            .fence(self.shard)
+            .ok_or(ExamError::NotOwner(self.shard))
     }
 
     // ------------------------------------------------------------ views
@@ -158,7 +190,11 @@ impl RoomState {
             seat: candidate.spec.seat.clone(),
             state: candidate.runtime.state.as_str(),
             exam_state: wire::exam_state(&candidate.runtime, &clock).as_str(),
-            paused_by: wire::paused_by(self.plan.pauses.is_paused(), &self.room, &candidate.runtime),
+            paused_by: wire::paused_by(
+                self.plan.pauses.is_paused(),
+                &self.room,
+                &candidate.runtime,
+            ),
             submit_reason: wire::submit_reason(&candidate.runtime),
             remaining_s: clock.remaining_s(now),
             ends_at: clock.ends_at(now).map(wire::rfc3339),
@@ -210,7 +246,9 @@ impl RoomState {
             plan_state: self.plan.state.as_str(),
             extension_s: self.room.extension_s,
             capacity: self.spec.capacity,
-            seats: (0..self.seats.len()).map(|seat| self.seat_view(seat)).collect(),
+            seats: (0..self.seats.len())
+                .map(|seat| self.seat_view(seat))
+                .collect(),
             incidents: self.incidents.iter().map(IncidentView::from).collect(),
         }
     }
@@ -224,7 +262,10 @@ impl RoomState {
     }
 
     pub(super) fn state_frame(&self, seat: usize, event: &'static str) -> StreamFrame {
-        StreamFrame::State { event, view: Box::new(self.candidate_view(seat)) }
+        StreamFrame::State {
+            event,
+            view: Box::new(self.candidate_view(seat)),
+        }
     }
 
     // ------------------------------------------------------------ sending
@@ -242,18 +283,37 @@ impl RoomState {
             candidate.last_seq += 1;
             let seq = candidate.last_seq;
             let text = frame.render(seq);
-            buffered.push((candidate.key.clone(), OutboundFrame { seq, text: text.clone() }));
+            buffered.push((
+                candidate.key.clone(),
+                OutboundFrame {
+                    seq,
+                    text: text.clone(),
+                },
+            ));
             outgoing.push((seat, seq, Arc::<str>::from(text)));
         }
-        if let Err(error) = self.deps.hot.append_outbound(&buffered, self.deps.config.resume_buffer).await {
+        if let Err(error) = self
+            .deps
+            .hot
+            .append_outbound(&buffered, self.deps.config.resume_buffer)
+            .await
+        {
             // Resume degrades to a snapshot; the live frame still goes out.
             warn!(%error, room_id = %self.room_id, "resume buffer append failed");
         }
-        outgoing.into_iter().map(|(seat, seq, text)| self.send_to_socket(seat, SocketOut::Frame { seq, text })).collect()
+        outgoing
+            .into_iter()
+            .map(|(seat, seq, text)| self.send_to_socket(seat, SocketOut::Frame { seq, text }))
+            .collect()
     }
 
     /// Sends a connection frame (not numbered, not kept) to one socket.
-    pub(super) fn send_connection_frame(&mut self, seat: usize, connection_id: Option<u64>, text: String) {
+    pub(super) fn send_connection_frame(
+        &mut self,
+        seat: usize,
+        connection_id: Option<u64>,
+        text: String,
+    ) {
         let candidate = &self.seats[seat];
         let matches = match (&candidate.socket, connection_id) {
             (Some(socket), Some(id)) => socket.connection_id == id,
@@ -262,7 +322,13 @@ impl RoomState {
         };
         if matches {
             let seq = candidate.last_seq;
-            self.send_to_socket(seat, SocketOut::Frame { seq, text: text.into() });
+            self.send_to_socket(
+                seat,
+                SocketOut::Frame {
+                    seq,
+                    text: text.into(),
+                },
+            );
         }
     }
 
@@ -270,12 +336,17 @@ impl RoomState {
     /// closed; its client resumes from the buffer.
     pub(super) fn send_to_socket(&mut self, seat: usize, out: SocketOut) -> bool {
         let candidate = &mut self.seats[seat];
-        let Some(socket) = &candidate.socket else { return false };
+        let Some(socket) = &candidate.socket else {
+            return false;
+        };
         match socket.sink.try_send(out) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 warn!(candidate_id = %candidate.spec.id, "socket too slow; closing it");
-                let _ = socket.sink.try_send(SocketOut::Close { code: close::SLOW_CONSUMER, reason: "too slow" });
+                let _ = socket.sink.try_send(SocketOut::Close {
+                    code: close::SLOW_CONSUMER,
+                    reason: "too slow",
+                });
                 candidate.socket = None;
                 false
             }
@@ -293,10 +364,16 @@ impl RoomState {
         }
         let text: Arc<str> = text.into();
         self.subscribers.retain(|subscriber| {
-            match subscriber.sink.try_send(SocketOut::Frame { seq: 0, text: text.clone() }) {
+            match subscriber.sink.try_send(SocketOut::Frame {
+                seq: 0,
+                text: text.clone(),
+            }) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    let _ = subscriber.sink.try_send(SocketOut::Close { code: close::SLOW_CONSUMER, reason: "too slow" });
+                    let _ = subscriber.sink.try_send(SocketOut::Close {
+                        code: close::SLOW_CONSUMER,
+                        reason: "too slow",
+                    });
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -360,7 +437,11 @@ impl RoomState {
         }
     }
 
-    pub(super) fn room_entry(&mut self, fence: Fence, event: crate::domain::RoomEvent) -> FencedEntry {
+    pub(super) fn room_entry(
+        &mut self,
+        fence: Fence,
+        event: crate::domain::RoomEvent,
+    ) -> FencedEntry {
         self.room.apply(&event);
         let revision = self.room_revision;
         self.room_revision += 1;
@@ -379,7 +460,9 @@ impl RoomState {
     /// Handles a commit: on success sends what waited for it; on failure
     /// fails the waiters. Returns whether the room must retire.
     pub(super) async fn committed(&mut self, committed: Committed) -> bool {
-        let Some(after) = self.pending.remove(&committed.ticket) else { return false };
+        let Some(after) = self.pending.remove(&committed.ticket) else {
+            return false;
+        };
         let failure = match &committed.result {
             Ok(outcomes) => outcomes.iter().find_map(|outcome| match outcome {
                 EntryOutcome::Written | EntryOutcome::AlreadyStored => None,
@@ -406,8 +489,16 @@ impl RoomState {
         let mut replies_after_push = None;
         match after.waiting {
             Waiting::Nobody => {}
-            Waiting::Answer { candidate, cseq, version, first } => {
-                let mut waiters = self.seats[candidate].uncommitted.remove(&cseq).unwrap_or_default();
+            Waiting::Answer {
+                candidate,
+                cseq,
+                version,
+                first,
+            } => {
+                let mut waiters = self.seats[candidate]
+                    .uncommitted
+                    .remove(&cseq)
+                    .unwrap_or_default();
                 waiters.push(first);
                 let mut stream_ack = false;
                 for waiter in waiters {
@@ -429,6 +520,9 @@ impl RoomState {
             Waiting::Incident { reply, view } => {
                 let _ = reply.send(Ok(*view));
             }
+            Waiting::Done(reply) => {
+                let _ = reply.send(Ok(()));
+            }
             Waiting::Receipt { reply, targets } => replies_after_push = Some((reply, targets)),
         }
         let seats_of_frames: Vec<usize> = frames.iter().map(|(seat, _)| *seat).collect();
@@ -440,7 +534,10 @@ impl RoomState {
                 .filter(|(seat, delivered)| **delivered && targets.contains(seat))
                 .map(|(seat, _)| *seat)
                 .collect();
-            let _ = reply.send(Ok(CommandReceipt { delivered: !reached.is_empty(), reached: reached.len() }));
+            let _ = reply.send(Ok(CommandReceipt {
+                delivered: !reached.is_empty(),
+                reached: reached.len(),
+            }));
         }
         for seat in after.seats {
             self.seat_changed(seat);
@@ -453,13 +550,26 @@ impl RoomState {
     fn fail(&mut self, after: AfterCommit, error: &ExamError) {
         match after.waiting {
             Waiting::Nobody => {}
-            Waiting::Answer { candidate, cseq, first, .. } => {
-                let mut waiters = self.seats[candidate].uncommitted.remove(&cseq).unwrap_or_default();
+            Waiting::Answer {
+                candidate,
+                cseq,
+                first,
+                ..
+            } => {
+                let mut waiters = self.seats[candidate]
+                    .uncommitted
+                    .remove(&cseq)
+                    .unwrap_or_default();
                 waiters.push(first);
                 for waiter in waiters {
                     match waiter {
                         AnswerWaiter::Stream => {
-                            let text = wire::error(self.seats[candidate].last_seq, error_code(error), &error.to_string(), Some(cseq));
+                            let text = wire::error(
+                                self.seats[candidate].last_seq,
+                                error_code(error),
+                                &error.to_string(),
+                                Some(cseq),
+                            );
                             self.send_connection_frame(candidate, None, text);
                         }
                         AnswerWaiter::Rest(reply) => {
@@ -477,6 +587,9 @@ impl RoomState {
             Waiting::Incident { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
+            Waiting::Done(reply) => {
+                let _ = reply.send(Err(error.clone()));
+            }
         }
     }
 
@@ -489,16 +602,35 @@ impl RoomState {
             self.fail(after, &error);
         }
         for seat in 0..self.seats.len() {
-            let control = StreamFrame::Control { action: "reconnect", reason: Some(reason.to_string()), extend_s: None };
+            let control = StreamFrame::Control {
+                action: "reconnect",
+                reason: Some(reason.to_string()),
+                extend_s: None,
+            };
             let seq = self.seats[seat].last_seq;
             // Not numbered: the client reconnects and resumes anyway.
             let text = control.render(seq);
-            self.send_to_socket(seat, SocketOut::Frame { seq, text: text.into() });
-            self.send_to_socket(seat, SocketOut::Close { code: close::RECONNECT, reason: "reconnect" });
+            self.send_to_socket(
+                seat,
+                SocketOut::Frame {
+                    seq,
+                    text: text.into(),
+                },
+            );
+            self.send_to_socket(
+                seat,
+                SocketOut::Close {
+                    code: close::RECONNECT,
+                    reason: "reconnect",
+                },
+            );
             self.seats[seat].socket = None;
         }
         for subscriber in std::mem::take(&mut self.subscribers) {
-            let _ = subscriber.sink.try_send(SocketOut::Close { code: close::RECONNECT, reason: "reconnect" });
+            let _ = subscriber.sink.try_send(SocketOut::Close {
+                code: close::RECONNECT,
+                reason: "reconnect",
+            });
         }
     }
 }

@@ -1,0 +1,69 @@
+//! The WebSocket gateway: `/ws/candidate` and `/ws/proctor`.
+//!
+//! The token is checked before the upgrade (a bad one is an HTTP 401/403
+//! problem). After the upgrade a socket must say `hello` within
+//! `ws_hello_timeout`; frames above `ws_max_message_bytes` close it with
+//! 1009. The socket task is a pipe: it parses and forwards frames to the
+//! room actor and writes what the room sends; all state lives in the room.
+//!
+//! # Layout
+//! - `frames`: the client frames, parsed strictly
+//! - `candidate`: the candidate socket
+//! - `proctor`: the proctor dashboard socket
+
+pub mod candidate;
+pub mod frames;
+pub mod proctor;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::{Sink, SinkExt};
+use poem::web::websocket::{CloseCode, Message, WebSocketConfig};
+use serde::Deserialize;
+
+use crate::state::ApiSettings;
+
+/// Distinguishes the sockets of one node.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+pub fn next_connection_id() -> u64 {
+    NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed)
+}
+
+/// `?token=…`
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    pub token: Option<String>,
+}
+
+/// Small buffers: thousands of mostly idle sockets per node. Writes go out
+/// at once (no write batching) so a control reaches the candidate without
+/// waiting for company.
+pub fn socket_config(settings: &ApiSettings) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(Some(settings.ws_max_message_bytes))
+        .max_frame_size(Some(settings.ws_max_message_bytes))
+}
+
+/// Sends a close frame with a reason; the connection is over either way.
+pub async fn close<S>(sink: &mut S, code: u16, reason: &str)
+where
+    S: Sink<Message> + Unpin,
+{
+    let _ = sink
+        .send(Message::close_with(
+            CloseCode::from(code),
+            reason.to_string(),
+        ))
+        .await;
+    let _ = sink.close().await;
+}
+
+/// Whether a read error means "message too big".
+pub fn too_big(error: &std::io::Error) -> bool {
+    let text = error.to_string();
+    text.contains("too long") || text.contains("too big") || text.contains("Space limit")
+}
