@@ -4,7 +4,9 @@
 mod admin;
 mod auth;
 mod errors;
+mod live;
 mod support;
+mod ws;
 
 /// Declares each listed case once per backend.
 macro_rules! on_both_backends {

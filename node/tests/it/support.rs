@@ -24,6 +24,7 @@ enum Cleanup {
 
 pub struct TestApp {
     pub base: String,
+    database_url: String,
     pub http: reqwest::Client,
     pub clock: Arc<ManualClock>,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -62,6 +63,7 @@ impl TestApp {
                 )
             }
         };
+        let database_url = url.clone();
         let mut config = Config::default();
         config.node.id = "test-node".into();
         config.node.listen = "127.0.0.1:0".parse().expect("addr");
@@ -78,6 +80,9 @@ impl TestApp {
         config.shards.lease_ttl_ms = 7 * 24 * 3600 * 1000;
         config.journal.linger_ms = 1;
         config.limits.import_body_bytes = 4 * 1024 * 1024;
+        config.limits.ws_hello_timeout_ms = 500;
+        config.limits.ws_message_bytes = 64 * 1024;
+        config.live.tick_ms = 50;
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(
             chrono::Utc::now().timestamp_millis(),
         )));
@@ -91,6 +96,7 @@ impl TestApp {
         }));
         Self {
             base,
+            database_url,
             http: reqwest::Client::new(),
             clock,
             stop,
@@ -113,6 +119,13 @@ impl TestApp {
                 .await;
             admin.close().await;
         }
+    }
+
+    /// A second connection to the node's database, to check what is durable.
+    pub async fn store(&self) -> invigil_store::SqlStore {
+        invigil_store::SqlStore::connect(&invigil_store::SqlOptions::new(self.database_url.clone()))
+            .await
+            .expect("the test database opens")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,694 @@
+//! The live exam over real WebSockets: each sequence of docs/protocol.md,
+//! durable acks, refusals, the server's clock, resume, proctor control.
+
+use std::time::{Duration, Instant};
+
+use invigil_actors::ports::Journal;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{TestApp, ok_json, plan, problem};
+use crate::ws::Ws;
+
+crate::on_both_backends!(
+    check_in_then_start_reaches_the_socket,
+    acked_answers_are_durable_and_stored_once,
+    answers_are_refused_while_paused_after_submit_and_after_the_end,
+    a_pause_freezes_remaining_time_and_a_resume_restores_it,
+    the_end_auto_submits_a_disconnected_candidate,
+    a_resume_replays_what_was_missed,
+    a_proctor_pause_reaches_the_candidate_with_an_ack,
+    a_proctor_cannot_command_another_rooms_candidate,
+    proctors_see_answer_progress_within_a_second,
+    bad_frames_get_error_frames_and_the_socket_stays_open,
+    oversized_frames_and_silent_sockets_are_closed_with_a_reason,
+    a_second_login_takes_over_and_is_recorded,
+    client_events_become_incidents_proctors_review,
+    rest_answers_and_submit_take_the_same_path,
+);
+
+/// Imports a 2-room plan (2 candidates each), opens it, logs in everyone
+/// listed; returns their tokens.
+async fn open_with(app: &TestApp, heartbeat_s: i64, logins: &[usize]) -> Vec<String> {
+    let mut body = plan("p1", 2, 2);
+    body["settings"]["heartbeat_s"] = json!(heartbeat_s);
+    ok_json(app.put_plan("p1", &body).await).await;
+    ok_json(app.command("p1", json!({"action": "open"})).await).await;
+    let mut tokens = Vec::new();
+    for &n in logins {
+        let login = ok_json(
+            app.login_candidate("p1", &format!("R{n:04}"), &format!("code-{n:04}"))
+                .await,
+        )
+        .await;
+        tokens.push(login["token"].as_str().unwrap().to_string());
+    }
+    tokens
+}
+
+async fn proctor_token(app: &TestApp, room: usize) -> String {
+    let login = ok_json(
+        app.login_proctor(&format!("p1-proctor-{room}"), &format!("password-{room}"))
+            .await,
+    )
+    .await;
+    login["token"].as_str().unwrap().to_string()
+}
+
+async fn answer(ws: &mut Ws, question: &str, value: Value, cseq: i64) -> Value {
+    ws.send(json!({"t": "answer", "q": question, "value": value, "cseq": cseq}))
+        .await;
+    loop {
+        let frame = ws.next().await.expect("an answer's ack or error");
+        if (frame["t"] == "ack" || frame["t"] == "error") && frame["cseq"] == cseq {
+            return frame;
+        }
+    }
+}
+
+async fn me(app: &TestApp, token: &str) -> Value {
+    ok_json(app.bearer_get("/api/v1/candidate/me", token).await).await
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+async fn check_in_then_start_reaches_the_socket(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1]).await;
+    let (mut ws, welcome) = Ws::candidate(app, &tokens[0], None).await;
+    assert_eq!(welcome["resumed"], false);
+    assert_eq!(welcome["state"]["state"], "checked_in");
+    assert_eq!(
+        welcome["state"]["remaining_s"], 3900,
+        "duration + 300 s extra time"
+    );
+    let session = welcome["session"].as_str().unwrap().to_string();
+    assert!(!session.is_empty());
+
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    let started = ws.expect("state").await;
+    assert_eq!(
+        (started["event"].as_str(), started["state"].as_str()),
+        (Some("started"), Some("testing"))
+    );
+    assert!(started["seq"].as_u64().unwrap() > welcome["seq"].as_u64().unwrap());
+    assert!(started["ends_at"].is_string());
+    // The proctor's view and the status agree.
+    let status = ok_json(app.admin_get("/api/v1/admin/plans/p1/status").await).await;
+    assert_eq!(status["rooms"][0]["candidates"]["testing"], 1);
+    assert_eq!(status["rooms"][0]["connection"]["online"], 1);
+}
+
+async fn acked_answers_are_durable_and_stored_once(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1]).await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    let (mut ws, _) = Ws::candidate(app, &tokens[0], None).await;
+    let store = app.store().await;
+    let (plan_id, candidate) = ("p1".parse().unwrap(), "cand-0001".parse().unwrap());
+
+    let ack = answer(&mut ws, "q1", json!("2"), 1).await;
+    assert_eq!(
+        (ack["t"].as_str(), ack["version"].as_i64()),
+        (Some("ack"), Some(1))
+    );
+    // Acknowledged means durable: the journal has it now.
+    let saved = store
+        .journaled_answer(&plan_id, &candidate, 1)
+        .await
+        .unwrap()
+        .expect("in the journal");
+    assert_eq!((saved.question_id.as_str(), saved.version), ("q1", 1));
+
+    // The same cseq again: the same ack, no second row.
+    let again = answer(&mut ws, "q1", json!("2"), 1).await;
+    assert_eq!(
+        (again["t"].as_str(), again["version"].as_i64()),
+        (Some("ack"), Some(1))
+    );
+    let second = answer(&mut ws, "q1", json!("3"), 2).await;
+    assert_eq!(second["version"], 2);
+    // A superseded cseq resent (its ack was lost): acked with its own version.
+    let old = answer(&mut ws, "q1", json!("2"), 1).await;
+    assert_eq!(
+        (old["t"].as_str(), old["version"].as_i64()),
+        (Some("ack"), Some(1))
+    );
+    let conflict = answer(&mut ws, "q2", json!(["A"]), 1).await;
+    assert_eq!(
+        (conflict["t"].as_str(), conflict["code"].as_str()),
+        (Some("error"), Some("cseq_conflict"))
+    );
+    let status = ok_json(app.admin_get("/api/v1/admin/plans/p1/status").await).await;
+    assert_eq!(status["answers_saved"], 2);
+    assert_eq!(
+        me(app, &tokens[0]).await["answers"],
+        json!([{"question_id": "q1", "version": 2}])
+    );
+
+    // Refusals name the problem.
+    for (question, value, code) in [
+        ("q404", json!("1"), "unknown_question"),
+        ("q1", json!("9"), "invalid_answer"),
+        ("q2", json!("A"), "invalid_answer"),
+    ] {
+        let error = answer(&mut ws, question, value, 10).await;
+        assert_eq!(error["code"], code, "{error}");
+    }
+    let stale = answer(&mut ws, "q3", json!("x"), 2).await;
+    assert_eq!(stale["code"], "cseq_conflict");
+    store.close().await;
+}
+
+async fn answers_are_refused_while_paused_after_submit_and_after_the_end(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1, 2]).await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    let (mut first, _) = Ws::candidate(app, &tokens[0], None).await;
+    let (mut second, _) = Ws::candidate(app, &tokens[1], None).await;
+
+    ok_json(app.command("p1", json!({"action": "pause"})).await).await;
+    assert_eq!(first.expect("state").await["exam_state"], "paused");
+    assert_eq!(
+        answer(&mut first, "q1", json!("1"), 1).await["code"],
+        "exam_paused"
+    );
+    ok_json(app.command("p1", json!({"action": "resume"})).await).await;
+    assert_eq!(answer(&mut first, "q1", json!("1"), 1).await["t"], "ack");
+
+    first.send(json!({"t": "submit"})).await;
+    let submitted = first.expect("state").await;
+    assert_eq!(
+        (submitted["event"].as_str(), submitted["state"].as_str()),
+        (Some("submitted"), Some("submitted"))
+    );
+    assert_eq!(
+        answer(&mut first, "q1", json!("2"), 2).await["code"],
+        "already_submitted"
+    );
+
+    ok_json(app.command("p1", json!({"action": "end"})).await).await;
+    let ended = loop {
+        let frame = second.expect("state").await;
+        if frame["event"] != "paused" && frame["event"] != "resumed" {
+            break frame;
+        }
+    };
+    assert_eq!(
+        (ended["event"].as_str(), ended["submit_reason"].as_str()),
+        (Some("ended"), Some("plan_ended"))
+    );
+    assert_eq!(
+        answer(&mut second, "q1", json!("2"), 1).await["code"],
+        "already_submitted"
+    );
+}
+
+async fn a_pause_freezes_remaining_time_and_a_resume_restores_it(app: &TestApp) {
+    let tokens = open_with(app, 300, &[2]).await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    let (mut ws, _) = Ws::candidate(app, &tokens[0], None).await;
+    app.clock.advance(Duration::from_secs(100));
+    assert_eq!(me(app, &tokens[0]).await["remaining_s"], 3500);
+
+    ok_json(app.command("p1", json!({"action": "pause"})).await).await;
+    let paused = ws.expect("state").await;
+    assert_eq!(
+        (paused["exam_state"].as_str(), paused["paused_by"].as_str()),
+        (Some("paused"), Some("plan"))
+    );
+    assert!(paused["ends_at"].is_null());
+    app.clock.advance(Duration::from_secs(600));
+    assert_eq!(
+        me(app, &tokens[0]).await["remaining_s"],
+        3500,
+        "a pause freezes the clock"
+    );
+
+    ok_json(app.command("p1", json!({"action": "resume"})).await).await;
+    assert_eq!(
+        ws.expect("state").await["remaining_s"],
+        3500,
+        "a resume restores it"
+    );
+    app.clock.advance(Duration::from_secs(10));
+    assert_eq!(me(app, &tokens[0]).await["remaining_s"], 3490);
+}
+
+async fn the_end_auto_submits_a_disconnected_candidate(app: &TestApp) {
+    let tokens = open_with(app, 300, &[2, 3]).await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    // Candidate 2 answers once and goes away; candidate 3 is connected.
+    let (mut gone, _) = Ws::candidate(app, &tokens[0], None).await;
+    assert_eq!(answer(&mut gone, "q1", json!("2"), 1).await["t"], "ack");
+    gone.close().await;
+    let (mut present, _) = Ws::candidate(app, &tokens[1], None).await;
+
+    // Time passes (with heartbeats, or the socket would count as dead).
+    for step in [1_700, 1_700, 201] {
+        app.clock.advance(Duration::from_secs(step));
+        present.send(json!({"t": "hb"})).await;
+    }
+    let time_up = present.expect("state").await;
+    assert_eq!(
+        (time_up["event"].as_str(), time_up["submit_reason"].as_str()),
+        (Some("time_up"), Some("time_up"))
+    );
+    let submitted = wait_until(Duration::from_secs(5), || async {
+        me(app, &tokens[0]).await["state"] == "submitted"
+    })
+    .await;
+    assert!(
+        submitted,
+        "the disconnected candidate was submitted by the server's clock"
+    );
+    assert_eq!(me(app, &tokens[0]).await["submit_reason"], "time_up");
+    // Nobody is left: the plan ends itself (candidates 1 and 4 never came: absent).
+    let ended = wait_until(Duration::from_secs(5), || async {
+        ok_json(app.admin_get("/api/v1/admin/plans/p1/status").await).await["clock"]["state"]
+            == "ended"
+    })
+    .await;
+    assert!(ended, "the plan ends when every candidate is done");
+    let status = ok_json(app.admin_get("/api/v1/admin/plans/p1/status").await).await;
+    assert_eq!(
+        (
+            status["candidates"]["submitted"].as_i64(),
+            status["candidates"]["absent"].as_i64()
+        ),
+        (Some(2), Some(2))
+    );
+}
+
+async fn a_resume_replays_what_was_missed(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1]).await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    let proctor = proctor_token(app, 1).await;
+    let (mut ws, welcome) = Ws::candidate(app, &tokens[0], None).await;
+    let session = welcome["session"].as_str().unwrap().to_string();
+    assert_eq!(answer(&mut ws, "q1", json!("1"), 1).await["t"], "ack");
+    let seen = ws.last_seq;
+    ws.close().await;
+
+    // While away: a warning and a notice.
+    let warn = app
+        .http
+        .post(app.url("/api/v1/proctor/candidates/cand-0001/commands"))
+        .bearer_auth(&proctor)
+        .json(&json!({"action": "warn", "reason": "eyes on your screen"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ok_json(warn).await["delivered"],
+        false,
+        "nobody was connected"
+    );
+    let notice = app
+        .http
+        .post(app.url("/api/v1/proctor/rooms/room-1/commands"))
+        .bearer_auth(&proctor)
+        .json(&json!({"action": "notice", "text": "30 minutes left"}))
+        .send()
+        .await
+        .unwrap();
+    ok_json(notice).await;
+
+    let (mut back, welcome) = Ws::candidate(app, &tokens[0], Some((&session, seen))).await;
+    assert_eq!(
+        (welcome["resumed"].as_bool(), welcome["session"].as_str()),
+        (Some(true), Some(session.as_str()))
+    );
+    let control = back.expect_next("control").await;
+    assert_eq!(
+        (control["action"].as_str(), control["reason"].as_str()),
+        (Some("warn"), Some("eyes on your screen"))
+    );
+    let notice = back.expect_next("notice").await;
+    assert_eq!(notice["text"], "30 minutes left");
+    assert_eq!(control["seq"].as_u64().unwrap(), seen + 1, "no hole");
+    assert_eq!(notice["seq"].as_u64().unwrap(), seen + 2);
+    assert_eq!(
+        welcome["seq"].as_u64().unwrap(),
+        seen + 2,
+        "the welcome says how far the replay goes"
+    );
+    back.close().await;
+
+    // Another session (or one too old to fill) gets a snapshot, not a hole.
+    let (other, welcome) = Ws::candidate(app, &tokens[0], Some(("not-my-session", 1))).await;
+    assert_eq!(welcome["resumed"], false);
+    assert_eq!(welcome["state"]["warnings"], 1);
+    assert_eq!(welcome["state"]["answers"], json!({"q1": 1}));
+    other.close().await;
+}
+
+async fn a_proctor_pause_reaches_the_candidate_with_an_ack(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1]).await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    let (mut candidate, _) = Ws::candidate(app, &tokens[0], None).await;
+    let mut dashboard = Ws::connect(app, "/ws/proctor", &proctor_token(app, 1).await).await;
+    dashboard.send(json!({"t": "hello"})).await;
+    let room = dashboard.expect("room").await;
+    assert_eq!(room["room_id"], "room-1");
+    assert_eq!(room["seats"].as_array().unwrap().len(), 2);
+    assert_eq!(room["seats"][0]["connection"], "online");
+
+    let sent = Instant::now();
+    dashboard
+        .send(json!({"t": "command", "id": "c-1", "target": {"candidate_id": "cand-0001"}, "action": "pause", "reason": "toilet"}))
+        .await;
+    let control = candidate.expect("control").await;
+    let latency = sent.elapsed();
+    assert_eq!(
+        (control["action"].as_str(), control["reason"].as_str()),
+        (Some("pause"), Some("toilet"))
+    );
+    assert_eq!(candidate.expect("state").await["exam_state"], "paused");
+    assert!(latency < Duration::from_secs(1), "control took {latency:?}");
+    // The ack and the seat delta, in whichever order they come.
+    let (mut ack, mut seat) = (None, None);
+    while ack.is_none() || seat.is_none() {
+        let frame = dashboard.next().await.expect("dashboard frames");
+        match frame["t"].as_str() {
+            Some("command_ack") => ack = Some(frame),
+            Some("seat") if frame["exam_state"] == "paused" => seat = Some(frame),
+            _ => {}
+        }
+    }
+    let (ack, seat) = (ack.unwrap(), seat.unwrap());
+    assert_eq!(
+        (ack["id"].as_str(), ack["delivered"].as_bool()),
+        (Some("c-1"), Some(true))
+    );
+    assert_eq!(seat["candidate_id"], "cand-0001");
+    assert_eq!(
+        answer(&mut candidate, "q1", json!("1"), 1).await["code"],
+        "exam_paused"
+    );
+
+    dashboard.send(json!({"t": "command", "id": "c-2", "target": {"candidate_id": "cand-0001"}, "action": "resume"})).await;
+    assert_eq!(candidate.expect("control").await["action"], "resume");
+    assert_eq!(dashboard.expect("command_ack").await["id"], "c-2");
+    assert_eq!(
+        answer(&mut candidate, "q1", json!("1"), 1).await["t"],
+        "ack"
+    );
+}
+
+async fn a_proctor_cannot_command_another_rooms_candidate(app: &TestApp) {
+    open_with(app, 10, &[3]).await;
+    let proctor = proctor_token(app, 1).await;
+    let response = app
+        .http
+        .post(app.url("/api/v1/proctor/candidates/cand-0003/commands"))
+        .bearer_auth(&proctor)
+        .json(&json!({"action": "warn"}))
+        .send()
+        .await
+        .unwrap();
+    problem(
+        response,
+        StatusCode::FORBIDDEN,
+        "candidate_not_in_your_rooms",
+    )
+    .await;
+    let response = app
+        .http
+        .post(app.url("/api/v1/proctor/rooms/room-2/commands"))
+        .bearer_auth(&proctor)
+        .json(&json!({"action": "pause"}))
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::FORBIDDEN, "room_not_assigned").await;
+    problem(
+        app.bearer_get("/api/v1/proctor/rooms/room-2", &proctor)
+            .await,
+        StatusCode::FORBIDDEN,
+        "room_not_assigned",
+    )
+    .await;
+    let mut dashboard = Ws::connect(app, "/ws/proctor", &proctor).await;
+    dashboard.send(json!({"t": "hello"})).await;
+    dashboard.send(json!({"t": "command", "id": "x", "target": {"candidate_id": "cand-0003"}, "action": "expel"})).await;
+    let ack = dashboard.expect("command_ack").await;
+    assert_eq!(
+        (ack["delivered"].as_bool(), ack["error"]["code"].as_str()),
+        (Some(false), Some("candidate_not_in_your_rooms"))
+    );
+    let status = ok_json(app.admin_get("/api/v1/admin/plans/p1/status").await).await;
+    assert_eq!(status["candidates"]["expelled"], 0);
+}
+
+async fn proctors_see_answer_progress_within_a_second(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1]).await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    let mut dashboard = Ws::connect(app, "/ws/proctor", &proctor_token(app, 1).await).await;
+    dashboard.send(json!({"t": "hello"})).await;
+    dashboard.expect("room").await;
+    let (mut candidate, _) = Ws::candidate(app, &tokens[0], None).await;
+    let sent = Instant::now();
+    candidate
+        .send(json!({"t": "answer", "q": "q2", "value": ["A", "C"], "cseq": 1}))
+        .await;
+    loop {
+        let frame = dashboard.expect("progress").await;
+        let answered = frame["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|seat| seat["candidate_id"] == "cand-0001");
+        if answered.is_some_and(|seat| seat["answered"] == 1) {
+            break;
+        }
+    }
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "progress took {:?}",
+        sent.elapsed()
+    );
+}
+
+async fn bad_frames_get_error_frames_and_the_socket_stays_open(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1]).await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    let (mut ws, _) = Ws::candidate(app, &tokens[0], None).await;
+    ws.send_raw(Message::text("{not json")).await;
+    assert_eq!(ws.expect("error").await["code"], "malformed_json");
+    ws.send(json!({"t": "dance"})).await;
+    assert_eq!(ws.expect("error").await["code"], "unknown_frame_type");
+    ws.send(json!({"t": "answer", "q": "q1", "value": "1", "cseq": "seven"}))
+        .await;
+    assert_eq!(ws.expect("error").await["code"], "invalid_frame");
+    ws.send(json!({"t": "hello"})).await;
+    assert_eq!(ws.expect("error").await["code"], "already_greeted");
+    ws.send_raw(Message::binary(vec![1, 2, 3])).await;
+    assert_eq!(ws.expect("error").await["code"], "text_only");
+    // Still open and working.
+    assert_eq!(answer(&mut ws, "q1", json!("1"), 1).await["t"], "ack");
+
+    // Sockets need a valid token before the upgrade: the handshake is refused.
+    let url = format!(
+        "{}/ws/candidate?token=forged",
+        app.base.replace("http://", "ws://")
+    );
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401)
+        }
+        other => panic!("a forged token must be refused, got {other:?}"),
+    }
+}
+
+async fn oversized_frames_and_silent_sockets_are_closed_with_a_reason(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1]).await;
+    let (mut ws, _) = Ws::candidate(app, &tokens[0], None).await;
+    let huge = "x".repeat(100 * 1024);
+    ws.send(json!({"t": "answer", "q": "q3", "value": huge, "cseq": 1}))
+        .await;
+    assert_eq!(ws.closed().await.code, 1009, "over the 64 KiB test limit");
+
+    let mut silent = Ws::connect(app, "/ws/candidate", &tokens[0]).await;
+    let closed = silent.closed().await;
+    assert_eq!(closed.code, 4408);
+    assert!(closed.reason.contains("hello"), "{closed:?}");
+
+    let mut chatty = Ws::connect(app, "/ws/candidate", &tokens[0]).await;
+    chatty.send(json!({"t": "hb"})).await;
+    assert_eq!(chatty.expect("error").await["code"], "hello_expected");
+    assert_eq!(
+        chatty.closed().await.code,
+        4408,
+        "only a valid hello counts"
+    );
+}
+
+async fn a_second_login_takes_over_and_is_recorded(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1]).await;
+    let (mut first, _) = Ws::candidate(app, &tokens[0], None).await;
+    let again = ok_json(app.login_candidate("p1", "R0001", "code-0001").await).await;
+    let (mut second, welcome) = Ws::candidate(app, again["token"].as_str().unwrap(), None).await;
+    assert_eq!(welcome["resumed"], false);
+    let control = first.expect("control").await;
+    assert_eq!(control["action"], "reconnect");
+    assert_eq!(first.closed().await.code, 4409);
+    let proctor = proctor_token(app, 1).await;
+    let recorded = wait_until(Duration::from_secs(5), || async {
+        let room = ok_json(
+            app.bearer_get("/api/v1/proctor/rooms/room-1", &proctor)
+                .await,
+        )
+        .await;
+        room["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|incident| {
+                incident["kind"] == "duplicate_login"
+                    && incident["candidate_id"] == "cand-0001"
+                    && incident["source"] == "rule"
+            })
+    })
+    .await;
+    assert!(recorded, "the takeover is an incident");
+    // The new socket is the live one.
+    second.send(json!({"t": "hb", "ts": 1})).await;
+    second.close().await;
+}
+
+async fn client_events_become_incidents_proctors_review(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1]).await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    let proctor = proctor_token(app, 1).await;
+    let mut dashboard = Ws::connect(app, "/ws/proctor", &proctor).await;
+    dashboard.send(json!({"t": "hello"})).await;
+    dashboard.expect("room").await;
+    let (mut ws, _) = Ws::candidate(app, &tokens[0], None).await;
+    ws.send(json!({"t": "event", "kind": "copy_paste", "detail": {"chars": 120}}))
+        .await;
+    let incident = dashboard.expect("incident").await;
+    assert_eq!(
+        (incident["kind"].as_str(), incident["source"].as_str()),
+        (Some("copy_paste"), Some("client"))
+    );
+    assert_eq!(
+        (incident["severity"].as_str(), incident["status"].as_str()),
+        (Some("high"), Some("open"))
+    );
+    ws.send(json!({"t": "event", "kind": "Not A Kind"})).await;
+    assert_eq!(ws.expect("error").await["code"], "invalid_incident");
+
+    let id = incident["id"].as_str().unwrap();
+    let reviewed = app
+        .http
+        .patch(app.url(&format!("/api/v1/proctor/incidents/{id}")))
+        .bearer_auth(&proctor)
+        .json(&json!({"status": "confirmed", "action": "warn"}))
+        .send()
+        .await
+        .unwrap();
+    let reviewed = ok_json(reviewed).await;
+    assert_eq!(
+        (
+            reviewed["status"].as_str(),
+            reviewed["resolved_by"].as_str()
+        ),
+        (Some("confirmed"), Some("proctor-1"))
+    );
+    let twice = app
+        .http
+        .patch(app.url(&format!("/api/v1/proctor/incidents/{id}")))
+        .bearer_auth(&proctor)
+        .json(&json!({"status": "dismissed"}))
+        .send()
+        .await
+        .unwrap();
+    problem(twice, StatusCode::CONFLICT, "incident_already_resolved").await;
+
+    let reported = app
+        .http
+        .post(app.url("/api/v1/proctor/incidents"))
+        .bearer_auth(&proctor)
+        .json(&json!({"candidate_id": "cand-0001", "kind": "cheat_sheet", "note": "paper under the desk"}))
+        .send()
+        .await
+        .unwrap();
+    let reported = ok_json(reported).await;
+    assert_eq!(
+        (reported["source"].as_str(), reported["status"].as_str()),
+        (Some("proctor"), Some("open"))
+    );
+    let status = ok_json(app.admin_get("/api/v1/admin/plans/p1/status").await).await;
+    assert_eq!(status["incidents_open"], 1);
+}
+
+async fn rest_answers_and_submit_take_the_same_path(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1]).await;
+    let put = |cseq: i64, value: Value| {
+        app.http
+            .put(app.url("/api/v1/candidate/answers/q1"))
+            .bearer_auth(&tokens[0])
+            .json(&json!({"value": value, "cseq": cseq}))
+            .send()
+    };
+    problem(
+        put(1, json!("1")).await.unwrap(),
+        StatusCode::CONFLICT,
+        "exam_not_running",
+    )
+    .await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    assert_eq!(
+        ok_json(put(1, json!("1")).await.unwrap()).await,
+        json!({"cseq": 1, "version": 1})
+    );
+    assert_eq!(
+        ok_json(put(1, json!("1")).await.unwrap()).await,
+        json!({"cseq": 1, "version": 1}),
+        "a repeat"
+    );
+    assert_eq!(
+        ok_json(put(2, json!("4")).await.unwrap()).await,
+        json!({"cseq": 2, "version": 2})
+    );
+    problem(
+        put(3, json!("nine")).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_answer",
+    )
+    .await;
+    let submit = app
+        .http
+        .post(app.url("/api/v1/candidate/submit"))
+        .bearer_auth(&tokens[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok_json(submit).await["state"], "submitted");
+    problem(
+        put(4, json!("1")).await.unwrap(),
+        StatusCode::CONFLICT,
+        "already_submitted",
+    )
+    .await;
+    let detail = ok_json(
+        app.bearer_get("/api/v1/proctor/rooms/room-1", &proctor_token(app, 1).await)
+            .await,
+    )
+    .await;
+    assert_eq!(detail["seats"][0]["state"], "submitted");
+    assert_eq!(detail["seats"][0]["answered"], 1);
+}
