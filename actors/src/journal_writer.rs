@@ -23,6 +23,21 @@ pub struct JournalWriterConfig {
     pub queue_capacity: usize,
     /// Tries of one batch on transient store errors (at least 1).
     pub max_attempts: u32,
+    pub mode: WriteMode,
+    /// Independent writers committing in parallel. A shard always uses the
+    /// same lane, so one room's writes stay in order.
+    pub lanes: usize,
+}
+
+/// How writes reach the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Group commit: one transaction per batch.
+    #[default]
+    Group,
+    /// One transaction per write, many at once: the naive writer, kept as
+    /// the baseline benchmarks compare group commit with.
+    PerEntry,
 }
 
 impl Default for JournalWriterConfig {
@@ -32,6 +47,8 @@ impl Default for JournalWriterConfig {
             linger: Duration::from_millis(2),
             queue_capacity: 16_384,
             max_attempts: 3,
+            mode: WriteMode::Group,
+            lanes: 2,
         }
     }
 }
@@ -79,18 +96,42 @@ struct Pending {
 /// every handle is dropped and the queue is drained.
 #[derive(Clone)]
 pub struct JournalWriter {
-    sender: mpsc::Sender<Pending>,
+    lanes: Arc<[mpsc::Sender<Pending>]>,
 }
 
 impl JournalWriter {
-    /// Starts the writer task.
+    /// Starts the writer tasks; the handle completes when all have drained.
     pub fn spawn(
         journal: Arc<dyn Journal>,
         config: JournalWriterConfig,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
-        let task = tokio::spawn(run(journal, config, receiver));
-        (Self { sender }, task)
+        let lanes = config.lanes.max(1);
+        let mut senders = Vec::with_capacity(lanes);
+        let mut tasks = Vec::with_capacity(lanes);
+        for _ in 0..lanes {
+            let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
+            senders.push(sender);
+            tasks.push(tokio::spawn(run(journal.clone(), config, receiver)));
+        }
+        let all = tokio::spawn(async move {
+            for task in tasks {
+                let _ = task.await;
+            }
+        });
+        (
+            Self {
+                lanes: senders.into(),
+            },
+            all,
+        )
+    }
+
+    /// The lane of a write: by the shard of its first entry.
+    fn lane(&self, entries: &[FencedEntry]) -> &mpsc::Sender<Pending> {
+        let shard = entries
+            .first()
+            .map_or(0, |entry| usize::from(entry.fence.shard.get()));
+        &self.lanes[shard % self.lanes.len()]
     }
 
     /// Writes one entry; returns once it is durable (or refused).
@@ -108,7 +149,7 @@ impl JournalWriter {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
-        self.sender
+        self.lane(&entries)
             .send(Pending {
                 entries,
                 reply: Reply::Channel(reply),
@@ -133,7 +174,7 @@ impl JournalWriter {
             on_commit(Ok(Vec::new()));
             return Ok(());
         }
-        self.sender
+        self.lane(&entries)
             .send(Pending {
                 entries,
                 reply: Reply::Callback(on_commit),
@@ -148,6 +189,23 @@ async fn run(
     config: JournalWriterConfig,
     mut receiver: mpsc::Receiver<Pending>,
 ) {
+    if config.mode == WriteMode::PerEntry {
+        // Each write commits alone, up to 64 at once (the pool bounds it too).
+        let permits = Arc::new(tokio::sync::Semaphore::new(64));
+        while let Some(pending) = receiver.recv().await {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let journal = journal.clone();
+            tokio::spawn(async move {
+                commit(journal.as_ref(), &config, vec![pending]).await;
+                drop(permit);
+            });
+        }
+        // Done only when every write in flight is.
+        let _ = permits.acquire_many(64).await;
+        return;
+    }
     let max_batch = config.max_batch.max(1);
     while let Some(first) = receiver.recv().await {
         let mut size = first.entries.len();
@@ -171,10 +229,15 @@ async fn run(
 }
 
 async fn commit(journal: &dyn Journal, config: &JournalWriterConfig, batch: Vec<Pending>) {
-    let entries: Vec<FencedEntry> = batch
-        .iter()
-        .flat_map(|pending| pending.entries.iter().cloned())
-        .collect();
+    // Move the entries out; keep each caller's reply with its entry count.
+    let mut entries: Vec<FencedEntry> =
+        Vec::with_capacity(batch.iter().map(|pending| pending.entries.len()).sum());
+    let mut replies: Vec<(Reply, usize)> = Vec::with_capacity(batch.len());
+    for pending in batch {
+        replies.push((pending.reply, pending.entries.len()));
+        entries.extend(pending.entries);
+    }
+    let started = Instant::now();
     let mut attempt = 1;
     let result = loop {
         match journal.commit(&entries).await {
@@ -186,12 +249,17 @@ async fn commit(journal: &dyn Journal, config: &JournalWriterConfig, batch: Vec<
             other => break other,
         }
     };
+    tracing::debug!(
+        entries = entries.len(),
+        callers = replies.len(),
+        micros = started.elapsed().as_micros() as u64,
+        "journal batch"
+    );
     match result {
         Ok(outcomes) if outcomes.len() == entries.len() => {
             let mut outcomes = outcomes.into_iter();
-            for pending in batch {
-                let mine = outcomes.by_ref().take(pending.entries.len()).collect();
-                pending.reply.send(Ok(mine));
+            for (reply, count) in replies {
+                reply.send(Ok(outcomes.by_ref().take(count).collect()));
             }
         }
         Ok(outcomes) => {
@@ -200,14 +268,14 @@ async fn commit(journal: &dyn Journal, config: &JournalWriterConfig, batch: Vec<
                 outcomes.len(),
                 entries.len()
             ));
-            for pending in batch {
-                pending.reply.send(Err(error.clone()));
+            for (reply, _) in replies {
+                reply.send(Err(error.clone()));
             }
         }
         Err(error) => {
             warn!(%error, entries = entries.len(), "journal commit failed");
-            for pending in batch {
-                pending.reply.send(Err(error.clone()));
+            for (reply, _) in replies {
+                reply.send(Err(error.clone()));
             }
         }
     }

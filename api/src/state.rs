@@ -36,6 +36,8 @@ pub struct ApiSettings {
     pub ws_max_message_bytes: usize,
     /// How long a new socket has to send a valid `hello`.
     pub ws_hello_timeout: std::time::Duration,
+    /// Frames a socket may send per second; beyond, they are refused.
+    pub ws_frames_per_second: u32,
 }
 
 impl Default for ApiSettings {
@@ -48,6 +50,7 @@ impl Default for ApiSettings {
             body_limits: BodyLimits::default(),
             ws_max_message_bytes: 256 * 1024,
             ws_hello_timeout: std::time::Duration::from_secs(5),
+            ws_frames_per_second: 100,
         }
     }
 }

@@ -7,8 +7,10 @@
 //! - `stats`: latency histograms and their summary
 //! - `target`: the loopback guard and the HTTP client
 //! - `login`: the candidate login storm
+//! - `exam`: the live exam: answers, heartbeats, proctor commands over WebSockets
 //! - `import`: timed plan imports and the row-by-row baseline
 
+pub mod exam;
 pub mod import;
 pub mod login;
 pub mod plans;

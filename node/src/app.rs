@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use invigil_actors::exam::Exam;
-use invigil_actors::journal_writer::{JournalWriter, JournalWriterConfig};
+use invigil_actors::journal_writer::{JournalWriter, JournalWriterConfig, WriteMode};
 use invigil_actors::live::directory::Directory;
 use invigil_actors::live::{LiveConfig, LiveDeps};
 use invigil_actors::ports::{Clock, SystemClock, owner_id};
@@ -135,6 +135,11 @@ impl Application {
                 linger: Duration::from_millis(config.journal.linger_ms),
                 queue_capacity: config.journal.queue_capacity,
                 max_attempts: 3,
+                lanes: config.journal.lanes.clamp(1, 64),
+                mode: match config.journal.mode {
+                    crate::config::JournalMode::Group => WriteMode::Group,
+                    crate::config::JournalMode::PerEntry => WriteMode::PerEntry,
+                },
             },
         );
         let directory = Directory::new(Arc::new(LiveDeps {
@@ -186,6 +191,7 @@ impl Application {
                 },
                 ws_max_message_bytes: config.limits.ws_message_bytes,
                 ws_hello_timeout: Duration::from_millis(config.limits.ws_hello_timeout_ms),
+                ws_frames_per_second: config.limits.ws_frames_per_second.max(1),
             },
             login_limiter: LoginLimiter::new(auth.login_max_failures, auth.login_window_s),
         });

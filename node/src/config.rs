@@ -123,6 +123,8 @@ pub struct LimitsSection {
     pub ws_message_bytes: usize,
     /// How long a new socket has to say hello.
     pub ws_hello_timeout_ms: u64,
+    /// Frames one socket may send per second.
+    pub ws_frames_per_second: u32,
 }
 
 impl Default for LimitsSection {
@@ -132,6 +134,7 @@ impl Default for LimitsSection {
             import_body_bytes: 32 * 1024 * 1024,
             ws_message_bytes: 256 * 1024,
             ws_hello_timeout_ms: 5_000,
+            ws_frames_per_second: 100,
         }
     }
 }
@@ -169,6 +172,18 @@ pub struct JournalSection {
     pub max_batch: usize,
     pub linger_ms: u64,
     pub queue_capacity: usize,
+    /// `group` (group commit) or `per_entry` (one transaction per write: the
+    /// naive baseline for benchmarks; never for an exam).
+    pub mode: JournalMode,
+    /// Group-commit writers committing in parallel (rooms are spread over them).
+    pub lanes: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalMode {
+    Group,
+    PerEntry,
 }
 
 impl Default for JournalSection {
@@ -177,6 +192,8 @@ impl Default for JournalSection {
             max_batch: 1_000,
             linger_ms: 2,
             queue_capacity: 16_384,
+            mode: JournalMode::Group,
+            lanes: 2,
         }
     }
 }

@@ -10,6 +10,12 @@ use invigil_actors::domain::PlanId;
 use invigil_node::demo::{self, DemoOptions};
 use invigil_node::{Application, Config, shutdown_signal, telemetry};
 
+/// Many small, short-lived allocations on many threads (frames, messages,
+/// ids): mimalloc measured markedly cheaper than the system allocator here
+/// (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "invigil",

@@ -100,6 +100,10 @@ pub fn active_millis(start: Timestamp, now: Timestamp, logs: &[&PauseLog]) -> i6
     if now <= start {
         return 0;
     }
+    // The common case: nothing was ever paused.
+    if logs.iter().all(|log| log.intervals().is_empty()) {
+        return now.millis_since(start);
+    }
     let mut clipped: Vec<(i64, i64)> = logs
         .iter()
         .flat_map(|log| log.intervals())

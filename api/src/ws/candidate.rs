@@ -143,6 +143,8 @@ async fn run(
     debug!(plan_id = %plan_id, candidate_id = %candidate_id, connection_id, "candidate connected");
 
     let mut last_seq = 0_u64;
+    // Frames in the current second: a client far above human rates is refused.
+    let mut window = (Instant::now(), 0_u32);
     loop {
         tokio::select! {
             incoming = stream.next() => {
@@ -166,6 +168,17 @@ async fn run(
                     }
                     _ => continue,
                 };
+                let now = Instant::now();
+                if now.duration_since(window.0) >= Duration::from_secs(1) {
+                    window = (now, 0);
+                }
+                window.1 += 1;
+                if window.1 > state.settings.ws_frames_per_second {
+                    if !send_error(&mut sink, last_seq, "rate_limited", "too many frames per second; slow down", None).await {
+                        break;
+                    }
+                    continue;
+                }
                 let forwarded = match serde_json::from_str::<CandidateFrame>(&text) {
                     Ok(frame) => match to_room(frame, &candidate_id, connection_id) {
                         Ok(message) => room.cast(message).is_ok(),

@@ -70,6 +70,51 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         max_seconds: u64,
     },
+    /// Import a generated plan, open and start it (setup for `exam`).
+    Setup {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long)]
+        api_key: String,
+        #[arg(long)]
+        plan_id: String,
+        #[arg(long, default_value_t = 1_000)]
+        candidates: usize,
+        #[arg(long, default_value_t = 30)]
+        per_room: usize,
+        #[arg(long, default_value_t = 1)]
+        proctors_per_room: usize,
+    },
+    /// The live exam: candidates answer over WebSockets, proctors send commands.
+    Exam {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long)]
+        plan_id: String,
+        #[arg(long, default_value_t = 1_000)]
+        candidates: usize,
+        #[arg(long, default_value_t = 30)]
+        per_room: usize,
+        /// Answers per second over all candidates (0: sockets and heartbeats only).
+        #[arg(long, default_value_t = 1_000.0)]
+        answer_rate: f64,
+        /// Closed loop: answers in flight per candidate (overrides --answer-rate).
+        #[arg(long)]
+        window: Option<usize>,
+        #[arg(long, default_value_t = 10)]
+        heartbeat_s: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 0)]
+        proctors: usize,
+        /// Commands per second over all proctors.
+        #[arg(long, default_value_t = 0.0)]
+        command_rate: f64,
+        #[arg(long, default_value_t = 128)]
+        connect_concurrency: usize,
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Argon2id hashes per second with the node's default cost.
     Argon2 {
         #[arg(long, default_value_t = 20)]
@@ -142,6 +187,95 @@ async fn main() -> anyhow::Result<()> {
                 report.elapsed.as_secs_f64(),
                 report.per_second(),
                 report.latencies.summary()
+            );
+            if let Some(error) = report.first_error {
+                println!("first_error={error}");
+            }
+        }
+        Command::Setup {
+            url,
+            api_key,
+            plan_id,
+            candidates,
+            per_room,
+            proctors_per_room,
+        } => {
+            let base = loopback_base(&url)?;
+            let body = plan(
+                "load",
+                &PlanShape {
+                    candidates,
+                    per_room,
+                    proctors_per_room,
+                },
+            );
+            let (elapsed, outcome) = timed_import(&base, &api_key, &plan_id, &body).await?;
+            let client = invigil_chaos::target::client(1)?;
+            for action in ["open", "start"] {
+                let response = client
+                    .post(format!("{base}/api/v1/admin/plans/{plan_id}/commands"))
+                    .header("X-Api-Key", &api_key)
+                    .json(&serde_json::json!({"action": action}))
+                    .send()
+                    .await?;
+                if !response.status().is_success()
+                    && response.status() != reqwest::StatusCode::CONFLICT
+                {
+                    anyhow::bail!("{action} failed: {}", response.text().await?);
+                }
+            }
+            println!(
+                "plan {plan_id} {outcome} in {} ms, started",
+                elapsed.as_millis()
+            );
+        }
+        Command::Exam {
+            url,
+            plan_id,
+            candidates,
+            per_room,
+            answer_rate,
+            window,
+            heartbeat_s,
+            seconds,
+            proctors,
+            command_rate,
+            connect_concurrency,
+            no_progress,
+        } => {
+            let base = loopback_base(&url)?;
+            let report = invigil_chaos::exam::run(invigil_chaos::exam::ExamLoad {
+                base,
+                plan_id,
+                candidates,
+                per_room,
+                answer_rate: if window.is_some() { 0.0 } else { answer_rate },
+                window,
+                heartbeat: Duration::from_secs(heartbeat_s.max(1)),
+                duration: Duration::from_secs(seconds.clamp(1, 3_600)),
+                proctors,
+                command_rate,
+                connect_concurrency,
+                progress: !no_progress,
+            })
+            .await?;
+            println!(
+                "connected={} connect_failures={} answers_sent={} acks={} acks_per_s={:.0} errors={} disconnects={}",
+                report.connected,
+                report.connect_failures,
+                report.answers_sent,
+                report.acks,
+                report.acks_per_second(),
+                report.errors,
+                report.disconnects
+            );
+            println!("ack_latency: {}", report.ack_latency.summary());
+            println!(
+                "commands_sent={} command_acks={} controls_received={} control_latency: {}",
+                report.commands_sent,
+                report.command_acks,
+                report.controls_received,
+                report.control_latency.summary()
             );
             if let Some(error) = report.first_error {
                 println!("first_error={error}");

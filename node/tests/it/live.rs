@@ -22,6 +22,7 @@ crate::on_both_backends!(
     a_proctor_cannot_command_another_rooms_candidate,
     proctors_see_answer_progress_within_a_second,
     bad_frames_get_error_frames_and_the_socket_stays_open,
+    a_flooding_socket_is_slowed_down_not_dropped,
     oversized_frames_and_silent_sockets_are_closed_with_a_reason,
     a_second_login_takes_over_and_is_recorded,
     client_events_become_incidents_proctors_review,
@@ -511,6 +512,22 @@ async fn bad_frames_get_error_frames_and_the_socket_stays_open(app: &TestApp) {
         }
         other => panic!("a forged token must be refused, got {other:?}"),
     }
+}
+
+async fn a_flooding_socket_is_slowed_down_not_dropped(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1]).await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    let (mut ws, _) = Ws::candidate(app, &tokens[0], None).await;
+    // 300 frames in well under 3 s: some one-second window sees more than
+    // the default 100 frames/s, whatever the machine's pace.
+    for _ in 0..300 {
+        ws.send(json!({"t": "hb"})).await;
+    }
+    let refused = ws.expect("error").await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    // The socket stays open; once the window passes, answers go through.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(answer(&mut ws, "q1", json!("1"), 1).await["t"], "ack");
 }
 
 async fn oversized_frames_and_silent_sockets_are_closed_with_a_reason(app: &TestApp) {

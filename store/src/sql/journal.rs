@@ -202,6 +202,131 @@ fn chains<'r>(rows: &'r [TransitionRow], outcomes: &mut [EntryOutcome]) -> Vec<C
     chains
 }
 
+/// The keys of answer rows: (plan, candidate, cseq).
+type AnswerKeys = std::collections::HashSet<(String, String, i64)>;
+
+/// The two statements of the answer hot path, written per dialect: Postgres
+/// binds arrays to one fixed statement (`UNNEST`, planned once); SQLite takes
+/// a multi-row `VALUES` (parsing is cheap in process).
+trait AnswerStatements {
+    /// Appends to the journal; returns the keys that were new.
+    fn insert_journal(
+        &mut self,
+        rows: &[AnswerRow<'_>],
+    ) -> impl std::future::Future<Output = Result<AnswerKeys, StoreError>> + Send;
+
+    /// Raises the current answers to these versions where they are newer.
+    fn upsert_current(
+        &mut self,
+        rows: &[&AnswerRow<'_>],
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+}
+
+const UPSERT_CURRENT_TAIL: &str = " ON CONFLICT (plan_id, candidate_id, question_id) DO UPDATE SET value = excluded.value, \
+     version = excluded.version, cseq = excluded.cseq, updated_at_ms = excluded.updated_at_ms \
+     WHERE answers.version < excluded.version";
+
+impl AnswerStatements for sqlx::Transaction<'_, sqlx::Postgres> {
+    async fn insert_journal(&mut self, rows: &[AnswerRow<'_>]) -> Result<AnswerKeys, StoreError> {
+        let column = |f: fn(&AnswerRow<'_>) -> String| rows.iter().map(f).collect::<Vec<String>>();
+        let number = |f: fn(&AnswerRow<'_>) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        Ok(sqlx::query(
+            "INSERT INTO answer_journal (plan_id, candidate_id, cseq, question_id, value, version, shard, epoch, at_ms) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], \
+                                  $7::bigint[], $8::bigint[], $9::bigint[]) \
+             ON CONFLICT (plan_id, candidate_id, cseq) DO NOTHING RETURNING plan_id, candidate_id, cseq",
+        )
+        .bind(column(|row| row.plan_id.to_owned()))
+        .bind(column(|row| row.candidate_id.to_owned()))
+        .bind(number(|row| row.cseq))
+        .bind(column(|row| row.question_id.to_owned()))
+        .bind(column(|row| row.value.clone()))
+        .bind(number(|row| row.version))
+        .bind(number(|row| row.shard))
+        .bind(number(|row| row.epoch))
+        .bind(number(|row| row.at_ms))
+        .fetch_all(&mut **self)
+        .await
+        .map_err(from_sqlx)?
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect())
+    }
+
+    async fn upsert_current(&mut self, rows: &[&AnswerRow<'_>]) -> Result<(), StoreError> {
+        let column = |f: fn(&AnswerRow<'_>) -> String| {
+            rows.iter().map(|row| f(row)).collect::<Vec<String>>()
+        };
+        let number =
+            |f: fn(&AnswerRow<'_>) -> i64| rows.iter().map(|row| f(row)).collect::<Vec<i64>>();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO answers (plan_id, candidate_id, question_id, value, version, cseq, updated_at_ms) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[]){UPSERT_CURRENT_TAIL}"
+        )))
+        .bind(column(|row| row.plan_id.to_owned()))
+        .bind(column(|row| row.candidate_id.to_owned()))
+        .bind(column(|row| row.question_id.to_owned()))
+        .bind(column(|row| row.value.clone()))
+        .bind(number(|row| row.version))
+        .bind(number(|row| row.cseq))
+        .bind(number(|row| row.at_ms))
+        .execute(&mut **self)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(())
+    }
+}
+
+impl AnswerStatements for sqlx::Transaction<'_, sqlx::Sqlite> {
+    async fn insert_journal(&mut self, rows: &[AnswerRow<'_>]) -> Result<AnswerKeys, StoreError> {
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO answer_journal (plan_id, candidate_id, cseq, question_id, value, version, shard, epoch, at_ms) ",
+        );
+        insert.push_values(rows, |mut row, answer| {
+            row.push_bind(answer.plan_id.to_owned())
+                .push_bind(answer.candidate_id.to_owned())
+                .push_bind(answer.cseq)
+                .push_bind(answer.question_id.to_owned())
+                .push_bind(answer.value.clone())
+                .push_bind(answer.version)
+                .push_bind(answer.shard)
+                .push_bind(answer.epoch)
+                .push_bind(answer.at_ms);
+        });
+        insert.push(" ON CONFLICT (plan_id, candidate_id, cseq) DO NOTHING RETURNING plan_id, candidate_id, cseq");
+        Ok(insert
+            .build()
+            .fetch_all(&mut **self)
+            .await
+            .map_err(from_sqlx)?
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect())
+    }
+
+    async fn upsert_current(&mut self, rows: &[&AnswerRow<'_>]) -> Result<(), StoreError> {
+        let mut upsert = QueryBuilder::new(
+            "INSERT INTO answers (plan_id, candidate_id, question_id, value, version, cseq, updated_at_ms) ",
+        );
+        upsert.push_values(rows, |mut row, answer| {
+            row.push_bind(answer.plan_id.to_owned())
+                .push_bind(answer.candidate_id.to_owned())
+                .push_bind(answer.question_id.to_owned())
+                .push_bind(answer.value.clone())
+                .push_bind(answer.version)
+                .push_bind(answer.cseq)
+                .push_bind(answer.at_ms);
+        });
+        upsert.push(UPSERT_CURRENT_TAIL);
+        upsert
+            .build()
+            .execute(&mut **self)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Journal for SqlStore {
     async fn commit(&self, batch: &[FencedEntry]) -> Result<Vec<EntryOutcome>, StoreError> {
@@ -237,29 +362,7 @@ impl Journal for SqlStore {
 
             let mut fresh_answers = Vec::new();
             for chunk in sorted.answers.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = QueryBuilder::new(
-                    "INSERT INTO answer_journal (plan_id, candidate_id, cseq, question_id, value, version, shard, epoch, at_ms) ",
-                );
-                insert.push_values(chunk, |mut row, answer| {
-                    row.push_bind(answer.plan_id.to_owned())
-                        .push_bind(answer.candidate_id.to_owned())
-                        .push_bind(answer.cseq)
-                        .push_bind(answer.question_id.to_owned())
-                        .push_bind(answer.value.clone())
-                        .push_bind(answer.version)
-                        .push_bind(answer.shard)
-                        .push_bind(answer.epoch)
-                        .push_bind(answer.at_ms);
-                });
-                insert.push(" ON CONFLICT (plan_id, candidate_id, cseq) DO NOTHING RETURNING plan_id, candidate_id, cseq");
-                let mut inserted: std::collections::HashSet<(String, String, i64)> = insert
-                    .build()
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(from_sqlx)?
-                    .into_iter()
-                    .map(|row| (row.get(0), row.get(1), row.get(2)))
-                    .collect();
+                let mut inserted = tx.insert_journal(chunk).await?;
                 for answer in chunk {
                     let key = (answer.plan_id.to_owned(), answer.candidate_id.to_owned(), answer.cseq);
                     // `remove`: a cseq repeated within the batch is written
@@ -280,24 +383,7 @@ impl Journal for SqlStore {
                 |answer| (answer.plan_id, answer.candidate_id, answer.question_id),
             );
             for chunk in latest.chunks(ROWS_PER_STATEMENT) {
-                let mut upsert = QueryBuilder::new(
-                    "INSERT INTO answers (plan_id, candidate_id, question_id, value, version, cseq, updated_at_ms) ",
-                );
-                upsert.push_values(chunk, |mut row, answer| {
-                    row.push_bind(answer.plan_id.to_owned())
-                        .push_bind(answer.candidate_id.to_owned())
-                        .push_bind(answer.question_id.to_owned())
-                        .push_bind(answer.value.clone())
-                        .push_bind(answer.version)
-                        .push_bind(answer.cseq)
-                        .push_bind(answer.at_ms);
-                });
-                upsert.push(
-                    " ON CONFLICT (plan_id, candidate_id, question_id) DO UPDATE SET value = excluded.value, \
-                     version = excluded.version, cseq = excluded.cseq, updated_at_ms = excluded.updated_at_ms \
-                     WHERE answers.version < excluded.version",
-                );
-                upsert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+                tx.upsert_current(chunk).await?;
             }
 
             for (rows, table) in [(&sorted.candidates, "candidates"), (&sorted.rooms, "rooms")] {

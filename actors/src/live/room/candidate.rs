@@ -221,30 +221,22 @@ impl RoomState {
                 None
             }
             Err(DomainError::CseqNotIncreasing { .. }) => {
-                // A superseded version: only the journal knows whether it was saved.
-                match self
-                    .deps
-                    .journal
-                    .journaled_answer(&self.plan_id, &answer.candidate_id, answer.cseq)
-                    .await
-                {
-                    Ok(Some(saved)) if saved.question_id == answer.question_id => {
-                        self.acknowledge(seat, answer, saved.version).await;
-                    }
-                    Ok(Some(_)) => {
-                        self.refuse_answer(seat, answer, DomainError::CseqConflict(0).into())
-                    }
-                    Ok(None) => {
-                        let last = self.seats[seat].runtime.sheet.last_cseq();
-                        let cseq = answer.cseq;
-                        self.refuse_answer(
-                            seat,
-                            answer,
-                            DomainError::CseqNotIncreasing { cseq, last }.into(),
-                        );
-                    }
-                    Err(error) => self.refuse_answer(seat, answer, error.into()),
-                }
+                // A superseded version: only the journal knows whether it was
+                // saved. Asked off the mailbox; the answer comes back as a message.
+                let (journal, actor, plan_id) = (
+                    self.deps.journal.clone(),
+                    myself.clone(),
+                    self.plan_id.clone(),
+                );
+                tokio::spawn(async move {
+                    let found = journal
+                        .journaled_answer(&plan_id, &answer.candidate_id, answer.cseq)
+                        .await;
+                    let _ = actor.cast(RoomMsg::Superseded(super::messages::Superseded {
+                        answer,
+                        found,
+                    }));
+                });
                 None
             }
             Err(refusal) => {
@@ -292,6 +284,32 @@ impl RoomState {
                     Err(_) => Some(WRITE_FAILED),
                 }
             }
+        }
+    }
+
+    pub(super) async fn on_superseded(&mut self, superseded: super::messages::Superseded) {
+        let answer = superseded.answer;
+        let Ok(seat) = self.seat_index(&answer.candidate_id) else {
+            return;
+        };
+        match superseded.found {
+            Ok(Some(saved)) if saved.question_id == answer.question_id => {
+                self.acknowledge(seat, answer, saved.version).await;
+            }
+            Ok(Some(_)) => {
+                let cseq = answer.cseq;
+                self.refuse_answer(seat, answer, DomainError::CseqConflict(cseq).into());
+            }
+            Ok(None) => {
+                let last = self.seats[seat].runtime.sheet.last_cseq();
+                let cseq = answer.cseq;
+                self.refuse_answer(
+                    seat,
+                    answer,
+                    DomainError::CseqNotIncreasing { cseq, last }.into(),
+                );
+            }
+            Err(error) => self.refuse_answer(seat, answer, error.into()),
         }
     }
 

@@ -33,6 +33,7 @@ pub enum RoomMsg {
     PlanChanged(PlanChanged),
     Tick,
     Committed(Committed),
+    Superseded(Superseded),
     Retire(Retire),
 }
 
@@ -220,6 +221,13 @@ pub struct PlanChanged {
 pub struct Committed {
     pub ticket: u64,
     pub result: CommitResult,
+}
+
+/// The journal's answer about a cseq below the last one (looked up off the
+/// room's mailbox so a slow read or a flood of old cseqs cannot stall it).
+pub struct Superseded {
+    pub answer: Answer,
+    pub found: Result<Option<crate::ports::JournaledAnswer>, crate::error::StoreError>,
 }
 
 /// Stop hosting the room: sockets are told to reconnect.

@@ -207,6 +207,10 @@ impl Actor for RoomActor {
             RoomMsg::Committed(committed) => {
                 state.committed(committed).await.then_some("a write failed")
             }
+            RoomMsg::Superseded(superseded) => {
+                state.on_superseded(superseded).await;
+                None
+            }
             RoomMsg::Retire(retire) => Some(retire.reason),
         };
         if let Some(reason) = retire {

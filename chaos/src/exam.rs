@@ -1,0 +1,481 @@
+//! The live-exam load: candidates logged in over REST, connected over
+//! WebSockets, sending answers at a paced rate (open loop: the schedule does
+//! not wait for acks, so slow acks show up as latency instead of hiding as
+//! lower load) with heartbeats; proctors sending `warn` commands whose
+//! arrival at the candidate is timed (same process, same clock). Bounded by
+//! a duration; loopback only.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::plans::{access_code, reg_no};
+use crate::stats::Latencies;
+
+#[derive(Clone, Debug)]
+pub struct ExamLoad {
+    pub base: String,
+    pub plan_id: String,
+    /// Candidates driven: B000001 … B{candidates}.
+    pub candidates: usize,
+    /// Candidates per room in the plan (to target proctors' commands).
+    pub per_room: usize,
+    /// Answers per second over all candidates (0: sockets only).
+    pub answer_rate: f64,
+    /// Closed loop instead: each candidate keeps this many answers in flight
+    /// and sends the next as soon as one is acked (measures the ceiling).
+    pub window: Option<usize>,
+    pub heartbeat: Duration,
+    /// How long answers (and commands) are sent.
+    pub duration: Duration,
+    /// Proctors driven: the first proctor of rooms 1 … proctors.
+    pub proctors: usize,
+    /// Commands per second over all proctors.
+    pub command_rate: f64,
+    /// Logins and connects in flight at once.
+    pub connect_concurrency: usize,
+    pub progress: bool,
+}
+
+#[derive(Default)]
+pub struct ExamReport {
+    pub connected: usize,
+    pub connect_failures: usize,
+    pub answers_sent: u64,
+    pub acks: u64,
+    pub errors: u64,
+    pub disconnects: u64,
+    pub first_error: Option<String>,
+    pub ack_latency: Latencies,
+    pub commands_sent: u64,
+    pub command_acks: u64,
+    pub controls_received: u64,
+    pub control_latency: Latencies,
+    pub sending: Duration,
+}
+
+impl ExamReport {
+    pub fn acks_per_second(&self) -> f64 {
+        self.acks as f64 / self.sending.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Counters shared by every task.
+#[derive(Default)]
+struct Shared {
+    answers_sent: AtomicU64,
+    acks: AtomicU64,
+    errors: AtomicU64,
+    disconnects: AtomicU64,
+    controls: AtomicU64,
+    command_acks: AtomicU64,
+    commands_sent: AtomicU64,
+    stop_sending: AtomicBool,
+    /// Command id → when the proctor sent it. A std mutex: no await under it.
+    commands: Mutex<HashMap<u64, Instant>>,
+    control_latency: Mutex<Latencies>,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn error(&self, message: impl Into<String>) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = self
+            .first_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        first.get_or_insert_with(|| message.into());
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn login(
+    client: &reqwest::Client,
+    base: &str,
+    body: Value,
+    path: &str,
+) -> anyhow::Result<String> {
+    let response = client
+        .post(format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status();
+    let answer: Value = response.json().await?;
+    anyhow::ensure!(status.is_success(), "login failed with {status}: {answer}");
+    Ok(answer["token"].as_str().context("no token")?.to_string())
+}
+
+/// A connected socket and the highest cseq the server has accepted so far.
+async fn connect(base: &str, path: &str, token: &str) -> anyhow::Result<(Socket, i64)> {
+    let url = format!("{}{path}?token={token}", base.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    socket
+        .send(Message::text(json!({"t": "hello"}).to_string()))
+        .await?;
+    // Wait for the welcome (candidates) or the first room snapshot (proctors).
+    while let Some(message) = socket.next().await {
+        if let Message::Text(text) = message? {
+            let frame: Value = serde_json::from_str(&text)?;
+            match frame["t"].as_str() {
+                Some("welcome") => {
+                    return Ok((socket, frame["state"]["last_cseq"].as_i64().unwrap_or(0)));
+                }
+                Some("room") => return Ok((socket, 0)),
+                Some("error") => anyhow::bail!("refused: {frame}"),
+                _ => {}
+            }
+        }
+    }
+    anyhow::bail!("closed before the welcome")
+}
+
+/// Runs the load and returns what it measured.
+pub async fn run(load: ExamLoad) -> anyhow::Result<ExamReport> {
+    let client = crate::target::client(load.connect_concurrency)?;
+    let shared = Arc::new(Shared::default());
+    let gate = Arc::new(Semaphore::new(load.connect_concurrency.max(1)));
+
+    // Log in and connect every candidate, a bounded number at a time.
+    let mut connecting = Vec::new();
+    for n in 1..=load.candidates {
+        let (client, gate, base, plan_id) = (
+            client.clone(),
+            gate.clone(),
+            load.base.clone(),
+            load.plan_id.clone(),
+        );
+        connecting.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            let body =
+                json!({"plan_id": plan_id, "reg_no": reg_no(n), "access_code": access_code(n)});
+            let token = login(&client, &base, body, "/api/v1/auth/candidate").await?;
+            connect(&base, "/ws/candidate", &token).await
+        }));
+    }
+    let mut sockets = Vec::new();
+    let mut report = ExamReport::default();
+    for task in connecting {
+        match task.await? {
+            Ok(connected) => sockets.push(connected),
+            Err(error) => {
+                report.connect_failures += 1;
+                shared.error(format!("connect: {error:#}"));
+            }
+        }
+    }
+    report.connected = sockets.len();
+    let mut proctor_sockets = Vec::new();
+    for room in 1..=load.proctors {
+        let body =
+            json!({"login": format!("proctor-{room}-1"), "password": format!("password-{room}-1")});
+        let token = login(&client, &load.base, body, "/api/v1/auth/proctor").await?;
+        proctor_sockets.push((room, connect(&load.base, "/ws/proctor", &token).await?.0));
+    }
+
+    let started = Instant::now();
+    let deadline = started + load.duration;
+    let per_candidate = if load.answer_rate > 0.0 && !sockets.is_empty() {
+        Some(Duration::from_secs_f64(
+            sockets.len() as f64 / load.answer_rate,
+        ))
+    } else {
+        None
+    };
+    let progress = load
+        .progress
+        .then(|| tokio::spawn(show_progress(shared.clone(), started, load.duration)));
+    let mut tasks = Vec::new();
+    let count = sockets.len().max(1);
+    for (index, (socket, last_cseq)) in sockets.into_iter().enumerate() {
+        // Spread the candidates' schedules over one interval.
+        let phase = per_candidate.map(|interval| interval.mul_f64(index as f64 / count as f64));
+        let schedule = Schedule {
+            interval: per_candidate,
+            phase,
+            heartbeat: load.heartbeat,
+            deadline,
+            last_cseq,
+            window: load.window,
+        };
+        tasks.push(tokio::spawn(candidate(socket, shared.clone(), schedule)));
+    }
+    let per_proctor = (load.command_rate > 0.0 && !proctor_sockets.is_empty())
+        .then(|| Duration::from_secs_f64(proctor_sockets.len() as f64 / load.command_rate));
+    let mut proctor_tasks = Vec::new();
+    for (room, socket) in proctor_sockets {
+        let candidates_in_room: Vec<usize> = (1..=load.candidates)
+            .filter(|n| (n - 1) / load.per_room.max(1) + 1 == room)
+            .collect();
+        proctor_tasks.push(tokio::spawn(proctor(
+            socket,
+            shared.clone(),
+            per_proctor,
+            candidates_in_room,
+            deadline,
+        )));
+    }
+    let mut latencies = Latencies::default();
+    for task in tasks {
+        latencies.merge(&task.await?);
+    }
+    shared.stop_sending.store(true, Ordering::Relaxed);
+    for task in proctor_tasks {
+        task.await?;
+    }
+    if let Some(progress) = progress {
+        progress.abort();
+        eprintln!();
+    }
+    report.sending = load.duration.min(started.elapsed());
+    report.ack_latency = latencies;
+    report.answers_sent = shared.answers_sent.load(Ordering::Relaxed);
+    report.acks = shared.acks.load(Ordering::Relaxed);
+    report.errors = shared.errors.load(Ordering::Relaxed);
+    report.disconnects = shared.disconnects.load(Ordering::Relaxed);
+    report.commands_sent = shared.commands_sent.load(Ordering::Relaxed);
+    report.command_acks = shared.command_acks.load(Ordering::Relaxed);
+    report.controls_received = shared.controls.load(Ordering::Relaxed);
+    report.control_latency = std::mem::take(
+        &mut *shared
+            .control_latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    report.first_error = shared
+        .first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    Ok(report)
+}
+
+/// When one candidate sends.
+struct Schedule {
+    interval: Option<Duration>,
+    phase: Option<Duration>,
+    heartbeat: Duration,
+    deadline: Instant,
+    /// Continue after the highest cseq the server has (as a real client does).
+    last_cseq: i64,
+    window: Option<usize>,
+}
+
+/// One candidate: answers on schedule, heartbeats, acks timed.
+async fn candidate(socket: Socket, shared: Arc<Shared>, schedule: Schedule) -> Latencies {
+    let Schedule {
+        interval,
+        phase,
+        heartbeat,
+        deadline,
+        last_cseq,
+        window,
+    } = schedule;
+    let (mut sink, mut stream) = socket.split();
+    let mut latencies = Latencies::default();
+    let mut in_flight: HashMap<i64, Instant> = HashMap::new();
+    let mut cseq = last_cseq;
+    let start = tokio::time::Instant::now();
+    let mut next_answer = interval.map(|_| start + phase.unwrap_or_default());
+    let mut next_heartbeat = start + heartbeat;
+    // After the deadline, wait a little for the acks still on their way.
+    let drain_until = tokio::time::Instant::from_std(deadline) + Duration::from_secs(3);
+    loop {
+        let now = tokio::time::Instant::now();
+        let sending = Instant::now() < deadline;
+        // Closed loop: top the window up before waiting.
+        if let Some(window) = window
+            && sending
+        {
+            while in_flight.len() < window {
+                cseq += 1;
+                let frame = format!(
+                    r#"{{"t":"answer","q":"q{:02}","value":"{}","cseq":{cseq}}}"#,
+                    cseq % 12 + 1,
+                    cseq % 4 + 1
+                );
+                if sink.send(Message::text(frame)).await.is_err() {
+                    shared.disconnects.fetch_add(1, Ordering::Relaxed);
+                    return latencies;
+                }
+                in_flight.insert(cseq, Instant::now());
+                shared.answers_sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if !sending && (in_flight.is_empty() || now >= drain_until) {
+            break;
+        }
+        let wake = match (sending, next_answer) {
+            (true, Some(at)) => at.min(next_heartbeat),
+            _ => next_heartbeat.min(drain_until),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {
+                let now = tokio::time::Instant::now();
+                if sending && let (Some(at), Some(interval)) = (next_answer, interval) && now >= at {
+                    cseq += 1;
+                    let frame = format!(
+                        r#"{{"t":"answer","q":"q{:02}","value":"{}","cseq":{cseq}}}"#,
+                        cseq % 12 + 1,
+                        cseq % 4 + 1
+                    );
+                    if sink.send(Message::text(frame)).await.is_err() {
+                        shared.disconnects.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    in_flight.insert(cseq, Instant::now());
+                    shared.answers_sent.fetch_add(1, Ordering::Relaxed);
+                    next_answer = Some(at + interval);
+                }
+                if now >= next_heartbeat {
+                    let frame = format!(r#"{{"t":"hb","ts":{}}}"#, start.elapsed().as_millis());
+                    if sink.send(Message::text(frame)).await.is_err() {
+                        shared.disconnects.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    next_heartbeat = now + heartbeat;
+                }
+            }
+            message = stream.next() => {
+                let text = match message {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(_)) => continue,
+                    _ => {
+                        shared.disconnects.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                };
+                // Acks are the bulk: read them without building a JSON tree.
+                if let Some(cseq) = ack_cseq(&text) {
+                    if let Some(sent) = in_flight.remove(&cseq) {
+                        latencies.record(sent.elapsed());
+                        shared.acks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
+                match frame["t"].as_str() {
+                    Some("ack") => {
+                        if let Some(sent) = frame["cseq"].as_i64().and_then(|cseq| in_flight.remove(&cseq)) {
+                            latencies.record(sent.elapsed());
+                            shared.acks.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Some("error") => {
+                        if let Some(cseq) = frame["cseq"].as_i64() {
+                            in_flight.remove(&cseq);
+                        }
+                        shared.error(frame.to_string());
+                    }
+                    Some("control") => {
+                        let id = frame["reason"].as_str().and_then(|reason| reason.strip_prefix("load:")).and_then(|id| id.parse::<u64>().ok());
+                        if let Some(id) = id {
+                            let sent = shared.commands.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                            if let Some(sent) = sent {
+                                shared.control_latency.lock().unwrap_or_else(|p| p.into_inner()).record(sent.elapsed());
+                                shared.controls.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+    latencies
+}
+
+/// The cseq of an `{"t":"ack",…,"cseq":N,…}` frame.
+fn ack_cseq(text: &str) -> Option<i64> {
+    let rest = text.strip_prefix(r#"{"t":"ack","#)?;
+    let start = rest.find(r#""cseq":"#)? + 7;
+    let digits: &str = &rest[start..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+/// One proctor: `warn` commands to the room's candidates on schedule.
+async fn proctor(
+    socket: Socket,
+    shared: Arc<Shared>,
+    interval: Option<Duration>,
+    candidates: Vec<usize>,
+    deadline: Instant,
+) {
+    static NEXT_COMMAND: AtomicU64 = AtomicU64::new(1);
+    let (mut sink, mut stream) = socket.split();
+    let mut next = tokio::time::Instant::now() + interval.unwrap_or(Duration::from_secs(3600));
+    let mut target = 0;
+    loop {
+        if shared.stop_sending.load(Ordering::Relaxed) {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(next), if interval.is_some() && Instant::now() < deadline && !candidates.is_empty() => {
+                let id = NEXT_COMMAND.fetch_add(1, Ordering::Relaxed);
+                let candidate = candidates[target % candidates.len()];
+                target += 1;
+                let frame = json!({
+                    "t": "command", "id": id.to_string(), "action": "warn", "reason": format!("load:{id}"),
+                    "target": {"candidate_id": format!("cand-{candidate:06}")}
+                });
+                shared.commands.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Instant::now());
+                if sink.send(Message::text(frame.to_string())).await.is_err() {
+                    break;
+                }
+                shared.commands_sent.fetch_add(1, Ordering::Relaxed);
+                next += interval.unwrap_or_default();
+            }
+            message = stream.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    if let Ok(frame) = serde_json::from_str::<Value>(&text)
+                        && frame["t"] == "command_ack"
+                    {
+                        shared.command_acks.fetch_add(1, Ordering::Relaxed);
+                        if frame.get("error").is_some() {
+                            shared.error(frame.to_string());
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => break,
+            },
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// A progress line on stderr, refreshed every second.
+async fn show_progress(shared: Arc<Shared>, started: Instant, duration: Duration) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut last = 0;
+    loop {
+        ticker.tick().await;
+        let elapsed = started.elapsed().min(duration);
+        let acks = shared.acks.load(Ordering::Relaxed);
+        let filled = ((elapsed.as_secs_f64() / duration.as_secs_f64().max(1e-9)) * 30.0) as usize;
+        eprint!(
+            "\r[{}{}] {:>3}s acks {acks} ({}/s) errors {} controls {}   ",
+            "#".repeat(filled.min(30)),
+            ".".repeat(30 - filled.min(30)),
+            elapsed.as_secs(),
+            acks - last,
+            shared.errors.load(Ordering::Relaxed),
+            shared.controls.load(Ordering::Relaxed),
+        );
+        last = acks;
+    }
+}
