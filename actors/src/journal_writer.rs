@@ -44,7 +44,7 @@ impl Default for JournalWriterConfig {
     fn default() -> Self {
         Self {
             max_batch: 1_000,
-            linger: Duration::from_millis(2),
+            linger: Duration::from_millis(1),
             queue_capacity: 16_384,
             max_attempts: 3,
             mode: WriteMode::Group,

@@ -42,6 +42,13 @@ pub struct ExamLoad {
     /// Logins and connects in flight at once.
     pub connect_concurrency: usize,
     pub progress: bool,
+    /// Answers sent in the first `warmup` of the run are not measured.
+    pub warmup: Duration,
+    /// The node's process id, to sample its resident memory (same machine).
+    pub watch_pid: Option<u32>,
+    /// With the admin key, the node's own count of online candidates is read
+    /// at the end of the run.
+    pub api_key: Option<String>,
 }
 
 #[derive(Default)]
@@ -58,13 +65,42 @@ pub struct ExamReport {
     pub command_acks: u64,
     pub controls_received: u64,
     pub control_latency: Latencies,
+    /// How long measured answers were sent (the run less its warm-up).
     pub sending: Duration,
+    /// Acks of answers sent after the warm-up (the measured ones).
+    pub measured_acks: u64,
+    /// The node's VmRSS once every candidate had logged in, before any socket.
+    pub rss_before_kib: Option<u64>,
+    /// The node's highest VmRSS sampled while every socket was held.
+    pub rss_connected_kib: Option<u64>,
+    /// Candidates the node itself counted online near the end of the run.
+    pub online_at_end: Option<i64>,
 }
 
 impl ExamReport {
+    /// Measured acks per second (after the warm-up).
     pub fn acks_per_second(&self) -> f64 {
-        self.acks as f64 / self.sending.as_secs_f64().max(1e-9)
+        self.measured_acks as f64 / self.sending.as_secs_f64().max(1e-9)
     }
+
+    /// Node memory per held socket, in bytes.
+    pub fn rss_per_connection(&self) -> Option<f64> {
+        let (before, connected) = (self.rss_before_kib?, self.rss_connected_kib?);
+        (self.connected > 0)
+            .then(|| connected.saturating_sub(before) as f64 * 1024.0 / self.connected as f64)
+    }
+}
+
+/// A process's resident set size in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Counters shared by every task.
@@ -72,6 +108,7 @@ impl ExamReport {
 struct Shared {
     answers_sent: AtomicU64,
     acks: AtomicU64,
+    measured_acks: AtomicU64,
     errors: AtomicU64,
     disconnects: AtomicU64,
     controls: AtomicU64,
@@ -118,7 +155,13 @@ async fn login(
 /// A connected socket and the highest cseq the server has accepted so far.
 async fn connect(base: &str, path: &str, token: &str) -> anyhow::Result<(Socket, i64)> {
     let url = format!("{}{path}?token={token}", base.replace("http://", "ws://"));
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    // A small read buffer: tungstenite zero-fills the whole buffer on every
+    // read, and the 128 KiB default made memset the load tool's top cost.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
     socket
         .send(Message::text(json!({"t": "hello"}).to_string()))
         .await?;
@@ -145,8 +188,10 @@ pub async fn run(load: ExamLoad) -> anyhow::Result<ExamReport> {
     let shared = Arc::new(Shared::default());
     let gate = Arc::new(Semaphore::new(load.connect_concurrency.max(1)));
 
-    // Log in and connect every candidate, a bounded number at a time.
-    let mut connecting = Vec::new();
+    // Log in every candidate, then connect them, a bounded number at a time;
+    // the node's memory is sampled in between so the sockets' share shows.
+    let mut report = ExamReport::default();
+    let mut logging_in = Vec::new();
     for n in 1..=load.candidates {
         let (client, gate, base, plan_id) = (
             client.clone(),
@@ -154,16 +199,45 @@ pub async fn run(load: ExamLoad) -> anyhow::Result<ExamReport> {
             load.base.clone(),
             load.plan_id.clone(),
         );
-        connecting.push(tokio::spawn(async move {
+        logging_in.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await?;
             let body =
                 json!({"plan_id": plan_id, "reg_no": reg_no(n), "access_code": access_code(n)});
-            let token = login(&client, &base, body, "/api/v1/auth/candidate").await?;
+            login(&client, &base, body, "/api/v1/auth/candidate").await
+        }));
+    }
+    let mut tokens = Vec::new();
+    for task in logging_in {
+        match task.await? {
+            Ok(token) => tokens.push(token),
+            Err(error) => {
+                report.connect_failures += 1;
+                shared.error(format!("login: {error:#}"));
+            }
+        }
+    }
+    if let Some(pid) = load.watch_pid {
+        // Let the login storm's transient buffers go back first; the lowest
+        // of a few samples is the node's resting size.
+        let mut lowest = None;
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            lowest = match (lowest, rss_kib(pid)) {
+                (Some(low), Some(now)) => Some(std::cmp::min(low, now)),
+                (low, now) => low.or(now),
+            };
+        }
+        report.rss_before_kib = lowest;
+    }
+    let mut connecting = Vec::new();
+    for token in tokens {
+        let (gate, base) = (gate.clone(), load.base.clone());
+        connecting.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await?;
             connect(&base, "/ws/candidate", &token).await
         }));
     }
     let mut sockets = Vec::new();
-    let mut report = ExamReport::default();
     for task in connecting {
         match task.await? {
             Ok(connected) => sockets.push(connected),
@@ -184,6 +258,7 @@ pub async fn run(load: ExamLoad) -> anyhow::Result<ExamReport> {
 
     let started = Instant::now();
     let deadline = started + load.duration;
+    let measure_from = started + load.warmup.min(load.duration / 2);
     let per_candidate = if load.answer_rate > 0.0 && !sockets.is_empty() {
         Some(Duration::from_secs_f64(
             sockets.len() as f64 / load.answer_rate,
@@ -206,13 +281,15 @@ pub async fn run(load: ExamLoad) -> anyhow::Result<ExamReport> {
             deadline,
             last_cseq,
             window: load.window,
+            measure_from,
         };
         tasks.push(tokio::spawn(candidate(socket, shared.clone(), schedule)));
     }
     let per_proctor = (load.command_rate > 0.0 && !proctor_sockets.is_empty())
         .then(|| Duration::from_secs_f64(proctor_sockets.len() as f64 / load.command_rate));
     let mut proctor_tasks = Vec::new();
-    for (room, socket) in proctor_sockets {
+    let proctor_count = proctor_sockets.len().max(1);
+    for (index, (room, socket)) in proctor_sockets.into_iter().enumerate() {
         let candidates_in_room: Vec<usize> = (1..=load.candidates)
             .filter(|n| (n - 1) / load.per_room.max(1) + 1 == room)
             .collect();
@@ -220,14 +297,50 @@ pub async fn run(load: ExamLoad) -> anyhow::Result<ExamReport> {
             socket,
             shared.clone(),
             per_proctor,
+            // Spread the proctors' schedules over one interval, as people are.
+            per_proctor.map(|interval| interval.mul_f64(index as f64 / proctor_count as f64)),
             candidates_in_room,
             deadline,
         )));
     }
+    // Sample the node while the sockets are held; near the end, ask it how
+    // many candidates it sees online.
+    let watcher = {
+        let (pid, api_key, base, plan_id) = (
+            load.watch_pid,
+            load.api_key.clone(),
+            load.base.clone(),
+            load.plan_id.clone(),
+        );
+        let client = client.clone();
+        let end = tokio::time::Instant::from_std(deadline) - Duration::from_millis(500);
+        // Sampling starts once the connect storm has settled (when the run
+        // is long enough to have a settled part).
+        let settle = if load.duration >= Duration::from_secs(6) {
+            Duration::from_secs(2)
+        } else {
+            Duration::ZERO
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(settle).await;
+            let mut peak = None;
+            let mut ticker = tokio::time::interval(Duration::from_millis(500));
+            while tokio::time::Instant::now() < end {
+                ticker.tick().await;
+                peak = peak.max(pid.and_then(rss_kib));
+            }
+            let online = match api_key {
+                Some(key) => online_count(&client, &base, &plan_id, &key).await,
+                None => None,
+            };
+            (peak, online)
+        })
+    };
     let mut latencies = Latencies::default();
     for task in tasks {
         latencies.merge(&task.await?);
     }
+    (report.rss_connected_kib, report.online_at_end) = watcher.await?;
     shared.stop_sending.store(true, Ordering::Relaxed);
     for task in proctor_tasks {
         task.await?;
@@ -236,7 +349,8 @@ pub async fn run(load: ExamLoad) -> anyhow::Result<ExamReport> {
         progress.abort();
         eprintln!();
     }
-    report.sending = load.duration.min(started.elapsed());
+    report.sending = deadline.saturating_duration_since(measure_from);
+    report.measured_acks = shared.measured_acks.load(Ordering::Relaxed);
     report.ack_latency = latencies;
     report.answers_sent = shared.answers_sent.load(Ordering::Relaxed);
     report.acks = shared.acks.load(Ordering::Relaxed);
@@ -268,6 +382,8 @@ struct Schedule {
     /// Continue after the highest cseq the server has (as a real client does).
     last_cseq: i64,
     window: Option<usize>,
+    /// Answers sent before this are warm-up: acked but not measured.
+    measure_from: Instant,
 }
 
 /// One candidate: answers on schedule, heartbeats, acks timed.
@@ -279,6 +395,7 @@ async fn candidate(socket: Socket, shared: Arc<Shared>, schedule: Schedule) -> L
         deadline,
         last_cseq,
         window,
+        measure_from,
     } = schedule;
     let (mut sink, mut stream) = socket.split();
     let mut latencies = Latencies::default();
@@ -311,12 +428,27 @@ async fn candidate(socket: Socket, shared: Arc<Shared>, schedule: Schedule) -> L
                 shared.answers_sent.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if !sending && (in_flight.is_empty() || now >= drain_until) {
+        if !sending && now >= drain_until {
             break;
+        }
+        if !sending && in_flight.is_empty() {
+            // Stay for controls still on their way to some candidate.
+            let controls_pending = !shared
+                .commands
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            if !controls_pending {
+                break;
+            }
         }
         let wake = match (sending, next_answer) {
             (true, Some(at)) => at.min(next_heartbeat),
-            _ => next_heartbeat.min(drain_until),
+            (true, None) => next_heartbeat,
+            // Draining: look again soon whether anything is still awaited.
+            (false, _) => next_heartbeat
+                .min(drain_until)
+                .min(now + Duration::from_millis(100)),
         };
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {
@@ -357,8 +489,7 @@ async fn candidate(socket: Socket, shared: Arc<Shared>, schedule: Schedule) -> L
                 // Acks are the bulk: read them without building a JSON tree.
                 if let Some(cseq) = ack_cseq(&text) {
                     if let Some(sent) = in_flight.remove(&cseq) {
-                        latencies.record(sent.elapsed());
-                        shared.acks.fetch_add(1, Ordering::Relaxed);
+                        acked(&shared, &mut latencies, sent, measure_from);
                     }
                     continue;
                 }
@@ -366,8 +497,7 @@ async fn candidate(socket: Socket, shared: Arc<Shared>, schedule: Schedule) -> L
                 match frame["t"].as_str() {
                     Some("ack") => {
                         if let Some(sent) = frame["cseq"].as_i64().and_then(|cseq| in_flight.remove(&cseq)) {
-                            latencies.record(sent.elapsed());
-                            shared.acks.fetch_add(1, Ordering::Relaxed);
+                            acked(&shared, &mut latencies, sent, measure_from);
                         }
                     }
                     Some("error") => {
@@ -395,6 +525,34 @@ async fn candidate(socket: Socket, shared: Arc<Shared>, schedule: Schedule) -> L
     latencies
 }
 
+/// Counts an ack; times it when its answer was sent after the warm-up.
+fn acked(shared: &Shared, latencies: &mut Latencies, sent: Instant, measure_from: Instant) {
+    shared.acks.fetch_add(1, Ordering::Relaxed);
+    if sent >= measure_from {
+        latencies.record(sent.elapsed());
+        shared.measured_acks.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The node's count of online candidates in the plan (admin status).
+async fn online_count(
+    client: &reqwest::Client,
+    base: &str,
+    plan_id: &str,
+    api_key: &str,
+) -> Option<i64> {
+    let status: Value = client
+        .get(format!("{base}/api/v1/admin/plans/{plan_id}/status"))
+        .header("X-Api-Key", api_key)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    status["connection"]["online"].as_i64()
+}
+
 /// The cseq of an `{"t":"ack",…,"cseq":N,…}` frame.
 fn ack_cseq(text: &str) -> Option<i64> {
     let rest = text.strip_prefix(r#"{"t":"ack","#)?;
@@ -411,19 +569,30 @@ async fn proctor(
     socket: Socket,
     shared: Arc<Shared>,
     interval: Option<Duration>,
+    phase: Option<Duration>,
     candidates: Vec<usize>,
     deadline: Instant,
 ) {
     static NEXT_COMMAND: AtomicU64 = AtomicU64::new(1);
     let (mut sink, mut stream) = socket.split();
-    let mut next = tokio::time::Instant::now() + interval.unwrap_or(Duration::from_secs(3600));
+    let mut next = tokio::time::Instant::now()
+        + interval.unwrap_or(Duration::from_secs(3600))
+        + phase.unwrap_or_default();
+    // The last command leaves well before the candidates stop listening.
+    let last_command = deadline - Duration::from_millis(500);
     let mut target = 0;
+    // Commands sent and not yet acked; after the run, wait a little for them.
+    let mut unacked = 0_u64;
+    let mut stopped_at: Option<Instant> = None;
     loop {
         if shared.stop_sending.load(Ordering::Relaxed) {
-            break;
+            let since = *stopped_at.get_or_insert_with(Instant::now);
+            if unacked == 0 || since.elapsed() > Duration::from_secs(2) {
+                break;
+            }
         }
         tokio::select! {
-            _ = tokio::time::sleep_until(next), if interval.is_some() && Instant::now() < deadline && !candidates.is_empty() => {
+            _ = tokio::time::sleep_until(next), if interval.is_some() && Instant::now() < last_command && !candidates.is_empty() => {
                 let id = NEXT_COMMAND.fetch_add(1, Ordering::Relaxed);
                 let candidate = candidates[target % candidates.len()];
                 target += 1;
@@ -436,6 +605,7 @@ async fn proctor(
                     break;
                 }
                 shared.commands_sent.fetch_add(1, Ordering::Relaxed);
+                unacked += 1;
                 next += interval.unwrap_or_default();
             }
             message = stream.next() => match message {
@@ -444,6 +614,7 @@ async fn proctor(
                         && frame["t"] == "command_ack"
                     {
                         shared.command_acks.fetch_add(1, Ordering::Relaxed);
+                        unacked = unacked.saturating_sub(1);
                         if frame.get("error").is_some() {
                             shared.error(frame.to_string());
                         }

@@ -190,7 +190,7 @@ impl Default for JournalSection {
     fn default() -> Self {
         Self {
             max_batch: 1_000,
-            linger_ms: 2,
+            linger_ms: 1,
             queue_capacity: 16_384,
             mode: JournalMode::Group,
             lanes: 2,

@@ -34,14 +34,12 @@ pub enum SocketOut {
 pub mod close {
     pub const RECONNECT: u16 = 4000;
     pub const UNAUTHORIZED: u16 = 4401;
-    pub const BAD_HELLO: u16 = 4400;
     pub const REPLACED: u16 = 4409;
     pub const HELLO_TIMEOUT: u16 = 4408;
     pub const SLOW_CONSUMER: u16 = 4429;
     pub const DEAD: u16 = 4410;
     pub const TRY_AGAIN: u16 = 1013;
     pub const TOO_BIG: u16 = 1009;
-    pub const GOING_AWAY: u16 = 1001;
 }
 
 /// RFC 3339 UTC with milliseconds.

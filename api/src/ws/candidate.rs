@@ -20,7 +20,9 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::frames::{CandidateFrame, describe};
-use super::{TokenQuery, close, next_connection_id, socket_config, too_big};
+use super::{
+    FrameRate, RATE_LIMITED, TokenQuery, close, next_connection_id, socket_config, too_big,
+};
 use crate::auth::Role;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -143,8 +145,7 @@ async fn run(
     debug!(plan_id = %plan_id, candidate_id = %candidate_id, connection_id, "candidate connected");
 
     let mut last_seq = 0_u64;
-    // Frames in the current second: a client far above human rates is refused.
-    let mut window = (Instant::now(), 0_u32);
+    let mut rate = FrameRate::new(state.settings.ws_frames_per_second);
     loop {
         tokio::select! {
             incoming = stream.next() => {
@@ -168,13 +169,9 @@ async fn run(
                     }
                     _ => continue,
                 };
-                let now = Instant::now();
-                if now.duration_since(window.0) >= Duration::from_secs(1) {
-                    window = (now, 0);
-                }
-                window.1 += 1;
-                if window.1 > state.settings.ws_frames_per_second {
-                    if !send_error(&mut sink, last_seq, "rate_limited", "too many frames per second; slow down", None).await {
+                if !rate.admit() {
+                    let (error_code, message) = RATE_LIMITED;
+                    if !send_error(&mut sink, last_seq, error_code, message, None).await {
                         break;
                     }
                     continue;

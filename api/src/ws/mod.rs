@@ -62,6 +62,39 @@ where
     let _ = sink.close().await;
 }
 
+/// Frames a socket may send per second. Beyond the limit each frame is
+/// refused with a `rate_limited` error frame and the socket stays open: a
+/// buggy client is slowed down, not cut off, and cannot make the node queue
+/// unbounded work.
+pub struct FrameRate {
+    window_started: tokio::time::Instant,
+    in_window: u32,
+    per_second: u32,
+}
+
+impl FrameRate {
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            window_started: tokio::time::Instant::now(),
+            in_window: 0,
+            per_second: per_second.max(1),
+        }
+    }
+
+    /// Counts a frame; false when it is over the limit.
+    pub fn admit(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.window_started) >= std::time::Duration::from_secs(1) {
+            self.window_started = now;
+            self.in_window = 0;
+        }
+        self.in_window = self.in_window.saturating_add(1);
+        self.in_window <= self.per_second
+    }
+}
+
+pub const RATE_LIMITED: (&str, &str) = ("rate_limited", "too many frames per second; slow down");
+
 /// Whether a read error means "message too big".
 pub fn too_big(error: &std::io::Error) -> bool {
     let text = error.to_string();

@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::frames::{ProctorFrame, Target, describe};
-use super::{TokenQuery, close, next_connection_id, socket_config, too_big};
+use super::{
+    FrameRate, RATE_LIMITED, TokenQuery, close, next_connection_id, socket_config, too_big,
+};
 use crate::auth::guards::check_plan_version;
 use crate::auth::{Claims, Role};
 use crate::error::ApiError;
@@ -122,6 +124,7 @@ async fn run(state: AppState, claims: Claims, socket: WebSocketStream) {
         }
     }
     debug!(plan_id = %claims.plan, proctor_id = %proctor_id, rooms = subscribed.len(), "proctor connected");
+    let mut rate = FrameRate::new(state.settings.ws_frames_per_second);
 
     loop {
         tokio::select! {
@@ -135,8 +138,21 @@ async fn run(state: AppState, claims: Claims, socket: WebSocketStream) {
                         break;
                     }
                     Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(_))) => {
+                        if sink.send(Message::text(error_frame("text_only", "frames are JSON text", None))).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                     Some(Ok(_)) => continue,
                 };
+                if !rate.admit() {
+                    let (error_code, message) = RATE_LIMITED;
+                    if sink.send(Message::text(error_frame(error_code, message, None))).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 match serde_json::from_str::<ProctorFrame>(&text) {
                     Ok(ProctorFrame::Hb { ts }) => {
                         let frame = json!({"t": "hb", "ts": ts, "server_ts": state.clock.now().as_millis()});

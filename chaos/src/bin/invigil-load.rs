@@ -114,6 +114,15 @@ enum Command {
         connect_concurrency: usize,
         #[arg(long)]
         no_progress: bool,
+        /// Answers sent in the first seconds are acked but not measured.
+        #[arg(long, default_value_t = 0)]
+        warmup_s: u64,
+        /// The node's pid (same machine): its memory per socket is reported.
+        #[arg(long)]
+        watch_pid: Option<u32>,
+        /// The admin key: the node's own online count is read at the end.
+        #[arg(long)]
+        api_key: Option<String>,
     },
     /// Argon2id hashes per second with the node's default cost.
     Argon2 {
@@ -242,6 +251,9 @@ async fn main() -> anyhow::Result<()> {
             command_rate,
             connect_concurrency,
             no_progress,
+            warmup_s,
+            watch_pid,
+            api_key,
         } => {
             let base = loopback_base(&url)?;
             let report = invigil_chaos::exam::run(invigil_chaos::exam::ExamLoad {
@@ -257,6 +269,9 @@ async fn main() -> anyhow::Result<()> {
                 command_rate,
                 connect_concurrency,
                 progress: !no_progress,
+                warmup: Duration::from_secs(warmup_s),
+                watch_pid,
+                api_key,
             })
             .await?;
             println!(
@@ -270,6 +285,18 @@ async fn main() -> anyhow::Result<()> {
                 report.disconnects
             );
             println!("ack_latency: {}", report.ack_latency.summary());
+            if let (Some(before), Some(held), Some(per)) = (
+                report.rss_before_kib,
+                report.rss_connected_kib,
+                report.rss_per_connection(),
+            ) {
+                println!(
+                    "node_rss_before_kib={before} node_rss_held_kib={held} rss_per_connection_bytes={per:.0}"
+                );
+            }
+            if let Some(online) = report.online_at_end {
+                println!("online_at_end={online}");
+            }
             println!(
                 "commands_sent={} command_acks={} controls_received={} control_latency: {}",
                 report.commands_sent,

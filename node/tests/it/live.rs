@@ -19,6 +19,7 @@ crate::on_both_backends!(
     the_end_auto_submits_a_disconnected_candidate,
     a_resume_replays_what_was_missed,
     a_proctor_pause_reaches_the_candidate_with_an_ack,
+    every_proctor_control_reaches_the_candidate,
     a_proctor_cannot_command_another_rooms_candidate,
     proctors_see_answer_progress_within_a_second,
     bad_frames_get_error_frames_and_the_socket_stays_open,
@@ -409,6 +410,143 @@ async fn a_proctor_pause_reaches_the_candidate_with_an_ack(app: &TestApp) {
     );
 }
 
+/// Sends a command on the dashboard socket and returns its `command_ack`.
+async fn command(dashboard: &mut Ws, id: &str, target: Value, action: &str, extra: Value) -> Value {
+    let mut frame = json!({"t": "command", "id": id, "target": target, "action": action});
+    if let (Some(frame), Some(extra)) = (frame.as_object_mut(), extra.as_object()) {
+        frame.extend(extra.clone());
+    }
+    dashboard.send(frame).await;
+    loop {
+        let ack = dashboard.expect("command_ack").await;
+        if ack["id"] == id {
+            return ack;
+        }
+    }
+}
+
+async fn every_proctor_control_reaches_the_candidate(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1, 2]).await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    let (mut first, welcome) = Ws::candidate(app, &tokens[0], None).await;
+    let (mut second, _) = Ws::candidate(app, &tokens[1], None).await;
+    let before = welcome["state"]["remaining_s"].as_i64().unwrap();
+    let mut dashboard = Ws::connect(app, "/ws/proctor", &proctor_token(app, 1).await).await;
+    dashboard.send(json!({"t": "hello"})).await;
+    dashboard.expect("room").await;
+    let one = json!({"candidate_id": "cand-0001"});
+    let two = json!({"candidate_id": "cand-0002"});
+
+    // extend: the candidate's own clock grows by exactly the extension.
+    let ack = command(
+        &mut dashboard,
+        "e",
+        one.clone(),
+        "extend",
+        json!({"extend_s": 300}),
+    )
+    .await;
+    assert_eq!(ack["delivered"], true, "{ack}");
+    let control = first.expect("control").await;
+    assert_eq!(
+        (control["action"].as_str(), control["extend_s"].as_i64()),
+        (Some("extend"), Some(300))
+    );
+    let state = first.expect("state").await;
+    assert_eq!(state["event"], "extended");
+    assert_eq!(
+        state["remaining_s"].as_i64().unwrap(),
+        before + 300,
+        "{state}"
+    );
+
+    // warn: counted, and the reason reaches the screen.
+    let ack = command(
+        &mut dashboard,
+        "w",
+        two.clone(),
+        "warn",
+        json!({"reason": "eyes front"}),
+    )
+    .await;
+    assert_eq!(ack["delivered"], true);
+    let control = second.expect("control").await;
+    assert_eq!(
+        (control["action"].as_str(), control["reason"].as_str()),
+        (Some("warn"), Some("eyes front"))
+    );
+
+    // A room notice reaches every seat of the room.
+    let ack = command(
+        &mut dashboard,
+        "n",
+        json!({"room_id": "room-1"}),
+        "notice",
+        json!({"text": "10 minutes left"}),
+    )
+    .await;
+    assert_eq!(ack["delivered"], true, "{ack}");
+    assert_eq!(first.expect("notice").await["text"], "10 minutes left");
+    assert_eq!(second.expect("notice").await["text"], "10 minutes left");
+
+    // force_submit: the sheet is closed; later answers are refused.
+    assert_eq!(answer(&mut first, "q1", json!("2"), 1).await["t"], "ack");
+    let ack = command(
+        &mut dashboard,
+        "f",
+        one.clone(),
+        "force_submit",
+        json!({"reason": "notes found"}),
+    )
+    .await;
+    assert_eq!(ack["delivered"], true);
+    assert_eq!(first.expect("control").await["action"], "force_submit");
+    let state = first.expect("state").await;
+    assert_eq!(
+        (state["event"].as_str(), state["state"].as_str()),
+        (Some("submitted"), Some("force_submitted"))
+    );
+    assert_eq!(
+        answer(&mut first, "q2", json!(["A"]), 2).await["code"],
+        "already_submitted"
+    );
+
+    // expel: the candidate is out; answers are refused with their own code.
+    let ack = command(
+        &mut dashboard,
+        "x",
+        two.clone(),
+        "expel",
+        json!({"reason": "phone"}),
+    )
+    .await;
+    assert_eq!(ack["delivered"], true);
+    assert_eq!(second.expect("control").await["action"], "expel");
+    assert_eq!(second.expect("state").await["state"], "expelled");
+    assert_eq!(
+        answer(&mut second, "q1", json!("1"), 1).await["code"],
+        "candidate_expelled"
+    );
+
+    // A command the domain refuses comes back on the ack, with its code.
+    let ack = command(&mut dashboard, "again", one, "pause", json!({})).await;
+    assert_eq!(
+        (ack["delivered"].as_bool(), ack["error"]["code"].as_str()),
+        (Some(false), Some("already_submitted")),
+        "{ack}"
+    );
+
+    let status = ok_json(app.admin_get("/api/v1/admin/plans/p1/status").await).await;
+    assert_eq!(
+        (
+            status["candidates"]["force_submitted"].as_i64(),
+            status["candidates"]["expelled"].as_i64()
+        ),
+        (Some(1), Some(1)),
+        "{status}"
+    );
+}
+
 async fn a_proctor_cannot_command_another_rooms_candidate(app: &TestApp) {
     open_with(app, 10, &[3]).await;
     let proctor = proctor_token(app, 1).await;
@@ -708,4 +846,117 @@ async fn rest_answers_and_submit_take_the_same_path(app: &TestApp) {
     .await;
     assert_eq!(detail["seats"][0]["state"], "submitted");
     assert_eq!(detail["seats"][0]["answered"], 1);
+}
+
+/// Database faults in the middle of a live exam, injected from a second
+/// connection into the test's own schema (Postgres only: SQLite's locking
+/// would turn a stall into a 10 s busy timeout per attempt).
+mod postgres_faults {
+    use super::*;
+    use crate::support::Backend;
+
+    async fn journal_rows(pool: &sqlx::PgPool, cseq: i64) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM answer_journal WHERE candidate_id = 'cand-0001' AND cseq = $1",
+        )
+        .bind(cseq)
+        .fetch_one(pool)
+        .await
+        .expect("count")
+    }
+
+    /// The database stops answering writes (a table lock held elsewhere):
+    /// no ack is sent while the commit cannot happen, the durable view does
+    /// not show the answer, and once the database moves again the ack comes.
+    #[tokio::test]
+    async fn a_stalled_database_delays_acks_and_never_fakes_them() {
+        let app = TestApp::spawn(Backend::Postgres).await;
+        let tokens = open_with(&app, 10, &[1]).await;
+        ok_json(app.command("p1", json!({"action": "start"})).await).await;
+        let (mut ws, _) = Ws::candidate(&app, &tokens[0], None).await;
+        let pool = app.postgres().await;
+
+        let mut stall = pool.begin().await.expect("begin");
+        sqlx::query("LOCK TABLE answer_journal IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *stall)
+            .await
+            .expect("lock");
+        ws.send(json!({"t": "answer", "q": "q1", "value": "2", "cseq": 1}))
+            .await;
+        let early = tokio::time::timeout(Duration::from_millis(800), ws.next()).await;
+        assert!(
+            early.is_err(),
+            "nothing may be acknowledged during the stall: {early:?}"
+        );
+        assert_eq!(
+            me(&app, &tokens[0]).await["answers"],
+            json!([]),
+            "not durable yet"
+        );
+
+        stall.rollback().await.expect("release");
+        let ack = ws.expect("ack").await;
+        assert_eq!(
+            (ack["cseq"].as_i64(), ack["version"].as_i64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(journal_rows(&pool, 1).await, 1);
+        pool.close().await;
+        app.stop().await;
+    }
+
+    /// A commit fails outright: the answer is refused with a code (never
+    /// acked), the room retires and tells the socket to reconnect; the
+    /// client resends the same cseq once the database is healthy and it is
+    /// stored exactly once.
+    #[tokio::test]
+    async fn a_failed_commit_is_refused_and_the_resent_answer_is_stored_once() {
+        let app = TestApp::spawn(Backend::Postgres).await;
+        let tokens = open_with(&app, 10, &[1]).await;
+        ok_json(app.command("p1", json!({"action": "start"})).await).await;
+        let (mut ws, welcome) = Ws::candidate(&app, &tokens[0], None).await;
+        assert_eq!(answer(&mut ws, "q1", json!("1"), 1).await["t"], "ack");
+        let pool = app.postgres().await;
+
+        sqlx::query(
+            "ALTER TABLE answer_journal ADD CONSTRAINT refuse_new CHECK (cseq < 2) NOT VALID",
+        )
+        .execute(&pool)
+        .await
+        .expect("break the journal");
+        let refused = answer(&mut ws, "q2", json!(["A"]), 2).await;
+        assert_eq!(
+            (refused["t"].as_str(), refused["code"].as_str()),
+            (Some("error"), Some("store_unavailable")),
+            "{refused}"
+        );
+        assert_eq!(
+            ws.closed().await.code,
+            4000,
+            "the room retires and asks for a reconnect"
+        );
+        assert_eq!(journal_rows(&pool, 2).await, 0);
+
+        sqlx::query("ALTER TABLE answer_journal DROP CONSTRAINT refuse_new")
+            .execute(&pool)
+            .await
+            .expect("heal the journal");
+        let session = welcome["session"].as_str().unwrap().to_string();
+        let (mut back, _) = Ws::candidate(&app, &tokens[0], Some((&session, 1))).await;
+        let ack = answer(&mut back, "q2", json!(["A"]), 2).await;
+        assert_eq!(
+            (ack["t"].as_str(), ack["version"].as_i64()),
+            (Some("ack"), Some(1)),
+            "{ack}"
+        );
+        let again = answer(&mut back, "q2", json!(["A"]), 2).await;
+        assert_eq!(again["version"], 1);
+        assert_eq!(journal_rows(&pool, 2).await, 1);
+        assert_eq!(
+            me(&app, &tokens[0]).await["answers"],
+            json!([{"question_id": "q1", "version": 1}, {"question_id": "q2", "version": 1}])
+        );
+        pool.close().await;
+        app.stop().await;
+    }
 }

@@ -128,6 +128,15 @@ impl TestApp {
             .expect("the test database opens")
     }
 
+    /// A raw Postgres pool on the test's own schema, to inject faults.
+    pub async fn postgres(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.database_url)
+            .await
+            .expect("the test schema opens")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
