@@ -242,7 +242,9 @@ pub trait PlanStore: Send + Sync + 'static {
         room_id: &RoomId,
     ) -> Result<Option<RoomSnapshot>, StoreError>;
 
-    /// Plans whose rooms must be live: open, in progress or paused.
+    /// Plans whose rooms must be live: open, in progress or paused — and
+    /// ended ones where some candidate is not done yet (a room missed the
+    /// end and must still submit or mark them absent).
     async fn active_plans(&self) -> Result<Vec<PlanId>, StoreError>;
 
     /// The room a candidate sits in.

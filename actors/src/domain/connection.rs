@@ -97,6 +97,14 @@ impl Connection {
         self.set(Presence::Stale)
     }
 
+    /// The socket was declared dead after `offline_after` of silence: the
+    /// candidate has been gone that long already, so offline at once.
+    pub fn dead(&mut self) -> Option<Presence> {
+        self.socket_open = false;
+        self.closed_at = None;
+        self.set(Presence::Offline)
+    }
+
     /// Re-evaluates with the passage of time. Returns the new presence if it
     /// changed.
     pub fn evaluate(&mut self, now: Timestamp, thresholds: Hysteresis) -> Option<Presence> {

@@ -21,6 +21,10 @@ use crate::shard::ShardId;
 const KEEPER_PERIOD: Duration = Duration::from_secs(2);
 /// How often a command is re-decided after losing a race with another writer.
 const MAX_ATTEMPTS: usize = 5;
+/// A plan command that was saved but not confirmed by every room yet.
+const NOT_CONFIRMED: ExamError = ExamError::Unavailable(
+    "the plan changed, but not every room has confirmed it yet; repeat the command",
+);
 
 /// The registry name of a plan's coordinator within a directory's scope.
 pub fn plan_actor_name(scope: &str, plan_id: &PlanId) -> String {
@@ -59,6 +63,9 @@ pub struct PlanActorState {
     plan: VersionedPlanRuntime,
     rooms: Vec<RoomId>,
     done: HashSet<RoomId>,
+    /// Every room confirmed the plan's current state (its candidates'
+    /// share is durable). Until then the keeper tells them again.
+    settled: bool,
 }
 
 impl Actor for PlanActor {
@@ -92,6 +99,8 @@ impl Actor for PlanActor {
             },
             rooms: context.rooms.into_iter().map(|room| room.id).collect(),
             done: HashSet::new(),
+            // A fresh coordinator does not know what its rooms missed.
+            settled: false,
         })
     }
 
@@ -141,8 +150,16 @@ impl Actor for PlanActor {
 }
 
 impl PlanActorState {
-    /// Rooms of an open or running plan are live on their owners.
+    /// Rooms of an open or running plan are live on their owners; rooms
+    /// that have not confirmed the plan's state (an end they missed: a room
+    /// that was moving, a store error, a crash) are told again until they do.
     async fn keep_rooms_live(&mut self) {
+        if !self.settled {
+            if self.broadcast(Vec::new()).await {
+                info!(plan_id = %self.plan_id, state = self.plan.runtime.state.as_str(), "every room confirmed the plan's state");
+            }
+            return;
+        }
         if !matches!(
             self.plan.runtime.state,
             PlanState::Open | PlanState::InProgress | PlanState::Paused
@@ -166,7 +183,8 @@ impl PlanActorState {
 
     /// Tells every room (activating it if needed) that the plan changed,
     /// and waits (bounded) until each has made its consequences durable.
-    async fn broadcast(&mut self, events: Vec<PlanEvent>) {
+    /// Returns whether every room confirmed.
+    async fn broadcast(&mut self, events: Vec<PlanEvent>) -> bool {
         let timeout = self.directory.deps().config.call_timeout;
         let deliveries = self.rooms.iter().map(|room_id| {
             let (directory, plan_id, runtime, events) = (
@@ -192,16 +210,21 @@ impl PlanActorState {
                 }
             }
         });
+        let mut confirmed = true;
         for (room_id, result) in self
             .rooms
             .iter()
             .zip(futures::future::join_all(deliveries).await)
         {
-            // A room that missed it reconciles with the plan when it next activates.
+            // The keeper tells it again (and a room reconciles with the plan
+            // whenever it activates).
             if let Err(error) = result {
                 warn!(plan_id = %self.plan_id, room_id = %room_id, %error, "plan change not confirmed by a room");
+                confirmed = false;
             }
         }
+        self.settled = confirmed;
+        confirmed
     }
 
     async fn command(&mut self, command: &PlanCommand) -> Result<VersionedPlanRuntime, ExamError> {
@@ -220,8 +243,9 @@ impl PlanActorState {
                         (command, &refusal),
                         (PlanCommand::Start, DomainError::PlanAlreadyStarted)
                             | (PlanCommand::End, DomainError::PlanEnded)
-                    ) {
-                        self.broadcast(Vec::new()).await;
+                    ) && !self.broadcast(Vec::new()).await
+                    {
+                        return Err(NOT_CONFIRMED);
                     }
                     return Err(refusal.into());
                 }
@@ -247,7 +271,12 @@ impl PlanActorState {
                     {
                         self.done.clear();
                     }
-                    self.broadcast(events).await;
+                    // Saved either way; the caller learns whether every room
+                    // has made it durable (else: repeat the command, or let
+                    // the keeper finish it).
+                    if !self.broadcast(events).await {
+                        return Err(NOT_CONFIRMED);
+                    }
                     return Ok(self.plan.clone());
                 }
                 Err(FencedError::Store(StoreError::Conflict(_))) => {

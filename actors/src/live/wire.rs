@@ -30,8 +30,43 @@ pub enum SocketOut {
     Close { code: u16, reason: &'static str },
 }
 
+/// Why the room let a socket go, readable by the socket task even when the
+/// frame queue was too full to carry the close frame: the room sets the code
+/// before it drops its end of the queue.
+#[derive(Clone, Debug, Default)]
+pub struct CloseSignal(Arc<std::sync::atomic::AtomicU16>);
+
+impl CloseSignal {
+    pub fn set(&self, code: u16) {
+        self.0.store(code, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The code the room closed with, if it did.
+    pub fn get(&self) -> Option<u16> {
+        match self.0.load(std::sync::atomic::Ordering::Acquire) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+}
+
 /// Close codes used by the gateway (4000–4999 are the application's).
 pub mod close {
+    /// The reason sent with a code.
+    pub fn reason(code: u16) -> &'static str {
+        match code {
+            RECONNECT => "reconnect",
+            UNAUTHORIZED => "bad token",
+            REPLACED => "replaced by a newer connection",
+            HELLO_TIMEOUT => "no valid hello in time",
+            SLOW_CONSUMER => "too slow",
+            DEAD => "no heartbeat",
+            TRY_AGAIN => "try again",
+            TOO_BIG => "frame too large",
+            _ => "closed",
+        }
+    }
+
     pub const RECONNECT: u16 = 4000;
     pub const UNAUTHORIZED: u16 = 4401;
     pub const REPLACED: u16 = 4409;

@@ -121,11 +121,13 @@ async fn run(
     // Join the room: it sends the welcome (and the replay) through `outgoing`.
     let (sender, mut outgoing) =
         mpsc::channel::<SocketOut>(state.exam.directory().deps().config.socket_queue);
+    let close_signal = wire::CloseSignal::default();
     let connect = |reply| {
         RoomMsg::Connect(Connect {
             candidate_id: candidate_id.clone(),
             connection_id,
             sink: sender.clone(),
+            close_signal: close_signal.clone(),
             resume: resume
                 .as_ref()
                 .map(|resume| (resume.session.clone(), resume.last_seq)),
@@ -212,7 +214,10 @@ async fn run(
                     break;
                 }
                 None => {
-                    close(&mut sink, code::RECONNECT, "reconnect").await;
+                    // Let go by the room; its close frame may not have fit
+                    // in the queue, the signal says why.
+                    let reason = close_signal.get().unwrap_or(code::RECONNECT);
+                    close(&mut sink, reason, code::reason(reason)).await;
                     break;
                 }
             },

@@ -855,6 +855,29 @@ mod postgres_faults {
     use super::*;
     use crate::support::Backend;
 
+    /// Connects and resumes, retrying while the room answers "try again"
+    /// (it is finishing its writes before it moves).
+    async fn resume_when_ready(
+        app: &TestApp,
+        token: &str,
+        session: &str,
+        last_seq: u64,
+    ) -> (Ws, Value) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut ws = Ws::connect(app, "/ws/candidate", token).await;
+            ws.send(json!({"t": "hello", "resume": {"session": session, "last_seq": last_seq}}))
+                .await;
+            while let Some(frame) = ws.next().await {
+                if frame["t"] == "welcome" {
+                    return (ws, frame);
+                }
+            }
+            assert!(Instant::now() < deadline, "the room never came back");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn journal_rows(pool: &sqlx::PgPool, cseq: i64) -> i64 {
         sqlx::query_scalar(
             "SELECT count(*) FROM answer_journal WHERE candidate_id = 'cand-0001' AND cseq = $1",
@@ -956,6 +979,166 @@ mod postgres_faults {
             me(&app, &tokens[0]).await["answers"],
             json!([{"question_id": "q1", "version": 1}, {"question_id": "q2", "version": 1}])
         );
+        pool.close().await;
+        app.stop().await;
+    }
+
+    /// A write fails while a later one of the same room is still queued
+    /// behind it. The room retires but waits for the queued write: it
+    /// commits, its ack goes into the resume buffer, and only then may the
+    /// room come back (reading a settled store). The client resumes and
+    /// finds the ack.
+    #[tokio::test]
+    async fn a_retiring_room_finishes_its_writes_and_the_acks_survive() {
+        let app = TestApp::spawn(Backend::Postgres).await;
+        let tokens = open_with(&app, 10, &[1]).await;
+        ok_json(app.command("p1", json!({"action": "start"})).await).await;
+        let (mut ws, welcome) = Ws::candidate(&app, &tokens[0], None).await;
+        let session = welcome["session"].as_str().unwrap().to_string();
+        let first = answer(&mut ws, "q1", json!("1"), 1).await;
+        assert_eq!(first["t"], "ack");
+        let seen = first["seq"].as_u64().unwrap();
+        let pool = app.postgres().await;
+
+        // Writes stall; when they resume, cseq 2 is refused by the database.
+        let mut stall = pool.begin().await.expect("begin");
+        sqlx::query("LOCK TABLE answer_journal IN EXCLUSIVE MODE")
+            .execute(&mut *stall)
+            .await
+            .expect("lock");
+        sqlx::query(
+            "ALTER TABLE answer_journal ADD CONSTRAINT refuse_two CHECK (cseq <> 2) NOT VALID",
+        )
+        .execute(&mut *stall)
+        .await
+        .expect("constraint");
+        ws.send(json!({"t": "answer", "q": "q2", "value": ["A"], "cseq": 2}))
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await; // its batch is in flight
+        ws.send(json!({"t": "answer", "q": "q3", "value": "x", "cseq": 3}))
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await; // queued behind it
+        stall.commit().await.expect("release");
+
+        let refused = ws.expect("error").await;
+        assert_eq!(
+            (refused["cseq"].as_i64(), refused["code"].as_str()),
+            (Some(2), Some("store_unavailable")),
+            "{refused}"
+        );
+        assert_eq!(ws.closed().await.code, 4000);
+
+        let (mut back, welcome) = resume_when_ready(&app, &tokens[0], &session, seen).await;
+        assert_eq!(welcome["resumed"], true, "{welcome}");
+        let replayed = back.expect_next("ack").await;
+        assert_eq!(
+            (replayed["cseq"].as_i64(), replayed["version"].as_i64()),
+            (Some(3), Some(1)),
+            "{replayed}"
+        );
+        assert_eq!(journal_rows(&pool, 2).await, 0);
+        assert_eq!(journal_rows(&pool, 3).await, 1);
+        assert_eq!(
+            welcome["state"]["answers"],
+            json!({"q1": 1, "q3": 1}),
+            "the room came back from a store with every settled write"
+        );
+        // cseq 2 is below an accepted one now: it is resent with a new number.
+        assert_eq!(
+            answer(&mut back, "q2", json!(["A"]), 2).await["code"],
+            "cseq_not_increasing"
+        );
+        sqlx::query("ALTER TABLE answer_journal DROP CONSTRAINT refuse_two")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(answer(&mut back, "q2", json!(["A"]), 4).await["version"], 1);
+        pool.close().await;
+        app.stop().await;
+    }
+
+    /// An answer superseded in memory whose write has not committed yet is
+    /// resent (a REST retry, a resend after reconnect): it waits for that
+    /// commit and is acked with its own version — not refused.
+    #[tokio::test]
+    async fn a_resent_answer_still_in_flight_is_acked_once_it_commits() {
+        let app = TestApp::spawn(Backend::Postgres).await;
+        let tokens = open_with(&app, 10, &[1]).await;
+        ok_json(app.command("p1", json!({"action": "start"})).await).await;
+        let (mut ws, _) = Ws::candidate(&app, &tokens[0], None).await;
+        let pool = app.postgres().await;
+
+        // Writes stall; reads (the journal lookup of old cseqs) do not.
+        let mut stall = pool.begin().await.expect("begin");
+        sqlx::query("LOCK TABLE answer_journal IN EXCLUSIVE MODE")
+            .execute(&mut *stall)
+            .await
+            .expect("lock");
+        ws.send(json!({"t": "answer", "q": "q1", "value": "1", "cseq": 1}))
+            .await;
+        ws.send(json!({"t": "answer", "q": "q1", "value": "2", "cseq": 2}))
+            .await;
+        ws.send(json!({"t": "answer", "q": "q1", "value": "1", "cseq": 1}))
+            .await;
+        ws.send(json!({"t": "answer", "q": "q2", "value": ["A"], "cseq": 1}))
+            .await;
+        let conflict = ws.expect("error").await;
+        assert_eq!(
+            (conflict["cseq"].as_i64(), conflict["code"].as_str()),
+            (Some(1), Some("cseq_conflict")),
+            "{conflict}"
+        );
+        let early = tokio::time::timeout(Duration::from_millis(500), ws.next()).await;
+        assert!(early.is_err(), "nothing acked before the commit: {early:?}");
+        stall.rollback().await.expect("release");
+
+        let mut acks = Vec::new();
+        while acks.len() < 3 {
+            let ack = ws.expect("ack").await;
+            acks.push((
+                ack["cseq"].as_i64().unwrap(),
+                ack["version"].as_i64().unwrap(),
+            ));
+        }
+        acks.sort_unstable();
+        assert_eq!(acks, vec![(1, 1), (1, 1), (2, 2)]);
+        assert_eq!(journal_rows(&pool, 1).await, 1);
+        pool.close().await;
+        app.stop().await;
+    }
+
+    /// The end's write fails in one room: the admin hears that not every
+    /// room confirmed (503), and once the database heals the coordinator
+    /// tells the room again — its candidates are submitted without anyone
+    /// connecting or repeating the command.
+    #[tokio::test]
+    async fn an_end_a_room_missed_is_completed_by_the_coordinator() {
+        let app = TestApp::spawn(Backend::Postgres).await;
+        open_with(&app, 10, &[1, 2]).await;
+        ok_json(app.command("p1", json!({"action": "start"})).await).await;
+        let pool = app.postgres().await;
+        sqlx::query("ALTER TABLE candidates ADD CONSTRAINT no_submit CHECK (state <> 'submitted') NOT VALID")
+            .execute(&pool)
+            .await
+            .expect("break submits");
+        let response = app.command("p1", json!({"action": "end"})).await;
+        problem(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+        let status = ok_json(app.admin_get("/api/v1/admin/plans/p1/status").await).await;
+        assert_eq!(
+            status["clock"]["state"], "ended",
+            "the plan's own state is saved"
+        );
+
+        sqlx::query("ALTER TABLE candidates DROP CONSTRAINT no_submit")
+            .execute(&pool)
+            .await
+            .expect("heal");
+        let settled = wait_until(Duration::from_secs(15), || async {
+            let status = ok_json(app.admin_get("/api/v1/admin/plans/p1/status").await).await;
+            status["candidates"]["submitted"] == 2
+        })
+        .await;
+        assert!(settled, "the coordinator completes the end on its own");
         pool.close().await;
         app.stop().await;
     }

@@ -886,7 +886,13 @@ mod live {
         pub(crate) async fn read_active_plans(&self) -> Result<Vec<PlanId>, StoreError> {
             on_backend!(self, pool => {
                 sqlx::query_scalar::<_, String>(
-                    "SELECT id FROM plans WHERE state IN ('open', 'in_progress', 'paused') ORDER BY id",
+                    // Also ended plans with candidates still sitting: a room
+                    // missed the end (index candidates_not_done keeps this
+                    // cheap once everyone is done).
+                    "SELECT id FROM plans WHERE state IN ('open', 'in_progress', 'paused') \
+                        OR (state IN ('ended', 'finalized') AND EXISTS (SELECT 1 FROM candidates c \
+                            WHERE c.plan_id = plans.id AND c.state IN ('registered', 'checked_in', 'testing', 'paused'))) \
+                     ORDER BY id",
                 )
                 .fetch_all(pool)
                 .await

@@ -18,6 +18,7 @@ crate::conformance!(
     candidate_login_reads_one_row,
     proctor_logins_span_plans_but_not_finalized_ones,
     plan_counts_group_by_room_and_state,
+    active_plans_include_ended_ones_until_every_candidate_is_done,
 );
 
 fn redacted(spec: PlanSpec<invigil_actors::domain::CredentialHash>) -> PlanSpec<Redacted> {
@@ -258,5 +259,73 @@ async fn plan_counts_group_by_room_and_state(store: &SqlStore) {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+async fn active_plans_include_ended_ones_until_every_candidate_is_done(store: &SqlStore) {
+    use invigil_actors::domain::{
+        CandidateCommand, CandidateRuntime, ExamContext, ExamRules, RoomRuntime,
+    };
+    use invigil_actors::ports::{FencedEntry, Journal, JournalEntry};
+
+    let spec = plan("p1", 1, 1);
+    store.import_plan(&spec, "d", t(1)).await.unwrap();
+    let fences = own_everything(store, "node-a", t(1)).await;
+    let fence = fences(ShardId::of_plan(&spec.id));
+    assert!(store.active_plans().await.unwrap().is_empty(), "scheduled");
+
+    // Open, start, end: the plan row moves; the candidate stays registered.
+    let mut revision = store
+        .plan_runtime(&spec.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .revision;
+    let mut runtime = PlanRuntime::default();
+    for (command, at) in [
+        (PlanCommand::Open, 2),
+        (PlanCommand::Start, 3),
+        (PlanCommand::End, 4),
+    ] {
+        let events = runtime.handle(&command, t(at)).unwrap();
+        revision = store
+            .save_plan_runtime(fence, &spec.id, revision, &runtime, &events)
+            .await
+            .unwrap();
+        assert_eq!(store.active_plans().await.unwrap(), vec![spec.id.clone()]);
+    }
+
+    // The end reaches the candidate (absent): nothing is left to do.
+    let rules = ExamRules::without_questions(3_600, 600);
+    let room = RoomRuntime::default();
+    let context = ExamContext {
+        rules: &rules,
+        plan: &runtime,
+        room: &room,
+        extra_time_s: 0,
+    };
+    let mut candidate = CandidateRuntime::default();
+    let event = candidate
+        .handle(&CandidateCommand::MarkAbsent, &context, t(5))
+        .unwrap()
+        .remove(0);
+    let candidate_id = spec.candidates[0].id.clone();
+    let room_fence = fences(ShardId::of_room(&spec.id, &spec.candidates[0].room_id));
+    store
+        .commit(&[FencedEntry {
+            fence: room_fence,
+            entry: JournalEntry::Candidate {
+                plan_id: spec.id.clone(),
+                candidate_id,
+                revision: 0,
+                event,
+                runtime: candidate,
+            },
+        }])
+        .await
+        .unwrap();
+    assert!(
+        store.active_plans().await.unwrap().is_empty(),
+        "ended and settled"
     );
 }

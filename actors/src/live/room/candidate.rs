@@ -7,7 +7,9 @@ use tracing::warn;
 use super::messages::{
     Answer, CheckIn, ClientEvent, Connect, Connected, Disconnect, Heartbeat, RoomMsg, Submit,
 };
-use super::state::{AfterCommit, AnswerWaiter, RoomState, SocketLink, Waiting, error_code};
+use super::state::{
+    AfterCommit, AnswerWaiter, RoomState, SocketLink, Uncommitted, Waiting, error_code,
+};
 use crate::domain::incident::{MAX_NOTE_CHARS, is_valid_kind};
 use crate::domain::{
     AnswerDecision, CandidateCommand, CandidateEvent, DomainError, Incident, IncidentSource,
@@ -19,6 +21,9 @@ use crate::ports::{FencedEntry, JournalEntry, SessionClaim};
 
 /// A room write that could not even be queued: the room retires.
 const WRITE_FAILED: &str = "the journal is unavailable";
+/// Journal lookups of superseded cseqs one room runs at once; beyond, the
+/// resend is refused with `unavailable` (the client sends it again later).
+const MAX_LOOKUPS: usize = 8;
 
 impl RoomState {
     pub(super) async fn on_connect(
@@ -53,11 +58,10 @@ impl RoomState {
                 seq,
                 text: control.render(seq).into(),
             });
-            let _ = previous.sink.try_send(SocketOut::Close {
-                code: close::REPLACED,
-                reason: "replaced by a newer connection",
-            });
-            duplicate_login = !same_session;
+            previous.let_go(close::REPLACED);
+            // One open duplicate_login incident per candidate: a device
+            // looping on takeovers cannot fill the room with incidents.
+            duplicate_login = !same_session && !self.has_open_incident(seat, "duplicate_login");
         }
 
         let key = self.seats[seat].key.clone();
@@ -87,6 +91,7 @@ impl RoomState {
         self.seats[seat].socket = Some(SocketLink {
             connection_id: connect.connection_id,
             sink: connect.sink,
+            close_signal: connect.close_signal,
         });
         let welcome = wire::welcome(&session, last_seq, resumed, &self.candidate_view(seat));
         self.send_connection_frame(seat, Some(connect.connection_id), welcome);
@@ -210,8 +215,8 @@ impl RoomState {
         match decision {
             Ok(AnswerDecision::Repeat { version }) => {
                 // Still on its way to the journal: acknowledge with the original.
-                if let Some(waiters) = self.seats[seat].uncommitted.get_mut(&answer.cseq) {
-                    waiters.push(match answer.reply {
+                if let Some(pending) = self.seats[seat].uncommitted.get_mut(&answer.cseq) {
+                    pending.waiters.push(match answer.reply {
                         Some(reply) => AnswerWaiter::Rest(reply),
                         None => AnswerWaiter::Stream,
                     });
@@ -221,8 +226,32 @@ impl RoomState {
                 None
             }
             Err(DomainError::CseqNotIncreasing { .. }) => {
-                // A superseded version: only the journal knows whether it was
-                // saved. Asked off the mailbox; the answer comes back as a message.
+                // Superseded in memory but maybe still on its way to the
+                // journal: it is acked when that write commits.
+                if let Some(pending) = self.seats[seat].uncommitted.get_mut(&answer.cseq) {
+                    if pending.question_id == answer.question_id {
+                        pending.waiters.push(match answer.reply {
+                            Some(reply) => AnswerWaiter::Rest(reply),
+                            None => AnswerWaiter::Stream,
+                        });
+                    } else {
+                        let cseq = answer.cseq;
+                        self.refuse_answer(seat, answer, DomainError::CseqConflict(cseq).into());
+                    }
+                    return None;
+                }
+                // Older: only the journal knows whether it was saved. Asked
+                // off the mailbox (a bounded number at once); the answer
+                // comes back as a message.
+                if self.lookups >= MAX_LOOKUPS {
+                    self.refuse_answer(
+                        seat,
+                        answer,
+                        ExamError::Unavailable("too many old answers are being looked up; resend"),
+                    );
+                    return None;
+                }
+                self.lookups += 1;
                 let (journal, actor, plan_id) = (
                     self.deps.journal.clone(),
                     myself.clone(),
@@ -256,7 +285,13 @@ impl RoomState {
                 };
                 let (version, cseq) = (*version, answer.cseq);
                 self.seats[seat].runtime.apply(&event);
-                self.seats[seat].uncommitted.insert(cseq, Vec::new());
+                self.seats[seat].uncommitted.insert(
+                    cseq,
+                    Uncommitted {
+                        question_id: answer.question_id.clone(),
+                        waiters: Vec::new(),
+                    },
+                );
                 let entry = FencedEntry {
                     fence,
                     entry: JournalEntry::Answer {
@@ -288,6 +323,7 @@ impl RoomState {
     }
 
     pub(super) async fn on_superseded(&mut self, superseded: super::messages::Superseded) {
+        self.lookups = self.lookups.saturating_sub(1);
         let answer = superseded.answer;
         let Ok(seat) = self.seat_index(&answer.candidate_id) else {
             return;
@@ -372,6 +408,16 @@ impl RoomState {
             .map(|detail| truncate(&detail.to_string(), MAX_NOTE_CHARS));
         self.record_incident(myself, seat, event.kind, IncidentSource::Client, note, None)
             .await
+    }
+
+    /// Whether the candidate has an open incident of this kind.
+    pub(super) fn has_open_incident(&self, seat: usize, kind: &str) -> bool {
+        let candidate_id = &self.seats[seat].spec.id;
+        self.incidents.iter().any(|incident| {
+            incident.kind == kind
+                && incident.status == IncidentStatus::Open
+                && incident.candidate_id.as_ref() == Some(candidate_id)
+        })
     }
 
     /// Records an incident the server itself detected.

@@ -9,7 +9,7 @@ use super::messages::{PlanChanged, Reply, RoomMsg};
 use super::state::{AfterCommit, RoomState, Waiting};
 use crate::domain::{CandidateCommand, CandidateEvent, DomainError, PlanEvent, SubmitReason};
 use crate::live::plan::{PlanMsg, RoomDone, plan_actor_name};
-use crate::live::wire::{self, SocketOut, close};
+use crate::live::wire::{self, close};
 use crate::ports::FencedEntry;
 
 const WRITE_FAILED: &str = "the journal is unavailable";
@@ -157,22 +157,16 @@ impl RoomState {
 
         // Connections: hysteresis, and sockets silent for too long are dead.
         for seat in 0..self.seats.len() {
+            let mut changed = false;
             if self.seats[seat].connection.is_dead(now, self.hysteresis) {
-                self.send_to_socket(
-                    seat,
-                    SocketOut::Close {
-                        code: close::DEAD,
-                        reason: "no heartbeat",
-                    },
-                );
-                self.seats[seat].socket = None;
-                self.seats[seat].connection.closed(now);
+                if let Some(socket) = self.seats[seat].socket.take() {
+                    socket.let_go(close::DEAD);
+                }
+                // Silent for the whole offline threshold already: offline now.
+                changed = self.seats[seat].connection.dead().is_some();
             }
-            if self.seats[seat]
-                .connection
-                .evaluate(now, self.hysteresis)
-                .is_some()
-            {
+            let evaluated = self.seats[seat].connection.evaluate(now, self.hysteresis);
+            if changed || evaluated.is_some() {
                 self.seat_changed(seat);
             }
         }

@@ -9,7 +9,9 @@ use crate::domain::{
 };
 use crate::error::ExamError;
 use crate::journal_writer::CommitResult;
-use crate::live::wire::{CandidateView, IncidentView, PresenceCounts, RoomView, SocketOut};
+use crate::live::wire::{
+    CandidateView, CloseSignal, IncidentView, PresenceCounts, RoomView, SocketOut,
+};
 
 pub type Reply<T> = RpcReplyPort<Result<T, ExamError>>;
 
@@ -44,6 +46,8 @@ pub struct Connect {
     pub candidate_id: CandidateId,
     pub connection_id: u64,
     pub sink: mpsc::Sender<SocketOut>,
+    /// Set by the room when it lets the socket go.
+    pub close_signal: CloseSignal,
     /// `(session, last_seq)` when the client resumes.
     pub resume: Option<(String, u64)>,
     pub reply: Reply<Connected>,
@@ -233,4 +237,70 @@ pub struct Superseded {
 /// Stop hosting the room: sockets are told to reconnect.
 pub struct Retire {
     pub reason: &'static str,
+}
+
+impl RoomMsg {
+    /// Answers the message with `error` without acting on it (a retiring
+    /// room); messages nobody waits for are dropped.
+    pub fn refuse(self, error: ExamError) {
+        match self {
+            Self::Connect(message) => {
+                let _ = message.reply.send(Err(error));
+            }
+            Self::Answer(message) => {
+                if let Some(reply) = message.reply {
+                    let _ = reply.send(Err(error));
+                }
+            }
+            Self::Submit(message) => {
+                if let Some(reply) = message.reply {
+                    let _ = reply.send(Err(error));
+                }
+            }
+            Self::CheckIn(message) => {
+                let _ = message.reply.send(Err(error));
+            }
+            Self::CandidateCommand(message) => {
+                let _ = message.reply.send(Err(error));
+            }
+            Self::RoomCommand(message) => {
+                let _ = message.reply.send(Err(error));
+            }
+            Self::ReportIncident(message) => {
+                let _ = message.reply.send(Err(error));
+            }
+            Self::ResolveIncident(message) => {
+                let _ = message.reply.send(Err(error));
+            }
+            Self::Subscribe(message) => {
+                let _ = message.reply.send(Err(error));
+            }
+            Self::ViewCandidate(message) => {
+                let _ = message.reply.send(Err(error));
+            }
+            Self::ViewRoom(message) => {
+                let _ = message.reply.send(Err(error));
+            }
+            Self::Presence(message) => {
+                let _ = message.reply.send(Err(error));
+            }
+            Self::PlanChanged(message) => {
+                if let Some(done) = message.done {
+                    let _ = done.send(Err(error));
+                }
+            }
+            Self::Superseded(message) => {
+                if let Some(reply) = message.answer.reply {
+                    let _ = reply.send(Err(error));
+                }
+            }
+            Self::Disconnect(_)
+            | Self::Heartbeat(_)
+            | Self::ClientEvent(_)
+            | Self::Unsubscribe(_)
+            | Self::Tick
+            | Self::Committed(_)
+            | Self::Retire(_) => {}
+        }
+    }
 }

@@ -25,6 +25,7 @@ use tracing::debug;
 pub use self::messages::*;
 use self::state::{PlanShared, RoomState, Seat};
 use crate::domain::{Connection, Hysteresis, PlanId, PlanRuntime, RoomId};
+use crate::error::ExamError;
 use crate::live::LiveDeps;
 use crate::ports::CandidateKey;
 use crate::shard::ShardId;
@@ -136,6 +137,8 @@ impl Actor for RoomActor {
             next_ticket: 0,
             progress_dirty: HashSet::new(),
             done_reported: false,
+            retiring: None,
+            lookups: 0,
         })
     }
 
@@ -157,6 +160,19 @@ impl Actor for RoomActor {
         message: RoomMsg,
         state: &mut RoomState,
     ) -> Result<(), ActorProcessingErr> {
+        if let Some(reason) = state.retiring {
+            // Retiring: only the outcomes of writes in flight are handled.
+            match message {
+                RoomMsg::Committed(committed) => {
+                    state.committed(committed).await;
+                }
+                other => other.refuse(ExamError::Unavailable("the room is moving; retry")),
+            }
+            if state.pending.is_empty() {
+                myself.stop(Some(reason.to_string()));
+            }
+            return Ok(());
+        }
         let retire = match message {
             RoomMsg::Connect(connect) => state.on_connect(&myself, connect).await,
             RoomMsg::Disconnect(disconnect) => {
@@ -215,7 +231,9 @@ impl Actor for RoomActor {
         };
         if let Some(reason) = retire {
             state.retire(reason);
-            myself.stop(Some(reason.to_string()));
+            if state.pending.is_empty() {
+                myself.stop(Some(reason.to_string()));
+            }
         }
         Ok(())
     }

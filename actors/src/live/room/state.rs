@@ -51,6 +51,27 @@ pub(super) enum AnswerWaiter {
 pub(super) struct SocketLink {
     pub connection_id: u64,
     pub sink: mpsc::Sender<SocketOut>,
+    pub close_signal: wire::CloseSignal,
+}
+
+impl SocketLink {
+    /// Lets the socket go with a close code. The code reaches the socket task
+    /// even when its queue is full (then the close frame itself is lost and
+    /// the task reads the code from the signal once the queue's sender drops).
+    pub fn let_go(self, code: u16) {
+        self.close_signal.set(code);
+        let _ = self.sink.try_send(SocketOut::Close {
+            code,
+            reason: close::reason(code),
+        });
+    }
+}
+
+/// An answer applied here whose write is still on its way to the journal.
+pub(super) struct Uncommitted {
+    pub question_id: crate::domain::QuestionId,
+    /// Who else waits for it (repeats of its cseq).
+    pub waiters: Vec<AnswerWaiter>,
 }
 
 pub(super) struct Seat {
@@ -64,8 +85,8 @@ pub(super) struct Seat {
     /// The last stream `seq` sent.
     pub last_seq: u64,
     pub socket: Option<SocketLink>,
-    /// Answers applied here but not yet durable: cseq → who else waits (repeats).
-    pub uncommitted: HashMap<i64, Vec<AnswerWaiter>>,
+    /// Answers applied here but not yet durable, by cseq.
+    pub uncommitted: HashMap<i64, Uncommitted>,
     /// Client events in the current minute: (window start, count).
     pub events: (Timestamp, u32),
 }
@@ -145,6 +166,12 @@ pub struct RoomState {
     pub(super) hysteresis: Hysteresis,
     /// The coordinator was told every candidate is done.
     pub(super) done_reported: bool,
+    /// Set when the room stops hosting: it then only waits for its writes
+    /// in flight (so their outcomes reach their waiters and the next
+    /// activation reads a settled store) and refuses everything else.
+    pub(super) retiring: Option<&'static str>,
+    /// Journal lookups of superseded cseqs in flight (bounded).
+    pub(super) lookups: usize,
 }
 
 impl RoomState {
@@ -339,22 +366,26 @@ impl RoomState {
         let Some(socket) = &candidate.socket else {
             return false;
         };
-        match socket.sink.try_send(out) {
-            Ok(()) => true,
+        let released = match socket.sink.try_send(out) {
+            Ok(()) => return true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 warn!(candidate_id = %candidate.spec.id, "socket too slow; closing it");
-                let _ = socket.sink.try_send(SocketOut::Close {
-                    code: close::SLOW_CONSUMER,
-                    reason: "too slow",
-                });
-                candidate.socket = None;
-                false
+                if let Some(socket) = candidate.socket.take() {
+                    socket.let_go(close::SLOW_CONSUMER);
+                }
+                true
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                candidate.socket = None;
-                false
+            Err(mpsc::error::TrySendError::Closed(_)) => candidate.socket.take().is_some(),
+        };
+        // The socket task's own Disconnect will no longer match: the seat
+        // goes stale (then offline) here.
+        if released {
+            let now = self.now();
+            if self.seats[seat].connection.closed(now).is_some() {
+                self.seat_changed(seat);
             }
         }
+        false
     }
 
     /// Sends a frame to every dashboard; drops the ones that cannot keep up.
@@ -408,8 +439,11 @@ impl RoomState {
             let _ = actor.cast(RoomMsg::Committed(Committed { ticket, result }));
         });
         if let Err(error) = self.deps.writer.submit(entries, on_commit).await {
-            self.pending.remove(&ticket);
-            return Err(error.into());
+            let error = ExamError::from(error);
+            if let Some(after) = self.pending.remove(&ticket) {
+                self.fail(after, &error);
+            }
+            return Err(error);
         }
         Ok(())
     }
@@ -485,7 +519,17 @@ impl RoomState {
     }
 
     async fn deliver(&mut self, after: AfterCommit) {
-        let mut frames = after.frames;
+        // A state frame shows the candidate as they are when it is sent, not
+        // as they were when the write was decided (a plan pause may have come
+        // in between).
+        let mut frames: Vec<(usize, StreamFrame)> = after
+            .frames
+            .into_iter()
+            .map(|(seat, frame)| match frame {
+                StreamFrame::State { event, .. } => (seat, self.state_frame(seat, event)),
+                other => (seat, other),
+            })
+            .collect();
         let mut replies_after_push = None;
         match after.waiting {
             Waiting::Nobody => {}
@@ -498,18 +542,20 @@ impl RoomState {
                 let mut waiters = self.seats[candidate]
                     .uncommitted
                     .remove(&cseq)
+                    .map(|pending| pending.waiters)
                     .unwrap_or_default();
                 waiters.push(first);
-                let mut stream_ack = false;
+                // One ack per send of the cseq: a repeat is acked again.
+                let mut stream_acks = 0;
                 for waiter in waiters {
                     match waiter {
-                        AnswerWaiter::Stream => stream_ack = true,
+                        AnswerWaiter::Stream => stream_acks += 1,
                         AnswerWaiter::Rest(reply) => {
                             let _ = reply.send(Ok(AnswerReceipt { cseq, version }));
                         }
                     }
                 }
-                if stream_ack {
+                for _ in 0..stream_acks {
                     frames.push((candidate, StreamFrame::Ack { cseq, version }));
                 }
                 self.progress_dirty.insert(candidate);
@@ -559,6 +605,7 @@ impl RoomState {
                 let mut waiters = self.seats[candidate]
                     .uncommitted
                     .remove(&cseq)
+                    .map(|pending| pending.waiters)
                     .unwrap_or_default();
                 waiters.push(first);
                 for waiter in waiters {
@@ -594,13 +641,16 @@ impl RoomState {
     }
 
     /// Stops hosting: every socket is told to reconnect (it will land on
-    /// whichever node hosts the room next), every waiter gets an error.
+    /// whichever node hosts the room next). Writes in flight are waited for
+    /// (`retiring`): their outcomes still reach their waiters — an answer
+    /// that commits is acked into the resume buffer — and the room's next
+    /// activation reads a store they no longer change.
     pub(super) fn retire(&mut self, reason: &'static str) {
-        info!(room_id = %self.room_id, plan_id = %self.plan_id, reason, "room retiring");
-        let error = ExamError::NotOwner(self.shard);
-        for after in std::mem::take(&mut self.pending).into_values() {
-            self.fail(after, &error);
+        if self.retiring.is_some() {
+            return;
         }
+        info!(room_id = %self.room_id, plan_id = %self.plan_id, reason, writes_in_flight = self.pending.len(), "room retiring");
+        self.retiring = Some(reason);
         for seat in 0..self.seats.len() {
             let control = StreamFrame::Control {
                 action: "reconnect",
@@ -609,22 +659,13 @@ impl RoomState {
             };
             let seq = self.seats[seat].last_seq;
             // Not numbered: the client reconnects and resumes anyway.
-            let text = control.render(seq);
-            self.send_to_socket(
-                seat,
-                SocketOut::Frame {
+            if let Some(socket) = self.seats[seat].socket.take() {
+                let _ = socket.sink.try_send(SocketOut::Frame {
                     seq,
-                    text: text.into(),
-                },
-            );
-            self.send_to_socket(
-                seat,
-                SocketOut::Close {
-                    code: close::RECONNECT,
-                    reason: "reconnect",
-                },
-            );
-            self.seats[seat].socket = None;
+                    text: control.render(seq).into(),
+                });
+                socket.let_go(close::RECONNECT);
+            }
         }
         for subscriber in std::mem::take(&mut self.subscribers) {
             let _ = subscriber.sink.try_send(SocketOut::Close {
