@@ -100,13 +100,18 @@ impl HotState for MemoryHotState {
         if after_seq + 1 < oldest {
             return Ok(None);
         }
-        Ok(Some(
-            buffer
-                .iter()
-                .filter(|frame| frame.seq > after_seq)
-                .cloned()
-                .collect(),
-        ))
+        let missed: Vec<OutboundFrame> = buffer
+            .iter()
+            .filter(|frame| frame.seq > after_seq)
+            .cloned()
+            .collect();
+        // Only a gapless run from `after_seq + 1` is a replay; a hole (a
+        // frame whose append failed) means a snapshot, never a silent gap.
+        let gapless = missed
+            .iter()
+            .zip(after_seq + 1..)
+            .all(|(frame, expected)| frame.seq == expected);
+        Ok(gapless.then_some(missed))
     }
 
     async fn swap_session(

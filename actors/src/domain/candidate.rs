@@ -17,6 +17,9 @@ use super::room::RoomRuntime;
 use super::spec::PlanSpec;
 use super::time::{PauseLog, Timestamp};
 
+/// The largest `cseq` accepted (JavaScript's `Number.MAX_SAFE_INTEGER`).
+pub const MAX_CSEQ: i64 = (1 << 53) - 1;
+
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -411,7 +414,9 @@ impl CandidateRuntime {
         context: &ExamContext<'_>,
         now: Timestamp,
     ) -> Result<AnswerDecision, DomainError> {
-        if cseq < 1 {
+        // Up to 2^53 - 1: exact in every JSON client, and far from i64::MAX,
+        // which would otherwise lock the candidate out of any newer cseq.
+        if !(1..=MAX_CSEQ).contains(&cseq) {
             return Err(DomainError::InvalidCseq);
         }
         // A repeat is acknowledged whatever happened since: the client only

@@ -50,7 +50,7 @@ pub enum DomainError {
     UnknownQuestion(String),
     #[error("invalid answer: {0}")]
     InvalidAnswer(String),
-    #[error("cseq must be a positive integer")]
+    #[error("cseq must be an integer from 1 to 2^53 - 1")]
     InvalidCseq,
     #[error("cseq {cseq} is not newer than the last accepted {last}")]
     CseqNotIncreasing { cseq: i64, last: i64 },

@@ -172,6 +172,15 @@ async fn acked_answers_are_durable_and_stored_once(app: &TestApp) {
     }
     let stale = answer(&mut ws, "q3", json!("x"), 2).await;
     assert_eq!(stale["code"], "cseq_conflict");
+    // cseq runs from 1 to 2^53 - 1: i64::MAX would lock the sheet forever.
+    for cseq in [0, -1, i64::MAX, 1 << 53] {
+        let error = answer(&mut ws, "q3", json!("x"), cseq).await;
+        assert_eq!(error["code"], "invalid_cseq", "{cseq}: {error}");
+    }
+    assert_eq!(
+        answer(&mut ws, "q3", json!("x"), (1 << 53) - 1).await["t"],
+        "ack"
+    );
     store.close().await;
 }
 

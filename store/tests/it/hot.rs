@@ -90,6 +90,23 @@ pub async fn a_gap_beyond_the_buffer_asks_for_a_snapshot(hot: &impl HotState) {
         vec![7, 8, 9, 10]
     );
     assert_eq!(hot.outbound_after(&key("nobody"), 3).await.unwrap(), None);
+
+    // A hole inside the buffer (an append that failed): never a silent gap.
+    let holed: Vec<_> = [1, 2, 4, 5]
+        .into_iter()
+        .map(|seq| (key("c4"), frame(seq)))
+        .collect();
+    hot.append_outbound(&holed, 256).await.unwrap();
+    assert_eq!(
+        hot.outbound_after(&key("c4"), 1).await.unwrap(),
+        None,
+        "3 is missing"
+    );
+    let after_hole = hot.outbound_after(&key("c4"), 3).await.unwrap().unwrap();
+    assert_eq!(
+        after_hole.iter().map(|f| f.seq).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
 }
 
 pub async fn sessions_are_swapped(hot: &impl HotState) {
