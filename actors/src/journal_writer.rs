@@ -238,17 +238,7 @@ async fn commit(journal: &dyn Journal, config: &JournalWriterConfig, batch: Vec<
         entries.extend(pending.entries);
     }
     let started = Instant::now();
-    let mut attempt = 1;
-    let result = loop {
-        match journal.commit(&entries).await {
-            Err(error) if error.is_transient() && attempt < config.max_attempts.max(1) => {
-                warn!(%error, attempt, entries = entries.len(), "journal commit failed, retrying");
-                tokio::time::sleep(Duration::from_millis(20 * 4_u64.pow(attempt - 1))).await;
-                attempt += 1;
-            }
-            other => break other,
-        }
-    };
+    let result = commit_with_retries(journal, config, &entries).await;
     tracing::debug!(
         entries = entries.len(),
         callers = replies.len(),
@@ -256,20 +246,26 @@ async fn commit(journal: &dyn Journal, config: &JournalWriterConfig, batch: Vec<
         "journal batch"
     );
     match result {
-        Ok(outcomes) if outcomes.len() == entries.len() => {
+        Ok(outcomes) => {
             let mut outcomes = outcomes.into_iter();
             for (reply, count) in replies {
                 reply.send(Ok(outcomes.by_ref().take(count).collect()));
             }
         }
-        Ok(outcomes) => {
-            let error = StoreError::Internal(format!(
-                "journal returned {} outcomes for {} entries",
-                outcomes.len(),
-                entries.len()
-            ));
-            for (reply, _) in replies {
-                reply.send(Err(error.clone()));
+        Err(error) if !error.is_transient() && replies.len() > 1 => {
+            // The database refused something in the batch (a value it cannot
+            // store, a constraint): one caller's bad write must not fail the
+            // others who happened to share its batch. Each caller's writes
+            // are committed alone, in order; only the culprit's fail.
+            warn!(%error, callers = replies.len(), "journal batch refused; committing its writes one caller at a time");
+            let mut entries = entries.into_iter();
+            for (reply, count) in replies {
+                let own: Vec<FencedEntry> = entries.by_ref().take(count).collect();
+                let result = commit_with_retries(journal, config, &own).await;
+                if let Err(error) = &result {
+                    warn!(%error, entries = own.len(), "journal commit failed");
+                }
+                reply.send(result);
             }
         }
         Err(error) => {
@@ -278,5 +274,121 @@ async fn commit(journal: &dyn Journal, config: &JournalWriterConfig, batch: Vec<
                 reply.send(Err(error.clone()));
             }
         }
+    }
+}
+
+/// One transaction for `entries`, retried on transient errors with backoff;
+/// one outcome per entry.
+async fn commit_with_retries(
+    journal: &dyn Journal,
+    config: &JournalWriterConfig,
+    entries: &[FencedEntry],
+) -> Result<Vec<EntryOutcome>, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match journal.commit(entries).await {
+            Ok(outcomes) if outcomes.len() == entries.len() => return Ok(outcomes),
+            Ok(outcomes) => {
+                return Err(StoreError::Internal(format!(
+                    "journal returned {} outcomes for {} entries",
+                    outcomes.len(),
+                    entries.len()
+                )));
+            }
+            Err(error) if error.is_transient() && attempt < config.max_attempts.max(1) => {
+                warn!(%error, attempt, entries = entries.len(), "journal commit failed, retrying");
+                tokio::time::sleep(Duration::from_millis(20 * 4_u64.pow(attempt - 1))).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::domain::{CandidateId, PlanId, Timestamp};
+    use crate::ports::{JournalEntry, JournaledAnswer, LogEntry, LogKind};
+    use crate::shard::{Fence, ShardId};
+
+    /// Refuses any batch holding a log whose message is "poison" (as
+    /// Postgres refuses a NUL byte), counting the transactions it is asked for.
+    #[derive(Default)]
+    struct Picky {
+        transactions: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Journal for Picky {
+        async fn commit(&self, batch: &[FencedEntry]) -> Result<Vec<EntryOutcome>, StoreError> {
+            self.transactions.fetch_add(1, Ordering::SeqCst);
+            let poisoned = batch.iter().any(
+                |fenced| matches!(&fenced.entry, JournalEntry::Log(log) if log.message == "poison"),
+            );
+            if poisoned {
+                Err(StoreError::Rejected("invalid byte sequence 0x00".into()))
+            } else {
+                Ok(vec![EntryOutcome::Written; batch.len()])
+            }
+        }
+
+        async fn journaled_answer(
+            &self,
+            _: &PlanId,
+            _: &CandidateId,
+            _: i64,
+        ) -> Result<Option<JournaledAnswer>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    fn log(message: &str) -> FencedEntry {
+        FencedEntry {
+            fence: Fence {
+                shard: ShardId::new(0).expect("shard 0"),
+                epoch: 1,
+            },
+            entry: JournalEntry::Log(LogEntry {
+                plan_id: "p1".parse().expect("plan id"),
+                kind: LogKind::System,
+                subject: None,
+                room_id: None,
+                message: message.into(),
+                detail: serde_json::Value::Null,
+                at: Timestamp::from_millis(0),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_fails_alone_not_the_batch_it_shared() {
+        let journal = Arc::new(Picky::default());
+        let config = JournalWriterConfig {
+            linger: Duration::from_millis(50),
+            lanes: 1,
+            ..JournalWriterConfig::default()
+        };
+        let (writer, _task) = JournalWriter::spawn(journal.clone(), config);
+        let (first, bad, last) = tokio::join!(
+            writer.write(log("a")),
+            writer.write(log("poison")),
+            writer.write(log("b")),
+        );
+        assert_eq!(first, Ok(EntryOutcome::Written));
+        assert!(
+            matches!(bad, Err(JournalError::Store(StoreError::Rejected(_)))),
+            "{bad:?}"
+        );
+        assert_eq!(last, Ok(EntryOutcome::Written));
+        assert_eq!(
+            journal.transactions.load(Ordering::SeqCst),
+            4,
+            "one shared batch, refused; then each caller alone"
+        );
     }
 }

@@ -429,6 +429,8 @@ pub enum FencedError {
 pub struct JournaledAnswer {
     pub question_id: QuestionId,
     pub version: i64,
+    /// `answer::text_digest` of the stored value.
+    pub digest: u64,
 }
 
 /// The durable journal of the live exam. Writes come in batches (group

@@ -227,7 +227,8 @@ impl From<DomainError> for ApiError {
             | DomainError::InvalidAnswer(_)
             | DomainError::InvalidCseq
             | DomainError::InvalidExtension { .. }
-            | DomainError::InvalidIncident(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | DomainError::InvalidIncident(_)
+            | DomainError::InvalidText(_) => StatusCode::UNPROCESSABLE_ENTITY,
             DomainError::TooManyEvents => StatusCode::TOO_MANY_REQUESTS,
             DomainError::Expelled | DomainError::Absent => StatusCode::FORBIDDEN,
             _ => StatusCode::CONFLICT,

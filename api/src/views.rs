@@ -29,7 +29,12 @@ pub fn plan_clock(runtime: &PlanRuntime, duration_s: i64, now: Timestamp) -> Pla
         ended_at: runtime.ended_at.map(to_datetime),
         paused: runtime.pauses.is_paused(),
         extension_s: runtime.extension_s,
-        remaining_s: clock.remaining_s(now),
+        // Once over, nothing is left, whatever the clock did not use.
+        remaining_s: if runtime.state.is_over() {
+            0
+        } else {
+            clock.remaining_s(now)
+        },
     }
 }
 

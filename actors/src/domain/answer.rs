@@ -1,6 +1,8 @@
-//! The answer sheet (답지): per question the latest version and the `cseq`
-//! that wrote it. Values live in the journal; the sheet keeps only what the
-//! hot path needs to version, deduplicate and report progress.
+//! The answer sheet (답지): per question the latest version, the `cseq`
+//! that wrote it and a digest of its value. Values live in the journal; the
+//! sheet keeps only what the hot path needs to version, deduplicate (a
+//! repeated `cseq` must carry the same question *and* value) and report
+//! progress.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,23 @@ pub struct SavedAnswer {
     pub version: i64,
     /// The client sequence number that wrote this version.
     pub cseq: i64,
+    /// [`value_digest`] of the value; 0 when unknown.
+    #[serde(default)]
+    pub digest: u64,
+}
+
+/// A stable 64-bit digest (FNV-1a) of an answer's stored JSON text — the
+/// same in every process and after a restart, unlike `std`'s hasher.
+pub fn text_digest(text: &str) -> u64 {
+    let digest = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    digest.max(1)
+}
+
+/// The digest of a value as the journal stores it (compact JSON).
+pub fn value_digest(value: &serde_json::Value) -> u64 {
+    text_digest(&value.to_string())
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,9 +45,9 @@ pub struct AnswerSheet {
 /// What the sheet already knows about a `cseq` at or below the last one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KnownCseq {
-    /// The same question was saved with this cseq at `version`.
+    /// The same question and value were saved with this cseq at `version`.
     Repeat { version: i64 },
-    /// The cseq wrote another question.
+    /// The cseq wrote another question or another value.
     Conflict,
     /// Superseded or never seen: only the journal can tell.
     Unknown,
@@ -59,11 +78,15 @@ impl AnswerSheet {
     }
 
     /// Looks up a `cseq` at or below [`Self::last_cseq`] among the latest saves.
-    pub fn known(&self, question_id: &QuestionId, cseq: i64) -> KnownCseq {
+    pub fn known(&self, question_id: &QuestionId, cseq: i64, digest: u64) -> KnownCseq {
         match self.answers.iter().find(|(_, saved)| saved.cseq == cseq) {
-            Some((saved_question, saved)) if saved_question == question_id => KnownCseq::Repeat {
-                version: saved.version,
-            },
+            Some((saved_question, saved))
+                if saved_question == question_id && same_value(saved.digest, digest) =>
+            {
+                KnownCseq::Repeat {
+                    version: saved.version,
+                }
+            }
             Some(_) => KnownCseq::Conflict,
             None => KnownCseq::Unknown,
         }
@@ -75,17 +98,30 @@ impl AnswerSheet {
         self.last_cseq = self.last_cseq.max(cseq);
     }
 
-    pub fn record(&mut self, question_id: &QuestionId, version: i64, cseq: i64) {
+    pub fn record(&mut self, question_id: &QuestionId, version: i64, cseq: i64, digest: u64) {
         let entry = self
             .answers
             .entry(question_id.clone())
             .or_insert(SavedAnswer {
                 version: 0,
                 cseq: 0,
+                digest: 0,
             });
-        if version > entry.version {
-            *entry = SavedAnswer { version, cseq };
+        // The same version again (restoring from the store over a sheet
+        // read from an older runtime) fills in what the store knows.
+        if version > entry.version || (version == entry.version && cseq == entry.cseq) {
+            *entry = SavedAnswer {
+                version,
+                cseq,
+                digest,
+            };
         }
         self.last_cseq = self.last_cseq.max(cseq);
     }
+}
+
+/// Whether two digests name the same value; 0 is unknown (rows written
+/// before digests existed) and matches anything.
+fn same_value(saved: u64, sent: u64) -> bool {
+    saved == 0 || sent == 0 || saved == sent
 }

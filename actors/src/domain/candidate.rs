@@ -174,6 +174,9 @@ pub enum CandidateEvent {
         question_id: QuestionId,
         cseq: i64,
         version: i64,
+        /// `answer::value_digest` of the value (0: not known).
+        #[serde(default)]
+        digest: u64,
         at: Timestamp,
     },
 }
@@ -422,8 +425,9 @@ impl CandidateRuntime {
         // A repeat is acknowledged whatever happened since: the client only
         // needs to learn that its answer is safe.
         let last = self.sheet.last_cseq();
+        let digest = super::answer::value_digest(value);
         if cseq <= last {
-            return match self.sheet.known(question_id, cseq) {
+            return match self.sheet.known(question_id, cseq, digest) {
                 KnownCseq::Repeat { version } => Ok(AnswerDecision::Repeat { version }),
                 KnownCseq::Conflict => Err(DomainError::CseqConflict(cseq)),
                 KnownCseq::Unknown => Err(DomainError::CseqNotIncreasing { cseq, last }),
@@ -456,6 +460,7 @@ impl CandidateRuntime {
             question_id: question_id.clone(),
             cseq,
             version: self.sheet.next_version(question_id),
+            digest,
             at: now,
         }))
     }
@@ -516,9 +521,10 @@ impl CandidateRuntime {
                 question_id,
                 cseq,
                 version,
+                digest,
                 ..
             } => {
-                self.sheet.record(question_id, *version, *cseq);
+                self.sheet.record(question_id, *version, *cseq, *digest);
             }
         }
     }

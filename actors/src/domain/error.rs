@@ -64,6 +64,8 @@ pub enum DomainError {
     IncidentAlreadyResolved(&'static str),
     #[error("invalid incident: {0}")]
     InvalidIncident(String),
+    #[error("invalid text: {0}")]
+    InvalidText(String),
     #[error("too many client events; slow down")]
     TooManyEvents,
 }
@@ -102,6 +104,7 @@ impl DomainError {
             Self::TooManyPauses => "too_many_pauses",
             Self::IncidentAlreadyResolved(_) => "incident_already_resolved",
             Self::InvalidIncident(_) => "invalid_incident",
+            Self::InvalidText(_) => "invalid_text",
             Self::TooManyEvents => "too_many_events",
         }
     }

@@ -11,6 +11,31 @@ pub const MAX_KIND_LEN: usize = 32;
 /// The longest free-text note.
 pub const MAX_NOTE_CHARS: usize = 2_000;
 
+/// Checks free text written by people (incident notes, review actions, room
+/// notices): `what` is named in the refusal. At most `max_chars`, not blank,
+/// and no control characters but newline and tab — a NUL byte, for one,
+/// cannot be stored by Postgres and would fail the write it travels in.
+pub fn check_text(text: &str, max_chars: usize, what: &str) -> Result<(), super::DomainError> {
+    let refuse = || {
+        super::DomainError::InvalidText(format!(
+            "{what} is 1 to {max_chars} characters, without control characters"
+        ))
+    };
+    if text.trim().is_empty() || text.chars().count() > max_chars {
+        return Err(refuse());
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(refuse());
+    }
+    Ok(())
+}
+
+/// The longest review action (e.g. `warn`, `expel`, a short phrase).
+pub const MAX_ACTION_CHARS: usize = 200;
+
 /// Returns whether `kind` is a snake_case word of at most [`MAX_KIND_LEN`] bytes.
 pub fn is_valid_kind(kind: &str) -> bool {
     !kind.is_empty()

@@ -283,7 +283,7 @@ pub fn proctor_action(
         reason.chars().count() > 2_000 || reason.chars().any(char::is_control)
     }) {
         return Err(ApiError::unprocessable(
-            "invalid_field",
+            "invalid_text",
             "reason is at most 2000 characters without control characters",
         )
         .with_field("reason"));
@@ -291,9 +291,10 @@ pub fn proctor_action(
     Ok(match action {
         CandidateActionName::Warn => ProctorAction::Warn { reason },
         CandidateActionName::Pause => ProctorAction::Pause { reason },
-        CandidateActionName::Resume => ProctorAction::Resume,
+        CandidateActionName::Resume => ProctorAction::Resume { reason },
         CandidateActionName::Extend => ProctorAction::Extend {
             seconds: extension(extend_s)?,
+            reason,
         },
         CandidateActionName::ForceSubmit => ProctorAction::ForceSubmit { reason },
         CandidateActionName::Expel => ProctorAction::Expel { reason },

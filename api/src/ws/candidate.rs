@@ -295,7 +295,7 @@ fn to_room(
             kind,
             detail,
         }),
-        CandidateFrame::Submit => RoomMsg::Submit(Submit {
+        CandidateFrame::Submit {} => RoomMsg::Submit(Submit {
             candidate_id: candidate_id.clone(),
             connection_id: Some(connection_id),
             reply: None,

@@ -33,7 +33,9 @@ pub enum CandidateFrame {
         #[serde(default)]
         detail: Option<Value>,
     },
-    Submit,
+    /// A struct variant, so that unknown fields are refused like elsewhere
+    /// (serde lets extra fields through on unit variants of tagged enums).
+    Submit {},
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
@@ -125,7 +127,7 @@ mod tests {
                 cseq: 17
             })
         );
-        assert_eq!(parse(r#"{"t":"submit"}"#), Ok(CandidateFrame::Submit));
+        assert_eq!(parse(r#"{"t":"submit"}"#), Ok(CandidateFrame::Submit {}));
     }
 
     #[test]
@@ -148,6 +150,11 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"t":"hb","extra":1}"#).unwrap_err().0,
+            "invalid_frame"
+        );
+        // A stray field never submits an exam.
+        assert_eq!(
+            parse(r#"{"t":"submit","x":1}"#).unwrap_err().0,
             "invalid_frame"
         );
     }

@@ -73,7 +73,22 @@ async fn run(state: AppState, claims: Claims, socket: WebSocketStream) {
             Err(_) => return close(&mut sink, code::HELLO_TIMEOUT, "no valid hello in time").await,
         };
         match next {
-            None | Some(Ok(Message::Close(_))) | Some(Err(_)) => return,
+            None | Some(Ok(Message::Close(_))) => return,
+            Some(Err(error)) => {
+                if too_big(&error) {
+                    close(&mut sink, code::TOO_BIG, "frame too large").await;
+                }
+                return;
+            }
+            Some(Ok(Message::Binary(_))) => {
+                let _ = sink
+                    .send(Message::text(error_frame(
+                        "text_only",
+                        "frames are JSON text",
+                        None,
+                    )))
+                    .await;
+            }
             Some(Ok(Message::Text(text))) => match serde_json::from_str::<ProctorFrame>(&text) {
                 Ok(ProctorFrame::Hello {}) => break,
                 Ok(_) => {

@@ -27,6 +27,7 @@ crate::on_both_backends!(
     oversized_frames_and_silent_sockets_are_closed_with_a_reason,
     a_second_login_takes_over_and_is_recorded,
     client_events_become_incidents_proctors_review,
+    control_characters_in_free_text_are_refused_and_harm_no_one,
     rest_answers_and_submit_take_the_same_path,
 );
 
@@ -154,6 +155,12 @@ async fn acked_answers_are_durable_and_stored_once(app: &TestApp) {
         (conflict["t"].as_str(), conflict["code"].as_str()),
         (Some("error"), Some("cseq_conflict"))
     );
+    // The same cseq with another value is not a repeat either: the sheet
+    // (latest) and the journal (superseded) both know the value's digest.
+    for (cseq, what) in [(2, "latest"), (1, "superseded")] {
+        let changed = answer(&mut ws, "q1", json!("4"), cseq).await;
+        assert_eq!(changed["code"], "cseq_conflict", "{what}: {changed}");
+    }
     let status = ok_json(app.admin_get("/api/v1/admin/plans/p1/status").await).await;
     assert_eq!(status["answers_saved"], 2);
     assert_eq!(
@@ -221,6 +228,10 @@ async fn answers_are_refused_while_paused_after_submit_and_after_the_end(app: &T
         (ended["event"].as_str(), ended["submit_reason"].as_str()),
         (Some("ended"), Some("plan_ended"))
     );
+    // Ended early: no time is shown as left, to anyone.
+    assert_eq!(ended["remaining_s"], 0, "{ended}");
+    let status = ok_json(app.admin_get("/api/v1/admin/plans/p1/status").await).await;
+    assert_eq!(status["clock"]["remaining_s"], 0);
     assert_eq!(
         answer(&mut second, "q1", json!("2"), 1).await["code"],
         "already_submitted"
@@ -301,6 +312,9 @@ async fn the_end_auto_submits_a_disconnected_candidate(app: &TestApp) {
         ),
         (Some(2), Some(2))
     );
+    // Over means no time left, whatever the clock did not use.
+    assert_eq!(status["clock"]["remaining_s"], 0);
+    assert_eq!(me(app, &tokens[0]).await["remaining_s"], 0);
 }
 
 async fn a_resume_replays_what_was_missed(app: &TestApp) {
@@ -452,14 +466,18 @@ async fn every_proctor_control_reaches_the_candidate(app: &TestApp) {
         "e",
         one.clone(),
         "extend",
-        json!({"extend_s": 300}),
+        json!({"extend_s": 300, "reason": "fire alarm"}),
     )
     .await;
     assert_eq!(ack["delivered"], true, "{ack}");
     let control = first.expect("control").await;
     assert_eq!(
-        (control["action"].as_str(), control["extend_s"].as_i64()),
-        (Some("extend"), Some(300))
+        (
+            control["action"].as_str(),
+            control["extend_s"].as_i64(),
+            control["reason"].as_str()
+        ),
+        (Some("extend"), Some(300), Some("fire alarm"))
     );
     let state = first.expect("state").await;
     assert_eq!(state["event"], "extended");
@@ -643,6 +661,12 @@ async fn bad_frames_get_error_frames_and_the_socket_stays_open(app: &TestApp) {
     assert_eq!(ws.expect("error").await["code"], "invalid_frame");
     ws.send(json!({"t": "hello"})).await;
     assert_eq!(ws.expect("error").await["code"], "already_greeted");
+    ws.send(json!({"t": "submit", "really": "no"})).await;
+    assert_eq!(
+        ws.expect("error").await["code"],
+        "invalid_frame",
+        "a stray field never submits"
+    );
     ws.send_raw(Message::binary(vec![1, 2, 3])).await;
     assert_eq!(ws.expect("error").await["code"], "text_only");
     // Still open and working.
@@ -689,6 +713,16 @@ async fn oversized_frames_and_silent_sockets_are_closed_with_a_reason(app: &Test
     let closed = silent.closed().await;
     assert_eq!(closed.code, 4408);
     assert!(closed.reason.contains("hello"), "{closed:?}");
+
+    // The proctor socket before its hello: the same rules.
+    let proctor = proctor_token(app, 1).await;
+    let mut dashboard = Ws::connect(app, "/ws/proctor", &proctor).await;
+    dashboard.send_raw(Message::binary(vec![1, 2, 3])).await;
+    assert_eq!(dashboard.expect("error").await["code"], "text_only");
+    dashboard
+        .send_raw(Message::text("x".repeat(100 * 1024)))
+        .await;
+    assert_eq!(dashboard.closed().await.code, 1009);
 
     let mut chatty = Ws::connect(app, "/ws/candidate", &tokens[0]).await;
     chatty.send(json!({"t": "hb"})).await;
@@ -797,6 +831,71 @@ async fn client_events_become_incidents_proctors_review(app: &TestApp) {
     );
     let status = ok_json(app.admin_get("/api/v1/admin/plans/p1/status").await).await;
     assert_eq!(status["incidents_open"], 1);
+}
+
+async fn control_characters_in_free_text_are_refused_and_harm_no_one(app: &TestApp) {
+    let tokens = open_with(app, 10, &[1, 3]).await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    let proctor = proctor_token(app, 1).await;
+    // A candidate of the other room answers throughout.
+    let (mut other, _) = Ws::candidate(app, &tokens[1], None).await;
+    let post = |path: &str, body: Value| {
+        app.http
+            .post(app.url(path))
+            .bearer_auth(&proctor)
+            .json(&body)
+            .send()
+    };
+    for (cseq, (path, body)) in [
+        (
+            "/api/v1/proctor/incidents",
+            json!({"candidate_id": "cand-0001", "kind": "other", "note": "a\u{0}b"}),
+        ),
+        (
+            "/api/v1/proctor/rooms/room-1/commands",
+            json!({"action": "notice", "text": "bell\u{7}"}),
+        ),
+        (
+            "/api/v1/proctor/rooms/room-1/commands",
+            json!({"action": "notice", "text": "   "}),
+        ),
+        (
+            "/api/v1/proctor/candidates/cand-0001/commands",
+            json!({"action": "warn", "reason": "x\u{0}"}),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        problem(
+            post(path, body).await.unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_text",
+        )
+        .await;
+        let ack = answer(&mut other, "q1", json!("1"), cseq as i64 + 1).await;
+        assert_eq!(ack["t"], "ack", "the other room is unaffected: {ack}");
+    }
+    // Newlines and tabs are text, not control: a multi-line note is fine.
+    let note = ok_json(
+        post(
+            "/api/v1/proctor/incidents",
+            json!({"candidate_id": "cand-0001", "kind": "other", "note": "line 1\n\tline 2"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let id = note["id"].as_str().unwrap();
+    let review = app
+        .http
+        .patch(app.url(&format!("/api/v1/proctor/incidents/{id}")))
+        .bearer_auth(&proctor)
+        .json(&json!({"status": "confirmed", "action": "warn\u{0}ed"}))
+        .send()
+        .await
+        .unwrap();
+    problem(review, StatusCode::UNPROCESSABLE_ENTITY, "invalid_text").await;
 }
 
 async fn rest_answers_and_submit_take_the_same_path(app: &TestApp) {

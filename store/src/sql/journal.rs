@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use invigil_actors::domain::answer::text_digest;
 use invigil_actors::domain::{CandidateId, PlanId};
 use invigil_actors::error::StoreError;
 use invigil_actors::ports::{EntryOutcome, FencedEntry, Journal, JournalEntry, JournaledAnswer};
@@ -509,7 +510,7 @@ impl Journal for SqlStore {
     ) -> Result<Option<JournaledAnswer>, StoreError> {
         let row = on_backend!(self, pool => {
             sqlx::query(
-                "SELECT question_id, version FROM answer_journal WHERE plan_id = $1 AND candidate_id = $2 AND cseq = $3",
+                "SELECT question_id, version, value FROM answer_journal WHERE plan_id = $1 AND candidate_id = $2 AND cseq = $3",
             )
             .bind(plan_id.as_str())
             .bind(candidate_id.as_str())
@@ -517,12 +518,13 @@ impl Journal for SqlStore {
             .fetch_optional(pool)
             .await
             .map_err(from_sqlx)?
-            .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
+            .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1), text_digest(row.get::<&str, _>(2))))
         });
-        row.map(|(question_id, version)| {
+        row.map(|(question_id, version, digest)| {
             Ok(JournaledAnswer {
                 question_id: id("question id", question_id)?,
                 version,
+                digest,
             })
         })
         .transpose()

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
+use invigil_actors::domain::answer::text_digest;
 use invigil_actors::domain::{
     CandidateId, CandidateRuntime, CandidateSpec, CandidateState, CredentialHash, PlanEvent,
     PlanId, PlanRuntime, PlanSettings, PlanSpec, PlanState, ProctorSpec, Question, QuestionId,
@@ -544,7 +545,7 @@ impl PlanStore for SqlStore {
             };
             let mut runtime: CandidateRuntime = from_json("candidate runtime", row.get::<&str, _>(5))?;
             for answer in sqlx::query(
-                "SELECT question_id, version, cseq FROM answers WHERE plan_id = $1 AND candidate_id = $2",
+                "SELECT question_id, version, cseq, value FROM answers WHERE plan_id = $1 AND candidate_id = $2",
             )
             .bind(plan_id.as_str())
             .bind(candidate_id.as_str())
@@ -553,7 +554,8 @@ impl PlanStore for SqlStore {
             .map_err(from_sqlx)?
             {
                 let question_id: QuestionId = id("question id", answer.get(0))?;
-                runtime.sheet.record(&question_id, answer.get(1), answer.get(2));
+                let digest = text_digest(answer.get::<&str, _>(3));
+                runtime.sheet.record(&question_id, answer.get(1), answer.get(2), digest);
             }
             let last_cseq: Option<i64> = sqlx::query_scalar(
                 "SELECT MAX(cseq) FROM answer_journal WHERE plan_id = $1 AND candidate_id = $2",
@@ -804,7 +806,7 @@ mod live {
                 };
                 let mut sheets: HashMap<String, CandidateRuntime> = HashMap::new();
                 for row in sqlx::query(
-                    "SELECT a.candidate_id, a.question_id, a.version, a.cseq FROM answers a \
+                    "SELECT a.candidate_id, a.question_id, a.version, a.cseq, a.value FROM answers a \
                      JOIN candidates c ON c.plan_id = a.plan_id AND c.id = a.candidate_id \
                      WHERE c.plan_id = $1 AND c.room_id = $2",
                 )
@@ -815,7 +817,8 @@ mod live {
                 .map_err(from_sqlx)?
                 {
                     let question_id: QuestionId = id("question id", row.get(1))?;
-                    sheets.entry(row.get(0)).or_default().sheet.record(&question_id, row.get(2), row.get(3));
+                    let digest = invigil_actors::domain::answer::text_digest(row.get::<&str, _>(4));
+                    sheets.entry(row.get(0)).or_default().sheet.record(&question_id, row.get(2), row.get(3), digest);
                 }
                 for row in sqlx::query(
                     "SELECT j.candidate_id, MAX(j.cseq) FROM answer_journal j \

@@ -88,7 +88,8 @@ async fn answers_are_stored_once_per_cseq(store: &SqlStore) {
             .unwrap(),
         Some(JournaledAnswer {
             question_id: QuestionId::parse("q1").unwrap(),
-            version: 1
+            version: 1,
+            digest: invigil_actors::domain::answer::value_digest(&json!("A")),
         })
     );
     assert_eq!(

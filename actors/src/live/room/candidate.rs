@@ -10,6 +10,7 @@ use super::messages::{
 use super::state::{
     AfterCommit, AnswerWaiter, RoomState, SocketLink, Uncommitted, Waiting, error_code,
 };
+use crate::domain::answer::value_digest;
 use crate::domain::incident::{MAX_NOTE_CHARS, is_valid_kind};
 use crate::domain::{
     AnswerDecision, CandidateCommand, CandidateEvent, DomainError, Incident, IncidentSource,
@@ -229,7 +230,9 @@ impl RoomState {
                 // Superseded in memory but maybe still on its way to the
                 // journal: it is acked when that write commits.
                 if let Some(pending) = self.seats[seat].uncommitted.get_mut(&answer.cseq) {
-                    if pending.question_id == answer.question_id {
+                    if pending.question_id == answer.question_id
+                        && pending.digest == value_digest(&answer.value)
+                    {
                         pending.waiters.push(match answer.reply {
                             Some(reply) => AnswerWaiter::Rest(reply),
                             None => AnswerWaiter::Stream,
@@ -280,15 +283,19 @@ impl RoomState {
                         return Some("the shard lease is lost");
                     }
                 };
-                let CandidateEvent::AnswerSaved { version, .. } = &event else {
+                let CandidateEvent::AnswerSaved {
+                    version, digest, ..
+                } = &event
+                else {
                     return None;
                 };
-                let (version, cseq) = (*version, answer.cseq);
+                let (version, digest, cseq) = (*version, *digest, answer.cseq);
                 self.seats[seat].runtime.apply(&event);
                 self.seats[seat].uncommitted.insert(
                     cseq,
                     Uncommitted {
                         question_id: answer.question_id.clone(),
+                        digest,
                         waiters: Vec::new(),
                     },
                 );
@@ -329,7 +336,10 @@ impl RoomState {
             return;
         };
         match superseded.found {
-            Ok(Some(saved)) if saved.question_id == answer.question_id => {
+            Ok(Some(saved))
+                if saved.question_id == answer.question_id
+                    && saved.digest == value_digest(&answer.value) =>
+            {
                 self.acknowledge(seat, answer, saved.version).await;
             }
             Ok(Some(_)) => {

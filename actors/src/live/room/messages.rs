@@ -109,12 +109,25 @@ pub struct CheckIn {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProctorAction {
-    Warn { reason: Option<String> },
-    Pause { reason: Option<String> },
-    Resume,
-    Extend { seconds: i64 },
-    ForceSubmit { reason: Option<String> },
-    Expel { reason: Option<String> },
+    Warn {
+        reason: Option<String>,
+    },
+    Pause {
+        reason: Option<String>,
+    },
+    Resume {
+        reason: Option<String>,
+    },
+    Extend {
+        seconds: i64,
+        reason: Option<String>,
+    },
+    ForceSubmit {
+        reason: Option<String>,
+    },
+    Expel {
+        reason: Option<String>,
+    },
 }
 
 impl ProctorAction {
@@ -122,7 +135,7 @@ impl ProctorAction {
         match self {
             Self::Warn { .. } => "warn",
             Self::Pause { .. } => "pause",
-            Self::Resume => "resume",
+            Self::Resume { .. } => "resume",
             Self::Extend { .. } => "extend",
             Self::ForceSubmit { .. } => "force_submit",
             Self::Expel { .. } => "expel",

@@ -9,7 +9,7 @@ use super::messages::{
     RoomMsg, Subscribe,
 };
 use super::state::{AfterCommit, RoomState, Subscriber, Waiting};
-use crate::domain::incident::{MAX_NOTE_CHARS, is_valid_kind};
+use crate::domain::incident::{MAX_ACTION_CHARS, MAX_NOTE_CHARS, check_text, is_valid_kind};
 use crate::domain::{
     CandidateCommand as DomainCommand, DomainError, IncidentSource,
     RoomCommand as DomainRoomCommand,
@@ -60,10 +60,10 @@ impl RoomState {
                 None,
             ),
             ProctorAction::Pause { reason } => (DomainCommand::Pause, reason.clone(), None),
-            ProctorAction::Resume => (DomainCommand::Resume, None, None),
-            ProctorAction::Extend { seconds } => (
+            ProctorAction::Resume { reason } => (DomainCommand::Resume, reason.clone(), None),
+            ProctorAction::Extend { seconds, reason } => (
                 DomainCommand::Extend { seconds: *seconds },
-                None,
+                reason.clone(),
                 Some(*seconds),
             ),
             ProctorAction::ForceSubmit { reason } => (
@@ -153,13 +153,7 @@ impl RoomState {
                 .room
                 .decide(&DomainRoomCommand::Extend { seconds: *seconds }, now),
             RoomAction::Notice { text } => {
-                if text.trim().is_empty() || text.chars().count() > MAX_NOTE_CHARS {
-                    Err(DomainError::InvalidIncident(format!(
-                        "a notice is 1 to {MAX_NOTE_CHARS} characters"
-                    )))
-                } else {
-                    Ok(Vec::new())
-                }
+                check_text(text, MAX_NOTE_CHARS, "a notice").map(|()| Vec::new())
             }
         };
         let events = match events {
@@ -264,14 +258,11 @@ impl RoomState {
             let _ = report.reply.send(Err(refusal.into()));
             return None;
         }
-        if report
+        if let Some(Err(refusal)) = report
             .note
             .as_ref()
-            .is_some_and(|note| note.chars().count() > MAX_NOTE_CHARS)
+            .map(|note| check_text(note, MAX_NOTE_CHARS, "a note"))
         {
-            let refusal = DomainError::InvalidIncident(format!(
-                "a note is at most {MAX_NOTE_CHARS} characters"
-            ));
             let _ = report.reply.send(Err(refusal.into()));
             return None;
         }
@@ -295,6 +286,14 @@ impl RoomState {
         myself: &ActorRef<RoomMsg>,
         resolve: ResolveIncident,
     ) -> Option<&'static str> {
+        if let Some(Err(refusal)) = resolve
+            .action
+            .as_ref()
+            .map(|action| check_text(action, MAX_ACTION_CHARS, "an action"))
+        {
+            let _ = resolve.reply.send(Err(refusal.into()));
+            return None;
+        }
         let Some(position) = self
             .incidents
             .iter()

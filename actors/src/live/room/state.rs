@@ -70,6 +70,8 @@ impl SocketLink {
 /// An answer applied here whose write is still on its way to the journal.
 pub(super) struct Uncommitted {
     pub question_id: crate::domain::QuestionId,
+    /// `answer::value_digest` of its value.
+    pub digest: u64,
     /// Who else waits for it (repeats of its cseq).
     pub waiters: Vec<AnswerWaiter>,
 }
@@ -223,7 +225,7 @@ impl RoomState {
                 &candidate.runtime,
             ),
             submit_reason: wire::submit_reason(&candidate.runtime),
-            remaining_s: clock.remaining_s(now),
+            remaining_s: self.shown_remaining_s(seat, &clock, now),
             ends_at: clock.ends_at(now).map(wire::rfc3339),
             extra_time_s: candidate.spec.extra_time_s,
             warnings: candidate.runtime.warnings,
@@ -236,6 +238,21 @@ impl RoomState {
                 .map(|(question, saved)| (question.to_string(), saved.version))
                 .collect::<BTreeMap<_, _>>(),
             server_time: wire::rfc3339(now),
+        }
+    }
+
+    /// Time left as people see it: none once the candidate is done or the
+    /// plan is over (the clock itself would still count what was unused).
+    fn shown_remaining_s(
+        &self,
+        seat: usize,
+        clock: &crate::domain::CandidateClock<'_>,
+        now: Timestamp,
+    ) -> i64 {
+        if self.seats[seat].runtime.state.is_final() || self.plan.state.is_over() {
+            0
+        } else {
+            clock.remaining_s(now)
         }
     }
 
@@ -253,7 +270,7 @@ impl RoomState {
             exam_state: wire::exam_state(&candidate.runtime, &clock).as_str(),
             connection: candidate.connection.presence().as_str(),
             answered: candidate.runtime.sheet.answered_count(),
-            remaining_s: clock.remaining_s(now),
+            remaining_s: self.shown_remaining_s(seat, &clock, now),
             extra_time_s: candidate.spec.extra_time_s,
             warnings: candidate.runtime.warnings,
             incidents_open: self
