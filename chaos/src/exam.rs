@@ -415,17 +415,9 @@ async fn candidate(socket: Socket, shared: Arc<Shared>, schedule: Schedule) -> L
         {
             while in_flight.len() < window {
                 cseq += 1;
-                let frame = format!(
-                    r#"{{"t":"answer","q":"q{:02}","value":"{}","cseq":{cseq}}}"#,
-                    cseq % 12 + 1,
-                    cseq % 4 + 1
-                );
-                if sink.send(Message::text(frame)).await.is_err() {
-                    shared.disconnects.fetch_add(1, Ordering::Relaxed);
+                if !send_answer(&mut sink, &shared, &mut in_flight, cseq).await {
                     return latencies;
                 }
-                in_flight.insert(cseq, Instant::now());
-                shared.answers_sent.fetch_add(1, Ordering::Relaxed);
             }
         }
         if !sending && now >= drain_until {
@@ -455,17 +447,9 @@ async fn candidate(socket: Socket, shared: Arc<Shared>, schedule: Schedule) -> L
                 let now = tokio::time::Instant::now();
                 if sending && let (Some(at), Some(interval)) = (next_answer, interval) && now >= at {
                     cseq += 1;
-                    let frame = format!(
-                        r#"{{"t":"answer","q":"q{:02}","value":"{}","cseq":{cseq}}}"#,
-                        cseq % 12 + 1,
-                        cseq % 4 + 1
-                    );
-                    if sink.send(Message::text(frame)).await.is_err() {
-                        shared.disconnects.fetch_add(1, Ordering::Relaxed);
+                    if !send_answer(&mut sink, &shared, &mut in_flight, cseq).await {
                         break;
                     }
-                    in_flight.insert(cseq, Instant::now());
-                    shared.answers_sent.fetch_add(1, Ordering::Relaxed);
                     next_answer = Some(at + interval);
                 }
                 if now >= next_heartbeat {
@@ -523,6 +507,28 @@ async fn candidate(socket: Socket, shared: Arc<Shared>, schedule: Schedule) -> L
     }
     let _ = sink.close().await;
     latencies
+}
+
+/// Sends answer `cseq` (cycling over 12 single-choice questions) and starts
+/// its clock; false when the socket is gone.
+async fn send_answer(
+    sink: &mut futures::stream::SplitSink<Socket, Message>,
+    shared: &Shared,
+    in_flight: &mut HashMap<i64, Instant>,
+    cseq: i64,
+) -> bool {
+    let frame = format!(
+        r#"{{"t":"answer","q":"q{:02}","value":"{}","cseq":{cseq}}}"#,
+        cseq % 12 + 1,
+        cseq % 4 + 1
+    );
+    if sink.send(Message::text(frame)).await.is_err() {
+        shared.disconnects.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    in_flight.insert(cseq, Instant::now());
+    shared.answers_sent.fetch_add(1, Ordering::Relaxed);
+    true
 }
 
 /// Counts an ack; times it when its answer was sent after the warm-up.

@@ -986,6 +986,32 @@ mod postgres_faults {
         }
     }
 
+    /// A started plan with candidate 1 connected (its token, socket and
+    /// welcome), and a raw pool on the test's schema.
+    async fn connected(app: &TestApp) -> (String, Ws, Value, sqlx::PgPool) {
+        let mut tokens = open_with(app, 10, &[1]).await;
+        ok_json(app.command("p1", json!({"action": "start"})).await).await;
+        let token = tokens.remove(0);
+        let (ws, welcome) = Ws::candidate(app, &token, None).await;
+        (token, ws, welcome, app.postgres().await)
+    }
+
+    /// Takes a lock on the answer journal, held until the transaction ends:
+    /// `ACCESS EXCLUSIVE` stops reads too, `EXCLUSIVE` only writes.
+    async fn lock_journal(
+        pool: &sqlx::PgPool,
+        mode: &str,
+    ) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let mut stall = pool.begin().await.expect("begin");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "LOCK TABLE answer_journal IN {mode} MODE"
+        )))
+        .execute(&mut *stall)
+        .await
+        .expect("lock");
+        stall
+    }
+
     async fn journal_rows(pool: &sqlx::PgPool, cseq: i64) -> i64 {
         sqlx::query_scalar(
             "SELECT count(*) FROM answer_journal WHERE candidate_id = 'cand-0001' AND cseq = $1",
@@ -1002,16 +1028,8 @@ mod postgres_faults {
     #[tokio::test]
     async fn a_stalled_database_delays_acks_and_never_fakes_them() {
         let app = TestApp::spawn(Backend::Postgres).await;
-        let tokens = open_with(&app, 10, &[1]).await;
-        ok_json(app.command("p1", json!({"action": "start"})).await).await;
-        let (mut ws, _) = Ws::candidate(&app, &tokens[0], None).await;
-        let pool = app.postgres().await;
-
-        let mut stall = pool.begin().await.expect("begin");
-        sqlx::query("LOCK TABLE answer_journal IN ACCESS EXCLUSIVE MODE")
-            .execute(&mut *stall)
-            .await
-            .expect("lock");
+        let (token, mut ws, _, pool) = connected(&app).await;
+        let stall = lock_journal(&pool, "ACCESS EXCLUSIVE").await;
         ws.send(json!({"t": "answer", "q": "q1", "value": "2", "cseq": 1}))
             .await;
         let early = tokio::time::timeout(Duration::from_millis(800), ws.next()).await;
@@ -1020,7 +1038,7 @@ mod postgres_faults {
             "nothing may be acknowledged during the stall: {early:?}"
         );
         assert_eq!(
-            me(&app, &tokens[0]).await["answers"],
+            me(&app, &token).await["answers"],
             json!([]),
             "not durable yet"
         );
@@ -1043,11 +1061,8 @@ mod postgres_faults {
     #[tokio::test]
     async fn a_failed_commit_is_refused_and_the_resent_answer_is_stored_once() {
         let app = TestApp::spawn(Backend::Postgres).await;
-        let tokens = open_with(&app, 10, &[1]).await;
-        ok_json(app.command("p1", json!({"action": "start"})).await).await;
-        let (mut ws, welcome) = Ws::candidate(&app, &tokens[0], None).await;
+        let (token, mut ws, welcome, pool) = connected(&app).await;
         assert_eq!(answer(&mut ws, "q1", json!("1"), 1).await["t"], "ack");
-        let pool = app.postgres().await;
 
         sqlx::query(
             "ALTER TABLE answer_journal ADD CONSTRAINT refuse_new CHECK (cseq < 2) NOT VALID",
@@ -1073,7 +1088,7 @@ mod postgres_faults {
             .await
             .expect("heal the journal");
         let session = welcome["session"].as_str().unwrap().to_string();
-        let (mut back, _) = Ws::candidate(&app, &tokens[0], Some((&session, 1))).await;
+        let (mut back, _) = Ws::candidate(&app, &token, Some((&session, 1))).await;
         let ack = answer(&mut back, "q2", json!(["A"]), 2).await;
         assert_eq!(
             (ack["t"].as_str(), ack["version"].as_i64()),
@@ -1084,7 +1099,7 @@ mod postgres_faults {
         assert_eq!(again["version"], 1);
         assert_eq!(journal_rows(&pool, 2).await, 1);
         assert_eq!(
-            me(&app, &tokens[0]).await["answers"],
+            me(&app, &token).await["answers"],
             json!([{"question_id": "q1", "version": 1}, {"question_id": "q2", "version": 1}])
         );
         pool.close().await;
@@ -1099,21 +1114,14 @@ mod postgres_faults {
     #[tokio::test]
     async fn a_retiring_room_finishes_its_writes_and_the_acks_survive() {
         let app = TestApp::spawn(Backend::Postgres).await;
-        let tokens = open_with(&app, 10, &[1]).await;
-        ok_json(app.command("p1", json!({"action": "start"})).await).await;
-        let (mut ws, welcome) = Ws::candidate(&app, &tokens[0], None).await;
+        let (token, mut ws, welcome, pool) = connected(&app).await;
         let session = welcome["session"].as_str().unwrap().to_string();
         let first = answer(&mut ws, "q1", json!("1"), 1).await;
         assert_eq!(first["t"], "ack");
         let seen = first["seq"].as_u64().unwrap();
-        let pool = app.postgres().await;
 
         // Writes stall; when they resume, cseq 2 is refused by the database.
-        let mut stall = pool.begin().await.expect("begin");
-        sqlx::query("LOCK TABLE answer_journal IN EXCLUSIVE MODE")
-            .execute(&mut *stall)
-            .await
-            .expect("lock");
+        let mut stall = lock_journal(&pool, "EXCLUSIVE").await;
         sqlx::query(
             "ALTER TABLE answer_journal ADD CONSTRAINT refuse_two CHECK (cseq <> 2) NOT VALID",
         )
@@ -1136,7 +1144,7 @@ mod postgres_faults {
         );
         assert_eq!(ws.closed().await.code, 4000);
 
-        let (mut back, welcome) = resume_when_ready(&app, &tokens[0], &session, seen).await;
+        let (mut back, welcome) = resume_when_ready(&app, &token, &session, seen).await;
         assert_eq!(welcome["resumed"], true, "{welcome}");
         let replayed = back.expect_next("ack").await;
         assert_eq!(
@@ -1171,17 +1179,9 @@ mod postgres_faults {
     #[tokio::test]
     async fn a_resent_answer_still_in_flight_is_acked_once_it_commits() {
         let app = TestApp::spawn(Backend::Postgres).await;
-        let tokens = open_with(&app, 10, &[1]).await;
-        ok_json(app.command("p1", json!({"action": "start"})).await).await;
-        let (mut ws, _) = Ws::candidate(&app, &tokens[0], None).await;
-        let pool = app.postgres().await;
-
+        let (_, mut ws, _, pool) = connected(&app).await;
         // Writes stall; reads (the journal lookup of old cseqs) do not.
-        let mut stall = pool.begin().await.expect("begin");
-        sqlx::query("LOCK TABLE answer_journal IN EXCLUSIVE MODE")
-            .execute(&mut *stall)
-            .await
-            .expect("lock");
+        let stall = lock_journal(&pool, "EXCLUSIVE").await;
         ws.send(json!({"t": "answer", "q": "q1", "value": "1", "cseq": 1}))
             .await;
         ws.send(json!({"t": "answer", "q": "q1", "value": "2", "cseq": 2}))
