@@ -337,6 +337,10 @@ mod tests {
             }
         }
 
+        async fn append_logs(&self, logs: &[crate::ports::QueuedLog]) -> Result<u64, StoreError> {
+            Ok(logs.len() as u64)
+        }
+
         async fn journaled_answer(
             &self,
             _: &PlanId,

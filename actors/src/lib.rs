@@ -8,6 +8,7 @@
 //! - `journal_writer`: group commit of durable writes
 //! - `ports`: the traits the outside provides (durable store, hot state, work queue, clock)
 //! - `shard`: virtual shards and the fence every durable write carries
+//! - `workers`: queue workers (logs, incident rules, statistics, admin webhook)
 
 pub mod domain;
 pub mod error;
@@ -16,3 +17,4 @@ pub mod journal_writer;
 pub mod live;
 pub mod ports;
 pub mod shard;
+pub mod workers;

@@ -8,6 +8,7 @@
 //! - [`LeaseStore`]: shard leases with fencing epochs
 //! - [`HotState`]: resume buffers, live sessions, snapshots, rate counters
 //! - [`WorkQueue`]: at-least-once work for the workers
+//! - [`FileStore`]: uploaded files (exam materials), read back in ranges
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -177,6 +178,41 @@ pub struct PlanCounts {
     pub answers_saved: i64,
 }
 
+/// A candidate's current answer to one question, for results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResultAnswer {
+    pub question_id: QuestionId,
+    /// As saved; `null` when the candidate cleared the answer.
+    pub value: Value,
+    pub version: i64,
+}
+
+/// One candidate's row of a plan's results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CandidateResult {
+    pub candidate_id: CandidateId,
+    pub reg_no: String,
+    pub name: String,
+    pub room_id: RoomId,
+    pub seat: Option<String>,
+    pub state: CandidateState,
+    pub submitted_at: Option<Timestamp>,
+    /// The current answer of every question answered, in question order.
+    pub answers: Vec<ResultAnswer>,
+}
+
+/// Everything a plan's results are computed from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanResults {
+    pub plan_id: PlanId,
+    pub title: String,
+    pub runtime: PlanRuntime,
+    /// In plan order, with their answer keys.
+    pub questions: Vec<crate::domain::Question>,
+    /// Every candidate, in import order.
+    pub candidates: Vec<CandidateResult>,
+}
+
 /// Plans as the admin server imports them, and the reads built on them.
 #[async_trait]
 pub trait PlanStore: Send + Sync + 'static {
@@ -216,6 +252,12 @@ pub trait PlanStore: Send + Sync + 'static {
     ) -> Result<i64, FencedError>;
 
     async fn plan_counts(&self, plan_id: &PlanId) -> Result<Option<PlanCounts>, StoreError>;
+
+    /// What a plan's results are computed from: the questions with their
+    /// keys and every candidate in import order with their current answers,
+    /// read from one consistent snapshot in a constant number of queries
+    /// (never one per candidate).
+    async fn plan_results(&self, plan_id: &PlanId) -> Result<Option<PlanResults>, StoreError>;
 
     /// Every room's runtime, in import order.
     async fn room_runtimes(&self, plan_id: &PlanId) -> Result<Vec<RoomRuntimeRow>, StoreError>;
@@ -377,7 +419,16 @@ pub struct LogEntry {
     pub at: Timestamp,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A log line on its way through the work queue, with the id that makes
+/// its insert idempotent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuedLog {
+    pub entry_id: String,
+    pub log: LogEntry,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LogKind {
     System,
     Candidate,
@@ -440,6 +491,12 @@ pub trait Journal: Send + Sync + 'static {
     /// Writes a batch in one transaction. Returns one outcome per entry, in
     /// order. An `Err` means nothing of the batch was written.
     async fn commit(&self, batch: &[FencedEntry]) -> Result<Vec<EntryOutcome>, StoreError>;
+
+    /// Appends log lines that came through the work queue, in one
+    /// transaction. Each carries a unique `entry_id`; a line whose id is
+    /// already stored is skipped, so a redelivered batch changes nothing
+    /// twice. Returns how many lines were new.
+    async fn append_logs(&self, logs: &[QueuedLog]) -> Result<u64, StoreError>;
 
     /// Looks up an answer by its client sequence number.
     async fn journaled_answer(
@@ -578,6 +635,159 @@ pub trait HotState: Send + Sync + 'static {
     /// Counts one event in the current fixed window of `window` and returns the
     /// count so far; for rate limits.
     async fn count_in_window(&self, key: &str, window: Duration) -> Result<u64, HotStateError>;
+
+    /// Adds `member` at time `at_ms` to the time-ordered set `key` (a member
+    /// is held once, at its latest time: adding it again changes no count),
+    /// dropping members older than `keep` before `at_ms`; the set expires
+    /// when untouched for `keep`. For the incident rules' sliding windows.
+    async fn window_add(
+        &self,
+        key: &str,
+        member: &str,
+        at_ms: i64,
+        keep: Duration,
+    ) -> Result<(), HotStateError>;
+
+    /// How many members of `key` have a time within `[from_ms, to_ms]`.
+    async fn window_count(&self, key: &str, from_ms: i64, to_ms: i64)
+    -> Result<u64, HotStateError>;
+}
+
+// ---------------------------------------------------------------- files
+
+/// A stored file's description; its bytes are read in ranges
+/// ([`FileStore::read_file_range`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredFile {
+    pub id: crate::domain::ids::FileId,
+    /// Lowercase hex SHA-256 of the content.
+    pub sha256: String,
+    pub size: u64,
+    /// A validated media type, e.g. `image/png`.
+    pub content_type: String,
+    /// The name the uploader gave; kept for display, never used as a path.
+    pub name: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// A file to store. `sha256` and the size are the caller's account of
+/// `data`; the store keeps them as given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewFile {
+    pub id: crate::domain::ids::FileId,
+    pub sha256: String,
+    pub content_type: String,
+    pub name: Option<String>,
+    pub data: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+/// What storing a file did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PutFileOutcome {
+    /// The file is new and stored under the id it was given.
+    Created(StoredFile),
+    /// The same content (SHA-256, size and content type) was stored before:
+    /// this is that record, with its id, name and time; nothing was written.
+    Existing(StoredFile),
+}
+
+impl PutFileOutcome {
+    pub fn file(&self) -> &StoredFile {
+        match self {
+            Self::Created(file) | Self::Existing(file) => file,
+        }
+    }
+}
+
+/// Files in the durable store, so every node serves every file. Files are
+/// immutable: an id always names the same bytes, which is what lets readers
+/// fetch a file in several range reads and clients cache it by id.
+#[async_trait]
+pub trait FileStore: Send + Sync + 'static {
+    /// Stores a file, or returns the stored one with the same SHA-256, size
+    /// and content type (identical content is kept once, also when two
+    /// uploads race; the first upload's name is the one kept).
+    async fn put_file(&self, file: &NewFile) -> Result<PutFileOutcome, StoreError>;
+
+    /// A file's description, or `None` when there is no such file.
+    async fn file(&self, id: &crate::domain::ids::FileId)
+    -> Result<Option<StoredFile>, StoreError>;
+
+    /// Up to `len` bytes of a file from `offset` (fewer at the end, none past
+    /// it), without reading the rest into this process; `None` when there is
+    /// no such file.
+    async fn read_file_range(
+        &self,
+        id: &crate::domain::ids::FileId,
+        offset: u64,
+        len: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+// ---------------------------------------------------------------- webhooks
+
+/// Sends one HTTP POST for the admin webhook worker.
+#[async_trait]
+pub trait WebhookSender: Send + Sync + 'static {
+    /// Returns the response status, or why there was none (timeout,
+    /// connection refused, …).
+    async fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<u16, String>;
+}
+
+// ---------------------------------------------------------------- statistics
+
+/// Answer counts of one question: per choice (single, multi), and how many
+/// candidates answered at all.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QuestionStatistics {
+    pub question_id: QuestionId,
+    pub kind: String,
+    pub answered: i64,
+    /// Choice id → candidates whose current answer includes it.
+    pub choices: BTreeMap<String, i64>,
+}
+
+/// Progress of one room.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RoomStatistics {
+    pub room_id: RoomId,
+    pub candidates: i64,
+    pub by_state: BTreeMap<String, i64>,
+    /// Current answers of the room's candidates, all questions.
+    pub answers: i64,
+    pub incidents_open: i64,
+}
+
+/// A plan's aggregates for the monitoring views.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PlanStatistics {
+    pub plan_id: PlanId,
+    /// Server time (ms) they were computed at.
+    pub computed_at: i64,
+    pub candidates: i64,
+    pub by_state: BTreeMap<String, i64>,
+    pub answers: i64,
+    pub questions: Vec<QuestionStatistics>,
+    pub rooms: Vec<RoomStatistics>,
+}
+
+/// Aggregates over the durable store.
+#[async_trait]
+pub trait StatisticsStore: Send + Sync + 'static {
+    /// `None` for an unknown plan. A handful of grouped queries, whatever
+    /// the plan's size.
+    async fn plan_statistics(
+        &self,
+        plan_id: &PlanId,
+        now: Timestamp,
+    ) -> Result<Option<PlanStatistics>, StoreError>;
 }
 
 // ---------------------------------------------------------------- work queue
@@ -632,8 +842,38 @@ pub trait WorkQueue: Send + Sync + 'static {
         reason: &str,
     ) -> Result<(), QueueError>;
 
+    /// The oldest `max` dead-lettered items of `topic`. Their `id` is the
+    /// dead-letter id (what [`Self::replay_dead_letter`] takes), not the
+    /// original one.
     async fn dead_letters(&self, topic: &str, max: usize) -> Result<Vec<WorkItem>, QueueError>;
 
-    /// Publishes a dead-lettered item again; returns whether it existed.
+    /// [`Self::dead_letters`] with why and when each item was parked, for an
+    /// operator. Adapters that keep no such details answer with an error.
+    async fn dead_letter_details(
+        &self,
+        topic: &str,
+        max: usize,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        let _ = (topic, max);
+        Err(QueueError(
+            "this work queue keeps no dead-letter details".into(),
+        ))
+    }
+
+    /// Publishes a dead-lettered item again (to its topic, as a new item)
+    /// and removes it from the dead letters; returns whether it existed.
     async fn replay_dead_letter(&self, topic: &str, id: &str) -> Result<bool, QueueError>;
+}
+
+/// A dead-lettered item with the circumstances of its parking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// `id` is the dead-letter id; `deliveries` those before it was parked.
+    pub item: WorkItem,
+    /// The item's id in its topic when it was parked.
+    pub original_id: String,
+    /// The consumer group that gave up on it.
+    pub group: String,
+    pub reason: String,
+    pub dead_lettered_at: Timestamp,
 }

@@ -8,15 +8,26 @@ use poem_openapi::OpenApiService;
 use crate::admin::AdminApi;
 use crate::candidate::CandidateApi;
 use crate::error::{ApiError, problem_response};
+use crate::files::FilesApi;
 use crate::login::LoginApi;
+use crate::monitoring::MonitoringApi;
 use crate::ops::OpsApi;
 use crate::proctor::ProctorApi;
 use crate::state::AppState;
 
+/// Every route group, in the order the OpenAPI document lists them.
+pub type Apis = (
+    OpsApi,
+    AdminApi,
+    LoginApi,
+    CandidateApi,
+    ProctorApi,
+    FilesApi,
+    MonitoringApi,
+);
+
 /// The OpenAPI service with every API.
-pub fn openapi(
-    state: &AppState,
-) -> OpenApiService<(OpsApi, AdminApi, LoginApi, CandidateApi, ProctorApi), ()> {
+pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             OpsApi {
@@ -32,6 +43,12 @@ pub fn openapi(
                 state: state.clone(),
             },
             ProctorApi {
+                state: state.clone(),
+            },
+            FilesApi {
+                state: state.clone(),
+            },
+            MonitoringApi {
                 state: state.clone(),
             },
         ),

@@ -2,10 +2,12 @@
 //!
 //! # Layout
 //! - `app`: the assembled endpoint, `/openapi.json`, `/docs`
-//! - `admin`: plan import, reads, commands, status (X-Api-Key)
+//! - `admin`: plan import, reads, commands, status, results (X-Api-Key)
 //! - `login`: candidate and proctor login
 //! - `candidate`, `proctor`: role-scoped reads
+//! - `files`: uploads (X-Api-Key) and streamed downloads of exam materials
 //! - `ops`: `/healthz`, `/readyz`
+//! - `monitoring`: plan statistics, the work queue's dead letters (X-Api-Key)
 //! - `ws`: the WebSocket gateway for candidates and proctors
 //! - `auth`: credential hashing, tokens, guards, login limits
 //! - `body`: JSON bodies with size limits and field-path errors
@@ -18,7 +20,9 @@ pub mod auth;
 pub mod body;
 pub mod candidate;
 pub mod error;
+pub mod files;
 pub mod login;
+pub mod monitoring;
 pub mod ops;
 pub mod proctor;
 pub mod state;

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use invigil_actors::exam::Exam;
-use invigil_actors::ports::{Clock, PlanStore};
+use invigil_actors::ports::{Clock, FileStore, HotState, PlanStore, StatisticsStore, WorkQueue};
 
 use crate::auth::{AdminKeys, CredentialHasher, LoginLimiter, TokenIssuer};
 use crate::body::BodyLimits;
+use crate::files::FileSettings;
 
 /// One readiness check's result.
 #[derive(Clone, Debug)]
@@ -38,6 +39,8 @@ pub struct ApiSettings {
     pub ws_hello_timeout: std::time::Duration,
     /// Frames a socket may send per second; beyond, they are refused.
     pub ws_frames_per_second: u32,
+    /// Upload size limit and download caching.
+    pub files: FileSettings,
 }
 
 impl Default for ApiSettings {
@@ -51,6 +54,7 @@ impl Default for ApiSettings {
             ws_max_message_bytes: 256 * 1024,
             ws_hello_timeout: std::time::Duration::from_secs(5),
             ws_frames_per_second: 100,
+            files: FileSettings::default(),
         }
     }
 }
@@ -58,6 +62,10 @@ impl Default for ApiSettings {
 pub struct AppInner {
     pub node_id: String,
     pub plans: Arc<dyn PlanStore>,
+    pub files: Arc<dyn FileStore>,
+    pub statistics: Arc<dyn StatisticsStore>,
+    pub hot: Arc<dyn HotState>,
+    pub queue: Arc<dyn WorkQueue>,
     pub exam: Arc<Exam>,
     pub clock: Arc<dyn Clock>,
     pub hasher: CredentialHasher,

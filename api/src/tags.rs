@@ -12,6 +12,8 @@ pub enum ApiTags {
     Candidate,
     /// A proctor's rooms (Bearer, role proctor).
     Proctor,
+    /// Exam materials: uploads (X-Api-Key), downloads (X-Api-Key or Bearer).
+    Files,
     /// Health, readiness.
     Operations,
 }

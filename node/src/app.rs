@@ -13,17 +13,24 @@ use invigil_actors::journal_writer::{JournalWriter, JournalWriterConfig, WriteMo
 use invigil_actors::live::directory::Directory;
 use invigil_actors::live::{LiveConfig, LiveDeps};
 use invigil_actors::ports::{Clock, SystemClock, owner_id};
+use invigil_actors::ports::{HotState, WorkQueue};
 use invigil_actors::shard::ShardId;
 use invigil_actors::shard::leases::LeaseKeeper;
+use invigil_actors::workers::Outbox;
 use invigil_api::auth::{AdminKeys, Argon2Cost, CredentialHasher, LoginLimiter, TokenIssuer};
 use invigil_api::body::BodyLimits;
+use invigil_api::files::FileSettings;
 use invigil_api::{ApiSettings, AppInner, AppState, Check, Readiness};
-use invigil_store::{MemoryHotState, SqlOptions, SqlStore, redact_url};
+use invigil_store::{
+    MemoryHotState, MemoryWorkQueue, RedisConnection, RedisHotState, RedisOptions, RedisWorkQueue,
+    SqlOptions, SqlStore, redact_url,
+};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::workers::{Workers, flush_outbox};
 
 /// A built node, bound to its listen address, not yet serving.
 pub struct Application {
@@ -33,6 +40,9 @@ pub struct Application {
     directory: Arc<Directory>,
     leases: Arc<LeaseKeeper>,
     journal_task: tokio::task::JoinHandle<()>,
+    workers: Workers,
+    outbox: Outbox,
+    outbox_task: tokio::task::JoinHandle<()>,
     acceptor: poem::listener::TcpAcceptor,
     local_addr: SocketAddr,
 }
@@ -111,7 +121,7 @@ impl Application {
         // taking its old leases bumps their epochs.
         let owner = owner_id(&config.node.id, clock.now());
         let leases = Arc::new(LeaseKeeper::new(
-            owner,
+            owner.clone(),
             Arc::new(store.clone()),
             clock.clone(),
             Duration::from_millis(config.shards.lease_ttl_ms),
@@ -142,12 +152,14 @@ impl Application {
                 },
             },
         );
+        let (hot, queue) = hot_state_and_queue(&config)?;
+        let (outbox, outbox_task) = Outbox::start(queue.clone(), config.workers.outbox_capacity);
         let directory = Directory::new(Arc::new(LiveDeps {
             node_id: config.node.id.clone(),
             plans: Arc::new(store.clone()),
             journal: Arc::new(store.clone()),
             writer: journal,
-            hot: Arc::new(MemoryHotState::default()),
+            hot: hot.clone(),
             leases: leases.clone(),
             clock: clock.clone(),
             config: LiveConfig {
@@ -157,7 +169,20 @@ impl Application {
                 events_per_minute: config.live.events_per_minute,
                 call_timeout: Duration::from_millis(config.live.call_timeout_ms),
             },
+            outbox: outbox.clone(),
+            webhooks: !config.webhook.url.is_empty(),
         }));
+        let workers = Workers::start(
+            &config,
+            &owner,
+            &directory,
+            &store,
+            hot.clone(),
+            queue.clone(),
+            clock.clone(),
+        )
+        .await
+        .context("starting the queue workers")?;
         let exam = Arc::new(Exam::new(directory.clone()));
         let auth = &config.auth;
         let hasher = CredentialHasher::new(
@@ -171,6 +196,10 @@ impl Application {
         let state = AppState::new(AppInner {
             node_id: config.node.id.clone(),
             plans: Arc::new(store.clone()),
+            files: Arc::new(store.clone()),
+            statistics: Arc::new(store.clone()),
+            hot,
+            queue,
             exam,
             clock,
             hasher,
@@ -192,6 +221,10 @@ impl Application {
                 ws_max_message_bytes: config.limits.ws_message_bytes,
                 ws_hello_timeout: Duration::from_millis(config.limits.ws_hello_timeout_ms),
                 ws_frames_per_second: config.limits.ws_frames_per_second.max(1),
+                files: FileSettings {
+                    max_bytes: config.files.max_bytes,
+                    cache_max_age: Duration::from_secs(config.files.cache_max_age_s),
+                },
             },
             login_limiter: LoginLimiter::new(auth.login_max_failures, auth.login_window_s),
         });
@@ -202,6 +235,9 @@ impl Application {
             directory,
             leases,
             journal_task,
+            workers,
+            outbox,
+            outbox_task,
             acceptor,
             local_addr,
         })
@@ -229,6 +265,9 @@ impl Application {
             directory,
             leases,
             journal_task,
+            workers,
+            outbox,
+            outbox_task,
             acceptor,
             local_addr,
         } = self;
@@ -262,6 +301,12 @@ impl Application {
         if tokio::time::timeout(grace, journal_task).await.is_err() {
             warn!("journal writer did not finish within the grace period");
         }
+        // Log lines and rule inputs of the last moments go to the queue;
+        // the workers stop (what they had not acknowledged is redelivered
+        // to another node's workers, or to this node's next process).
+        flush_outbox(&outbox, Duration::from_secs(2)).await;
+        outbox_task.abort();
+        workers.stop(grace).await;
         let _ = renewal.await;
         if let Err(error) = leases.release_all().await {
             warn!(%error, "could not release shard leases; they expire on their own");
@@ -270,6 +315,40 @@ impl Application {
         info!("stopped");
         Ok(())
     }
+}
+
+/// The hot state and the work queue: on Redis when `redis.url` is set (one
+/// connection shared by both), in process otherwise. Nothing connects here:
+/// a node starts while Redis is down — the hot state is a cache and the
+/// queue's producers hold their work — and the adapters connect (and
+/// reconnect) on their own. A background ping tells the log how it went.
+fn hot_state_and_queue(config: &Config) -> anyhow::Result<(Arc<dyn HotState>, Arc<dyn WorkQueue>)> {
+    let Some(url) = config.redis.url_opt() else {
+        return Ok((
+            Arc::new(MemoryHotState::default()),
+            Arc::new(MemoryWorkQueue::default()),
+        ));
+    };
+    let mut options = RedisOptions::new(url);
+    options.key_prefix = config.redis.key_prefix.clone();
+    options.op_timeout = Duration::from_millis(config.redis.op_timeout_ms);
+    options.buffer_ttl = Duration::from_secs(config.redis.resume_ttl_s);
+    let connection = RedisConnection::new(options).context("redis.url")?;
+    let probe = connection.clone();
+    tokio::spawn(async move {
+        match probe.ping().await {
+            Ok(()) => info!(url = probe.redacted_url(), "redis connected"),
+            Err(error) => warn!(
+                url = probe.redacted_url(),
+                %error,
+                "redis unreachable at start; resume buffers and the work queue degrade until it answers"
+            ),
+        }
+    });
+    Ok((
+        Arc::new(RedisHotState::new(connection.clone())),
+        Arc::new(RedisWorkQueue::new(connection)),
+    ))
 }
 
 /// Activates the live plans held here now and every few seconds (a plan

@@ -11,6 +11,10 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use invigil_actors::domain::ids::id_problem;
 use serde::{Deserialize, Serialize};
 
+/// The largest `files.max_bytes`: an upload is held in memory and stored
+/// as one value, and both databases cap a value near 1 GB.
+const MAX_FILE_BYTES: usize = 512 * 1024 * 1024;
+
 /// A secret value: deserializes from a string, prints as `[redacted]`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(transparent)]
@@ -78,6 +82,44 @@ impl Default for StoreSection {
     }
 }
 
+/// Redis: hot state (resume buffers, sessions, counters) and the work
+/// queue shared by a cluster's nodes. Without a url a node keeps both in
+/// process (embedded mode: one node only).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSection {
+    /// `redis://[user:password@]host:port[/db]`; absent or empty: in-process
+    /// adapters. May carry a password: printed redacted.
+    pub url: Option<Secret>,
+    /// Put in front of every key (docs/redis-keys.md).
+    pub key_prefix: String,
+    /// The longest one Redis call may take; a dead Redis costs callers no more.
+    pub op_timeout_ms: u64,
+    /// How long a candidate's resume buffer and session outlive their last write.
+    pub resume_ttl_s: u64,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "invigil:".into(),
+            op_timeout_ms: 500,
+            resume_ttl_s: 24 * 3600,
+        }
+    }
+}
+
+impl RedisSection {
+    /// The configured url; `None` means embedded, in-process adapters.
+    pub fn url_opt(&self) -> Option<&str> {
+        self.url
+            .as_ref()
+            .map(Secret::expose)
+            .filter(|url| !url.is_empty())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
@@ -135,6 +177,27 @@ impl Default for LimitsSection {
             ws_message_bytes: 256 * 1024,
             ws_hello_timeout_ms: 5_000,
             ws_frames_per_second: 100,
+        }
+    }
+}
+
+/// Uploaded files (exam materials), kept in the database.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesSection {
+    /// The largest file `POST /api/v1/files` accepts; an upload is held in
+    /// memory up to this size while it is read and stored.
+    pub max_bytes: usize,
+    /// `Cache-Control: private, max-age` of downloads (a file id always
+    /// names the same bytes).
+    pub cache_max_age_s: u64,
+}
+
+impl Default for FilesSection {
+    fn default() -> Self {
+        Self {
+            max_bytes: 10 * 1024 * 1024,
+            cache_max_age_s: 86_400,
         }
     }
 }
@@ -237,17 +300,70 @@ impl Default for TelemetrySection {
     }
 }
 
+/// The queue workers every node runs (logs, incident rules, statistics,
+/// admin webhook) and the outbox that feeds them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersSection {
+    /// Run this node's workers (a node without them still publishes).
+    pub enabled: bool,
+    /// Entries fetched per round.
+    pub batch: usize,
+    /// How long a fetch waits for new entries.
+    pub fetch_wait_ms: u64,
+    /// An entry pending this long belongs to a dead consumer: reclaim it.
+    pub min_idle_ms: u64,
+    pub reclaim_every_ms: u64,
+    /// Deliveries before an entry goes to the dead-letter stream.
+    pub max_deliveries: u32,
+    /// Payloads the outbox holds while the queue is unreachable.
+    pub outbox_capacity: usize,
+    /// How often statistics are recomputed.
+    pub statistics_refresh_ms: u64,
+}
+
+impl Default for WorkersSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            batch: 500,
+            fetch_wait_ms: 500,
+            min_idle_ms: 30_000,
+            reclaim_every_ms: 5_000,
+            max_deliveries: 5,
+            outbox_capacity: 100_000,
+            statistics_refresh_ms: 2_000,
+        }
+    }
+}
+
+/// Notifications to the admin server when a plan ends or is finalized.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSection {
+    /// `http(s)://…`; empty: no notifications.
+    pub url: String,
+    /// HMAC-SHA256 key of the `X-Invigil-Signature` header (>= 16 bytes).
+    pub secret: Secret,
+    /// Per attempt; 0 means the default of 10 s.
+    pub timeout_ms: u64,
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub node: NodeSection,
     pub store: StoreSection,
+    pub redis: RedisSection,
     pub auth: AuthSection,
     pub limits: LimitsSection,
+    pub files: FilesSection,
     pub live: LiveSection,
     pub journal: JournalSection,
     pub shards: ShardsSection,
+    pub workers: WorkersSection,
+    pub webhook: WebhookSection,
     pub telemetry: TelemetrySection,
 }
 
@@ -320,6 +436,12 @@ impl Config {
         if self.limits.ws_message_bytes < 1024 || self.limits.ws_hello_timeout_ms < 100 {
             bail!("limits.ws_message_bytes must be >= 1024 and limits.ws_hello_timeout_ms >= 100");
         }
+        if !(1024..=MAX_FILE_BYTES).contains(&self.files.max_bytes) {
+            bail!("files.max_bytes must be between 1024 and {MAX_FILE_BYTES} (512 MiB)");
+        }
+        if self.files.cache_max_age_s > 31_536_000 {
+            bail!("files.cache_max_age_s must be at most 31536000 (a year)");
+        }
         let live = &self.live;
         if live.tick_ms < 10
             || live.resume_buffer == 0
@@ -333,6 +455,30 @@ impl Config {
         if self.journal.max_batch == 0 || self.journal.queue_capacity == 0 {
             bail!("journal.max_batch and journal.queue_capacity must be positive");
         }
+        let workers = &self.workers;
+        if workers.batch == 0
+            || workers.batch > 10_000
+            || workers.fetch_wait_ms == 0
+            || workers.min_idle_ms < 1_000
+            || workers.reclaim_every_ms == 0
+            || workers.max_deliveries == 0
+            || workers.outbox_capacity == 0
+            || workers.statistics_refresh_ms < 100
+        {
+            bail!(
+                "workers: batch 1..=10000, fetch_wait_ms > 0, min_idle_ms >= 1000, reclaim_every_ms > 0, \
+                 max_deliveries > 0, outbox_capacity > 0, statistics_refresh_ms >= 100"
+            );
+        }
+        let webhook = &self.webhook;
+        if !webhook.url.is_empty() {
+            if !(webhook.url.starts_with("http://") || webhook.url.starts_with("https://")) {
+                bail!("webhook.url must start with http:// or https://");
+            }
+            if webhook.secret.expose().len() < 16 {
+                bail!("webhook.secret must be at least 16 bytes when webhook.url is set");
+            }
+        }
         if self.shards.lease_ttl_ms < 300 {
             bail!("shards.lease_ttl_ms must be at least 300");
         }
@@ -342,6 +488,37 @@ impl Config {
             || url.starts_with("sqlite:"))
         {
             bail!("store.url must start with postgres:// or sqlite:");
+        }
+        self.validate_redis()
+    }
+
+    fn validate_redis(&self) -> anyhow::Result<()> {
+        let redis = &self.redis;
+        if let Some(url) = redis.url_opt() {
+            if url.starts_with("rediss://") {
+                bail!(
+                    "redis.url: TLS (rediss://) is not supported yet; use redis:// on a private network"
+                );
+            }
+            if !(url.starts_with("redis://")
+                || url.starts_with("redis+unix://")
+                || url.starts_with("unix://"))
+            {
+                bail!("redis.url must start with redis:// (or redis+unix:// for a socket)");
+            }
+        }
+        let prefix = &redis.key_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 64
+            || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            bail!("redis.key_prefix must be 1 to 64 characters without spaces, e.g. \"invigil:\"");
+        }
+        if !(10..=60_000).contains(&redis.op_timeout_ms) {
+            bail!("redis.op_timeout_ms must be between 10 and 60000");
+        }
+        if !(60..=30 * 86_400).contains(&redis.resume_ttl_s) {
+            bail!("redis.resume_ttl_s must be between 60 and 2592000 (30 days)");
         }
         Ok(())
     }
@@ -418,6 +595,75 @@ mod tests {
             jail.create_file("lite.toml", &VALID.replace("id = \"node-7\"", ""))?;
             let config = Config::load(Some(Path::new("lite.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(config.node.id, "node-1");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_limits_come_from_the_environment_and_are_bounded() {
+        Jail::expect_with(|jail| {
+            jail.create_file("node.toml", VALID)?;
+            jail.set_env("INVIGIL_FILES__MAX_BYTES", "1048576");
+            let config = Config::load(Some(Path::new("node.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.files.max_bytes, 1_048_576);
+            assert_eq!(config.files.cache_max_age_s, 86_400);
+            jail.set_env("INVIGIL_FILES__MAX_BYTES", "100");
+            let error = format!(
+                "{:#}",
+                Config::load(Some(Path::new("node.toml"))).unwrap_err()
+            );
+            assert!(error.contains("files.max_bytes"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redis_is_optional_and_checked() {
+        Jail::expect_with(|jail| {
+            jail.create_file("node.toml", VALID)?;
+            let config = Config::load(Some(Path::new("node.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.redis.url_opt(), None, "embedded by default");
+            assert_eq!(config.redis.key_prefix, "invigil:");
+
+            jail.set_env(
+                "INVIGIL_REDIS__URL",
+                "redis://:hunter2-password@cache:6379/2",
+            );
+            jail.set_env("INVIGIL_REDIS__OP_TIMEOUT_MS", "250");
+            let config = Config::load(Some(Path::new("node.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.redis.url_opt(),
+                Some("redis://:hunter2-password@cache:6379/2")
+            );
+            assert_eq!(config.redis.op_timeout_ms, 250);
+            assert!(
+                !format!("{config:?}").contains("hunter2"),
+                "the url prints redacted"
+            );
+
+            jail.set_env("INVIGIL_REDIS__URL", "");
+            let config = Config::load(Some(Path::new("node.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.redis.url_opt(), None, "empty turns Redis off");
+
+            for (key, value, named) in [
+                ("INVIGIL_REDIS__URL", "http://cache:6379", "redis.url"),
+                ("INVIGIL_REDIS__URL", "rediss://cache:6380", "TLS"),
+                ("INVIGIL_REDIS__OP_TIMEOUT_MS", "0", "redis.op_timeout_ms"),
+                ("INVIGIL_REDIS__RESUME_TTL_S", "5", "redis.resume_ttl_s"),
+                (
+                    "INVIGIL_REDIS__KEY_PREFIX",
+                    "has space:",
+                    "redis.key_prefix",
+                ),
+            ] {
+                jail.clear_env();
+                jail.set_env(key, value);
+                let error = format!(
+                    "{:#}",
+                    Config::load(Some(Path::new("node.toml"))).unwrap_err()
+                );
+                assert!(error.contains(named), "{key}={value}: {error}");
+            }
             Ok(())
         });
     }

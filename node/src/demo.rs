@@ -166,6 +166,7 @@ pub fn plan() -> PlanImport {
             heartbeat_s: Some(10),
             late_entry_s: Some(600),
             max_text_chars: Some(2_000),
+            incident_rules: None,
         },
         questions,
         rooms,

@@ -11,6 +11,7 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod telemetry;
+pub mod workers;
 
 pub use app::{Application, shutdown_signal};
 pub use config::Config;

@@ -2,12 +2,20 @@
 //!
 //! # Layout
 //! - `sql`: the durable store on sqlx, Postgres and SQLite, with migrations
-//! - `memory`: in-process hot state for embedded mode
+//! - `memory`: in-process hot state and work queue for embedded mode
+//! - `redis`: hot state and work queue on Redis for cluster mode
+//! - `webhook`: the admin webhook's HTTP client
 //! - `error`: mapping of driver errors to the ports' errors
 
 pub mod error;
 pub mod memory;
+pub mod redis;
 pub mod sql;
+pub mod webhook;
 
-pub use memory::MemoryHotState;
+pub use self::redis::{
+    InvalidRedisUrl, RedisConnection, RedisHotState, RedisOptions, RedisWorkQueue,
+};
+pub use memory::{MemoryHotState, MemoryWorkQueue};
 pub use sql::{Backend, SqlOptions, SqlStore, redact_url};
+pub use webhook::HttpWebhookSender;

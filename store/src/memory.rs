@@ -1,6 +1,12 @@
-//! In-process adapters for embedded mode: [`MemoryHotState`]. Everything
-//! lives in this process and is lost with it — exactly the contract of the
-//! hot state (a lost resume buffer costs a full snapshot, never an answer).
+//! In-process adapters for embedded mode: [`MemoryHotState`] and
+//! [`MemoryWorkQueue`] (in `memory/queue.rs`). Everything lives in this
+//! process and is lost with it — exactly the contract of the hot state (a lost
+//! resume buffer costs a full snapshot, never an answer) and of unconsumed
+//! work (acknowledged answers are in the durable store, not in the queue).
+
+mod queue;
+
+pub use queue::{DEFAULT_RETAINED_DEAD_LETTERS, DEFAULT_RETAINED_ENTRIES, MemoryWorkQueue};
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -19,6 +25,8 @@ struct Shard {
     sessions: HashMap<CandidateKey, SessionClaim>,
     snapshots: HashMap<String, (Vec<u8>, Instant)>,
     counters: HashMap<String, (u64, Instant)>,
+    /// Time-ordered sets: member → time (ms), and when the set expires.
+    windows: HashMap<String, (HashMap<String, i64>, Instant)>,
 }
 
 /// The hot state of one process.
@@ -56,6 +64,15 @@ impl HotState for MemoryHotState {
         for (key, frame) in frames {
             let mut shard = self.shard(key);
             let buffer = shard.buffers.entry(key.clone()).or_default();
+            if buffer.back().is_some_and(|newest| frame.seq <= newest.seq) {
+                if buffer.contains(frame) {
+                    // A retried append: the frame is held already.
+                    continue;
+                }
+                // A numbering that started over (a room re-activated without
+                // its last seq): the held frames are not its past.
+                buffer.clear();
+            }
             buffer.push_back(frame.clone());
             while buffer.len() > cap.max(1) {
                 buffer.pop_front();
@@ -148,6 +165,47 @@ impl HotState for MemoryHotState {
             Some((snapshot, _)) => Ok(Some(snapshot.clone())),
             None => Ok(None),
         }
+    }
+
+    async fn window_add(
+        &self,
+        key: &str,
+        member: &str,
+        at_ms: i64,
+        keep: Duration,
+    ) -> Result<(), HotStateError> {
+        let mut shard = self.shard(key);
+        let now = Instant::now();
+        let (members, expires) = shard
+            .windows
+            .entry(key.to_string())
+            .or_insert_with(|| (HashMap::new(), now + keep));
+        if *expires <= now {
+            members.clear();
+        }
+        *expires = now + keep;
+        let oldest = at_ms.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        members.retain(|_, at| *at >= oldest);
+        let at = members.entry(member.to_string()).or_insert(at_ms);
+        *at = (*at).max(at_ms);
+        Ok(())
+    }
+
+    async fn window_count(
+        &self,
+        key: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<u64, HotStateError> {
+        let shard = self.shard(key);
+        Ok(match shard.windows.get(key) {
+            Some((members, expires)) if *expires > Instant::now() => members
+                .values()
+                .filter(|at| (from_ms..=to_ms).contains(*at))
+                .count()
+                as u64,
+            _ => 0,
+        })
     }
 
     async fn count_in_window(&self, key: &str, window: Duration) -> Result<u64, HotStateError> {

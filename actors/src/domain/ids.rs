@@ -126,6 +126,12 @@ define_id!(
     /// A question, unique within its plan.
     QuestionId
 );
+define_id!(
+    /// A stored file (an exam material such as a question image). Unlike the
+    /// others it is chosen by invigil at upload (a UUID v7), in the same
+    /// alphabet so it travels through the same checks.
+    FileId
+);
 
 /// A value that is not a valid id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

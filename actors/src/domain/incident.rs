@@ -98,8 +98,14 @@ impl Severity {
     /// The severity of a kind when its source does not say otherwise.
     pub fn of_kind(kind: &str) -> Self {
         match kind {
-            "copy_paste" | "duplicate_login" | "ip_change" | "screen_share" => Self::High,
-            "focus_lost" | "tab_switch" | "fullscreen_exit" => Self::Medium,
+            "copy_paste"
+            | "copy_paste_detected"
+            | "duplicate_login"
+            | "ip_change"
+            | "ip_changed"
+            | "focus_lost_repeated"
+            | "screen_share" => Self::High,
+            "focus_lost" | "tab_switch" | "fullscreen_exit" | "went_offline" => Self::Medium,
             "connectivity" => Self::Info,
             _ => Self::Low,
         }

@@ -11,6 +11,7 @@
 //! - `question`: question kinds and which answers fit them
 //! - `plan`, `room`, `candidate`: the lifecycles
 //! - `answer`: the answer sheet
+//! - `grading`: scores of answers against the questions' keys
 //! - `incident`, `proctor`: incidents and proctor presence
 //! - `error`: refusals with stable codes
 
@@ -19,12 +20,14 @@ pub mod candidate;
 pub mod clock;
 pub mod connection;
 pub mod error;
+pub mod grading;
 pub mod ids;
 pub mod incident;
 pub mod plan;
 pub mod proctor;
 pub mod question;
 pub mod room;
+pub mod rules;
 pub mod spec;
 pub mod time;
 
@@ -44,6 +47,7 @@ pub use incident::{Incident, IncidentSource, IncidentStatus, Severity};
 pub use plan::{PlanCommand, PlanEvent, PlanRuntime, PlanState};
 pub use question::{Question, QuestionKind};
 pub use room::{RoomCommand, RoomEvent, RoomRuntime, RoomState};
+pub use rules::IncidentRules;
 pub use spec::{
     CandidateSpec, CredentialHash, Plaintext, PlanSettings, PlanSpec, ProctorSpec, RoomSpec,
     SpecProblem, SpecProblems,

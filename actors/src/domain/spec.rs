@@ -36,6 +36,8 @@ pub struct PlanSettings {
     pub late_entry_s: i64,
     /// The longest text answer, in characters.
     pub max_text_chars: i64,
+    /// When the server raises incidents itself (see `domain::rules`).
+    pub incident_rules: super::rules::IncidentRules,
 }
 
 impl Default for PlanSettings {
@@ -44,6 +46,7 @@ impl Default for PlanSettings {
             heartbeat_s: 10,
             late_entry_s: 600,
             max_text_chars: 10_000,
+            incident_rules: super::rules::IncidentRules::default(),
         }
     }
 }
@@ -275,6 +278,13 @@ impl PlanSpec<Plaintext> {
                 "invalid_setting",
                 "settings.max_text_chars",
                 "must be between 1 and 100000",
+            );
+        }
+        for (field, message) in settings.incident_rules.problems() {
+            problems.add(
+                "invalid_setting",
+                format!("settings.incident_rules.{field}"),
+                message,
             );
         }
     }

@@ -57,4 +57,8 @@ pub struct LiveDeps {
     pub leases: Arc<LeaseKeeper>,
     pub clock: Arc<dyn Clock>,
     pub config: LiveConfig,
+    /// Where live events, log lines and plan notices go for the workers.
+    pub outbox: crate::workers::Outbox,
+    /// Whether plan notices are published (an admin webhook is configured).
+    pub webhooks: bool,
 }

@@ -16,6 +16,7 @@ use crate::domain::{DomainError, PlanCommand, PlanEvent, PlanId, PlanState, Room
 use crate::error::{ExamError, StoreError};
 use crate::ports::{FencedError, VersionedPlanRuntime};
 use crate::shard::ShardId;
+use crate::workers::events::{PlanNotice, new_id, topics};
 
 /// How often the coordinator checks its rooms are live and its lease held.
 const KEEPER_PERIOD: Duration = Duration::from_secs(2);
@@ -227,6 +228,28 @@ impl PlanActorState {
         confirmed
     }
 
+    /// Tells the admin server (webhook worker) that the plan ended or was
+    /// finalized, once that is durable.
+    fn notify(&self, deps: &crate::live::LiveDeps, events: &[PlanEvent]) {
+        if !deps.webhooks {
+            return;
+        }
+        for event in events {
+            let (name, at) = match event {
+                PlanEvent::Ended { at } => ("plan.ended", at),
+                PlanEvent::Finalized { at } => ("plan.finalized", at),
+                _ => continue,
+            };
+            let notice = PlanNotice {
+                id: new_id(),
+                event: name.to_string(),
+                plan_id: self.plan_id.clone(),
+                at: at.as_millis(),
+            };
+            deps.outbox.publish_json(topics::WEBHOOKS, &notice);
+        }
+    }
+
     async fn command(&mut self, command: &PlanCommand) -> Result<VersionedPlanRuntime, ExamError> {
         let deps = self.directory.deps().clone();
         let fence = deps
@@ -265,6 +288,7 @@ impl PlanActorState {
                         duration_s: self.plan.duration_s,
                     };
                     info!(plan_id = %self.plan_id, events = ?events.iter().map(PlanEvent::name).collect::<Vec<_>>(), "plan command applied");
+                    self.notify(&deps, &events);
                     if events
                         .iter()
                         .any(|event| matches!(event, PlanEvent::Started { .. }))

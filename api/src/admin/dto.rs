@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use invigil_actors::domain::ids::id_problem;
 use invigil_actors::domain::{
-    CandidateId, CandidateSpec, Plaintext, PlanId, PlanSettings, PlanSpec, ProctorId, ProctorSpec,
-    Question, QuestionId, QuestionKind, RoomId, RoomSpec, SpecProblem, SpecProblems,
+    CandidateId, CandidateSpec, IncidentRules, Plaintext, PlanId, PlanSettings, PlanSpec,
+    ProctorId, ProctorSpec, Question, QuestionId, QuestionKind, RoomId, RoomSpec, SpecProblem,
+    SpecProblems,
 };
 use poem_openapi::{Enum, Object};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -131,7 +132,7 @@ fn string_or_number<'de, D: Deserializer<'de>>(
 }
 
 /// Plan settings; every key is optional and defaults as documented.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Object)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Object)]
 #[serde(deny_unknown_fields)]
 #[oai(rename = "PlanSettings", deny_unknown_fields)]
 pub struct SettingsBody {
@@ -141,6 +142,75 @@ pub struct SettingsBody {
     pub late_entry_s: Option<i64>,
     /// Longest text answer in characters (default 10000).
     pub max_text_chars: Option<i64>,
+    /// When the server raises incidents itself; every key is optional.
+    pub incident_rules: Option<IncidentRulesBody>,
+}
+
+/// Incident rules of a plan (see docs/protocol.md, "Incident rules").
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Object)]
+#[serde(deny_unknown_fields)]
+#[oai(rename = "IncidentRules", deny_unknown_fields)]
+pub struct IncidentRulesBody {
+    /// `focus_lost` events that raise `focus_lost_repeated` (default 5; 0: off)…
+    pub focus_lost_count: Option<u32>,
+    /// …within this many seconds (default 60).
+    pub focus_lost_window_s: Option<i64>,
+    /// Raise `copy_paste_detected` on a `copy_paste` event (default true).
+    pub copy_paste: Option<bool>,
+    /// Raise `ip_changed` when a sitting candidate reconnects from another address (default true).
+    pub ip_change: Option<bool>,
+    /// Raise `duplicate_login` when a second connection takes over (default true).
+    pub duplicate_login: Option<bool>,
+    /// Candidates of one room going offline together that make one room-level
+    /// `connectivity` incident (default 3)…
+    pub connectivity_min_candidates: Option<u32>,
+    /// …and at least this fraction of the room's sitting candidates (default 0.5)…
+    pub connectivity_fraction: Option<f64>,
+    /// …within this many seconds (default 20).
+    pub connectivity_window_s: Option<i64>,
+    /// Raise `went_offline` for a candidate who went offline alone (default true).
+    pub offline_alone: Option<bool>,
+}
+
+impl From<IncidentRulesBody> for IncidentRules {
+    fn from(body: IncidentRulesBody) -> Self {
+        let defaults = IncidentRules::default();
+        IncidentRules {
+            focus_lost_count: body.focus_lost_count.unwrap_or(defaults.focus_lost_count),
+            focus_lost_window_s: body
+                .focus_lost_window_s
+                .unwrap_or(defaults.focus_lost_window_s),
+            copy_paste: body.copy_paste.unwrap_or(defaults.copy_paste),
+            ip_change: body.ip_change.unwrap_or(defaults.ip_change),
+            duplicate_login: body.duplicate_login.unwrap_or(defaults.duplicate_login),
+            connectivity_min_candidates: body
+                .connectivity_min_candidates
+                .unwrap_or(defaults.connectivity_min_candidates),
+            connectivity_fraction: body
+                .connectivity_fraction
+                .unwrap_or(defaults.connectivity_fraction),
+            connectivity_window_s: body
+                .connectivity_window_s
+                .unwrap_or(defaults.connectivity_window_s),
+            offline_alone: body.offline_alone.unwrap_or(defaults.offline_alone),
+        }
+    }
+}
+
+impl From<&IncidentRules> for IncidentRulesBody {
+    fn from(rules: &IncidentRules) -> Self {
+        Self {
+            focus_lost_count: Some(rules.focus_lost_count),
+            focus_lost_window_s: Some(rules.focus_lost_window_s),
+            copy_paste: Some(rules.copy_paste),
+            ip_change: Some(rules.ip_change),
+            duplicate_login: Some(rules.duplicate_login),
+            connectivity_min_candidates: Some(rules.connectivity_min_candidates),
+            connectivity_fraction: Some(rules.connectivity_fraction),
+            connectivity_window_s: Some(rules.connectivity_window_s),
+            offline_alone: Some(rules.offline_alone),
+        }
+    }
 }
 
 impl From<SettingsBody> for PlanSettings {
@@ -150,6 +220,7 @@ impl From<SettingsBody> for PlanSettings {
             heartbeat_s: body.heartbeat_s.unwrap_or(defaults.heartbeat_s),
             late_entry_s: body.late_entry_s.unwrap_or(defaults.late_entry_s),
             max_text_chars: body.max_text_chars.unwrap_or(defaults.max_text_chars),
+            incident_rules: body.incident_rules.map(Into::into).unwrap_or_default(),
         }
     }
 }

@@ -1,16 +1,18 @@
-//! The admin server's interface (X-Api-Key): plan import, reads, commands, status.
+//! The admin server's interface (X-Api-Key): plan import, reads, commands, status, results.
 //!
 //! # Layout
 //! - `dto`: request and response types
+//! - `results`: grading and rendering a plan's results (JSON, CSV)
 //! - `mod.rs`: the routes
 
 pub mod dto;
+pub mod results;
 
 use invigil_actors::domain::{
     CandidateSpec, CredentialHash, Plaintext, PlanCommand, PlanId, PlanSpec, PlanState, ProctorSpec,
 };
 use invigil_actors::ports::ImportOutcome;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use tracing::info;
@@ -20,6 +22,7 @@ use self::dto::{
     PlanCommandBody, PlanImport, PlanStatusView, PlanView, ProctorView, QuestionBody, RoomBody,
     SettingsBody,
 };
+use self::results::{ResultsFormat, ResultsResponse};
 use crate::auth::AdminKey;
 use crate::body::Body;
 use crate::error::ApiError;
@@ -97,6 +100,7 @@ impl AdminApi {
                 heartbeat_s: Some(spec.settings.heartbeat_s),
                 late_entry_s: Some(spec.settings.late_entry_s),
                 max_text_chars: Some(spec.settings.max_text_chars),
+                incident_rules: Some((&spec.settings.incident_rules).into()),
             },
             clock: plan_clock(&stored.runtime, spec.duration_s, self.state.clock.now()),
             questions: spec
@@ -239,6 +243,29 @@ impl AdminApi {
             as_of: to_datetime(now),
         }))
     }
+
+    /// A plan's results once it has ended: every candidate (absent ones
+    /// too) with their state, submit time, current answers and score, graded
+    /// from the answer keys at request time.
+    ///
+    /// `?format=csv` gives the same as a CSV attachment (UTF-8 with a byte
+    /// order mark, RFC 4180): the candidate columns, `score`, `max_score`,
+    /// then one column per question. Before the end: 409 `results_not_ready`.
+    #[oai(
+        path = "/admin/plans/:plan_id/results",
+        method = "get",
+        tag = "ApiTags::Admin"
+    )]
+    async fn plan_results(
+        &self,
+        _key: AdminKey,
+        plan_id: Path<String>,
+        /// `json` (the default) or `csv`.
+        format: Query<Option<ResultsFormat>>,
+    ) -> Result<ResultsResponse, ApiError> {
+        let plan_id = path_plan_id(&plan_id)?;
+        results::plan_results(&self.state, &plan_id, format.0.unwrap_or_default()).await
+    }
 }
 
 /// Validates, hashes and stores a plan import; shared by the route and the
@@ -304,7 +331,7 @@ pub async fn import_plan(
     Ok(result(outcome))
 }
 
-fn plan_not_found(plan_id: &PlanId) -> ApiError {
+pub(crate) fn plan_not_found(plan_id: &PlanId) -> ApiError {
     ApiError::not_found("plan_not_found", format!("plan {plan_id} does not exist"))
 }
 

@@ -33,7 +33,12 @@ pub async fn candidate_socket(
     ws: WebSocket,
     Query(query): Query<TokenQuery>,
     Data(state): Data<&AppState>,
+    remote: &poem::web::RemoteAddr,
 ) -> Response {
+    // The peer's address (the load balancer's when there is one in front).
+    let ip = remote
+        .as_socket_addr()
+        .map(|address| address.ip().to_string());
     let claims =
         match super::proctor::verify_token(state, query.token.as_deref(), Role::Candidate).await {
             Ok(claims) => claims,
@@ -49,7 +54,7 @@ pub async fn candidate_socket(
     let state = state.clone();
     let plan_id = claims.plan;
     ws.config(socket_config(&state.settings))
-        .on_upgrade(move |socket| run(state, plan_id, room_id, candidate_id, socket))
+        .on_upgrade(move |socket| run(state, plan_id, room_id, candidate_id, ip, socket))
         .into_response()
 }
 
@@ -71,6 +76,7 @@ async fn run(
     plan_id: PlanId,
     room_id: RoomId,
     candidate_id: CandidateId,
+    ip: Option<String>,
     socket: WebSocketStream,
 ) {
     let (mut sink, mut stream) = socket.split();
@@ -128,6 +134,7 @@ async fn run(
             connection_id,
             sink: sender.clone(),
             close_signal: close_signal.clone(),
+            ip: ip.clone(),
             resume: resume
                 .as_ref()
                 .map(|resume| (resume.session.clone(), resume.last_seq)),

@@ -786,6 +786,12 @@ async fn client_events_become_incidents_proctors_review(app: &TestApp) {
         (incident["severity"].as_str(), incident["status"].as_str()),
         (Some("high"), Some("open"))
     );
+    // The copy-paste rule escalates it (source rule), once.
+    let escalated = dashboard.expect("incident").await;
+    assert_eq!(
+        (escalated["kind"].as_str(), escalated["source"].as_str()),
+        (Some("copy_paste_detected"), Some("rule"))
+    );
     ws.send(json!({"t": "event", "kind": "Not A Kind"})).await;
     assert_eq!(ws.expect("error").await["code"], "invalid_incident");
 
@@ -829,8 +835,9 @@ async fn client_events_become_incidents_proctors_review(app: &TestApp) {
         (reported["source"].as_str(), reported["status"].as_str()),
         (Some("proctor"), Some("open"))
     );
+    // Open: the rule's escalation and the proctor's report.
     let status = ok_json(app.admin_get("/api/v1/admin/plans/p1/status").await).await;
-    assert_eq!(status["incidents_open"], 1);
+    assert_eq!(status["incidents_open"], 2);
 }
 
 async fn control_characters_in_free_text_are_refused_and_harm_no_one(app: &TestApp) {

@@ -4,8 +4,13 @@
 mod admin;
 mod auth;
 mod errors;
+mod files;
+mod hot_state;
 mod live;
+mod redis_faults;
+mod results;
 mod support;
+mod workers;
 mod ws;
 
 /// Declares each listed case once per backend.

@@ -39,6 +39,11 @@ fn postgres_url() -> String {
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// [`Self::spawn`] with the test's own settings over the defaults.
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
         let (url, cleanup) = match backend {
             Backend::Sqlite => {
                 let directory = tempfile::tempdir().expect("temp dir");
@@ -83,6 +88,7 @@ impl TestApp {
         config.limits.ws_hello_timeout_ms = 500;
         config.limits.ws_message_bytes = 64 * 1024;
         config.live.tick_ms = 50;
+        configure(&mut config);
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(
             chrono::Utc::now().timestamp_millis(),
         )));
@@ -135,6 +141,35 @@ impl TestApp {
             .connect(&self.database_url)
             .await
             .expect("the test schema opens")
+    }
+
+    /// Log lines of a kind in the node's database: (message, subject).
+    pub async fn logs(&self, plan_id: &str, kind: &str) -> Vec<(String, Option<String>)> {
+        let query =
+            "SELECT message, subject FROM logs WHERE plan_id = $1 AND kind = $2 ORDER BY id";
+        if self.database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.database_url)
+                .await
+                .expect("the test database opens");
+            let rows = sqlx::query_as(query)
+                .bind(plan_id)
+                .bind(kind)
+                .fetch_all(&pool)
+                .await
+                .expect("logs readable");
+            pool.close().await;
+            rows
+        } else {
+            let pool = self.postgres().await;
+            let rows = sqlx::query_as(query)
+                .bind(plan_id)
+                .bind(kind)
+                .fetch_all(&pool)
+                .await
+                .expect("logs readable");
+            pool.close().await;
+            rows
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use invigil_actors::domain::answer::text_digest;
 use invigil_actors::domain::{CandidateId, PlanId};
 use invigil_actors::error::StoreError;
-use invigil_actors::ports::{EntryOutcome, FencedEntry, Journal, JournalEntry, JournaledAnswer};
+use invigil_actors::ports::{
+    EntryOutcome, FencedEntry, Journal, JournalEntry, JournaledAnswer, QueuedLog,
+};
 use sqlx::{QueryBuilder, Row};
 
 use super::rows::{candidate_runtime_json, id, to_json};
@@ -499,6 +501,42 @@ impl Journal for SqlStore {
 
             tx.commit().await.map_err(from_sqlx)?;
             Ok(outcomes)
+        })
+    }
+
+    async fn append_logs(&self, logs: &[QueuedLog]) -> Result<u64, StoreError> {
+        if logs.is_empty() {
+            return Ok(0);
+        }
+        on_backend!(self, pool => {
+            let mut tx = pool.begin().await.map_err(from_sqlx)?;
+            let mut inserted = 0;
+            // 8 columns: well under both backends' bind limits.
+            for chunk in logs.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = QueryBuilder::new(
+                    "INSERT INTO logs (entry_id, plan_id, kind, subject, room_id, message, detail, at_ms) ",
+                );
+                insert.push_values(chunk, |mut row, queued| {
+                    let log = &queued.log;
+                    row.push_bind(queued.entry_id.as_str())
+                        .push_bind(log.plan_id.as_str())
+                        .push_bind(log.kind.as_str())
+                        .push_bind(log.subject.as_deref())
+                        .push_bind(log.room_id.as_ref().map(|room| room.as_str()))
+                        .push_bind(log.message.as_str())
+                        .push_bind(log.detail.to_string())
+                        .push_bind(log.at.as_millis());
+                });
+                insert.push(" ON CONFLICT (entry_id) DO NOTHING");
+                inserted += insert
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?
+                    .rows_affected();
+            }
+            tx.commit().await.map_err(from_sqlx)?;
+            Ok(inserted)
         })
     }
 

@@ -7,14 +7,19 @@
 //! # Layout
 //! - `mod.rs`: connection, migrations, transactions
 //! - `plans`: [`PlanStore`](invigil_actors::ports::PlanStore)
+//! - `results`: the snapshot read behind a plan's results
 //! - `journal`: [`Journal`](invigil_actors::ports::Journal)
 //! - `leases`: [`LeaseStore`](invigil_actors::ports::LeaseStore)
+//! - `files`: [`FileStore`](invigil_actors::ports::FileStore)
 //! - `rows`: JSON columns and row conversions
 
+mod files;
 mod journal;
 mod leases;
 mod plans;
+mod results;
 mod rows;
+mod stats;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -439,6 +439,13 @@ impl PlanStore for SqlStore {
         })
     }
 
+    async fn plan_results(
+        &self,
+        plan_id: &PlanId,
+    ) -> Result<Option<invigil_actors::ports::PlanResults>, StoreError> {
+        self.read_plan_results(plan_id).await
+    }
+
     async fn room_runtimes(&self, plan_id: &PlanId) -> Result<Vec<RoomRuntimeRow>, StoreError> {
         on_backend!(self, pool => {
             sqlx::query("SELECT id, runtime, revision FROM rooms WHERE plan_id = $1 ORDER BY position")

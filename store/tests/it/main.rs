@@ -1,10 +1,15 @@
 //! The store conformance suite: every case runs against SQLite (a fresh file)
-//! and Postgres (a fresh schema), so both backends keep one behaviour.
+//! and Postgres (a fresh schema), so both backends keep one behaviour; the
+//! hot-state and work-queue cases run in memory and on Redis alike.
 
+mod files;
 mod hot;
 mod journal;
 mod leases;
 mod plans;
+mod queue;
+mod redis_support;
+mod results;
 mod support;
 
 /// Declares each listed case once per backend.

@@ -62,7 +62,9 @@ impl RoomState {
             previous.let_go(close::REPLACED);
             // One open duplicate_login incident per candidate: a device
             // looping on takeovers cannot fill the room with incidents.
-            duplicate_login = !same_session && !self.has_open_incident(seat, "duplicate_login");
+            duplicate_login = !same_session
+                && self.shared.settings.incident_rules.duplicate_login
+                && !self.has_open_incident(seat, "duplicate_login");
         }
 
         let key = self.seats[seat].key.clone();
@@ -107,6 +109,7 @@ impl RoomState {
         }
         self.seats[seat].connection.opened(now);
         self.seat_changed(seat);
+        self.report_connected(seat, connect.ip, resumed);
         let _ = connect.reply.send(Ok(Connected { session, resumed }));
         if duplicate_login {
             return self
@@ -413,6 +416,7 @@ impl RoomState {
             self.send_connection_frame(seat, Some(event.connection_id), text);
             return None;
         }
+        self.report_client_event(seat, &event.kind);
         let note = event
             .detail
             .map(|detail| truncate(&detail.to_string(), MAX_NOTE_CHARS));
@@ -459,6 +463,21 @@ impl RoomState {
         note: Option<String>,
         reply: Option<super::messages::Reply<crate::live::wire::IncidentView>>,
     ) -> Option<&'static str> {
+        self.record_incident_at(myself, Some(seat), kind, source, note, reply)
+            .await
+    }
+
+    /// Records a new open incident of a candidate (`seat`) or of the room
+    /// (`None`); proctors see it once durable.
+    pub(super) async fn record_incident_at(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        seat: Option<usize>,
+        kind: String,
+        source: IncidentSource,
+        note: Option<String>,
+        reply: Option<super::messages::Reply<crate::live::wire::IncidentView>>,
+    ) -> Option<&'static str> {
         let fence = match self.fence() {
             Ok(fence) => fence,
             Err(error) => {
@@ -472,7 +491,7 @@ impl RoomState {
             id: uuid::Uuid::now_v7().simple().to_string(),
             plan_id: self.plan_id.clone(),
             room_id: self.room_id.clone(),
-            candidate_id: Some(self.seats[seat].spec.id.clone()),
+            candidate_id: seat.map(|seat| self.seats[seat].spec.id.clone()),
             severity: Severity::of_kind(&kind),
             kind,
             source,
@@ -493,7 +512,7 @@ impl RoomState {
             None => Waiting::Nobody,
         });
         after.proctor_frames.push(wire::proctor::incident(&view));
-        after.seats.push(seat);
+        after.seats.extend(seat);
         match self
             .write(
                 myself,

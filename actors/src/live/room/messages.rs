@@ -27,6 +27,7 @@ pub enum RoomMsg {
     RoomCommand(RoomCommand),
     ReportIncident(ReportIncident),
     ResolveIncident(ResolveIncident),
+    RaiseIncident(RaiseIncident),
     Subscribe(Subscribe),
     Unsubscribe(Unsubscribe),
     ViewCandidate(ViewCandidate),
@@ -50,6 +51,8 @@ pub struct Connect {
     pub close_signal: CloseSignal,
     /// `(session, last_seq)` when the client resumes.
     pub resume: Option<(String, u64)>,
+    /// The peer's address, for the IP-change rule and the candidate log.
+    pub ip: Option<String>,
     pub reply: Reply<Connected>,
 }
 
@@ -193,6 +196,16 @@ pub struct ReportIncident {
     pub reply: Reply<IncidentView>,
 }
 
+/// An incident rule fired: raise `kind` for the candidate (or, with no
+/// candidate, for the room) unless one of that kind is open already.
+pub struct RaiseIncident {
+    pub candidate_id: Option<CandidateId>,
+    pub kind: &'static str,
+    pub note: String,
+    /// `true` when a new incident was recorded.
+    pub reply: Reply<bool>,
+}
+
 pub struct ResolveIncident {
     pub incident_id: String,
     pub status: IncidentStatus,
@@ -283,6 +296,9 @@ impl RoomMsg {
                 let _ = message.reply.send(Err(error));
             }
             Self::ResolveIncident(message) => {
+                let _ = message.reply.send(Err(error));
+            }
+            Self::RaiseIncident(message) => {
                 let _ = message.reply.send(Err(error));
             }
             Self::Subscribe(message) => {

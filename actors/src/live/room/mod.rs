@@ -9,11 +9,13 @@
 //! - `candidate`: sockets, heartbeats, answers, events, submit, check-in
 //! - `proctor`: commands, incidents, dashboards
 //! - `clock`: ticks, plan changes, reconciliation
+//! - `report`: what goes to the workers (live events, logs) and the incidents they raise
 
 mod candidate;
 mod clock;
 pub mod messages;
 mod proctor;
+mod report;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};
@@ -24,7 +26,7 @@ use tracing::debug;
 
 pub use self::messages::*;
 use self::state::{PlanShared, RoomState, Seat};
-use crate::domain::{Connection, Hysteresis, PlanId, PlanRuntime, RoomId};
+use crate::domain::{Connection, Hysteresis, PlanId, PlanRuntime, Presence, RoomId};
 use crate::error::ExamError;
 use crate::live::LiveDeps;
 use crate::ports::CandidateKey;
@@ -105,6 +107,7 @@ impl Actor for RoomActor {
                 runtime: stored.runtime,
                 revision: stored.revision,
                 connection: Connection::default(),
+                reported_presence: Presence::Offline,
                 session,
                 last_seq,
                 socket: None,
@@ -193,6 +196,7 @@ impl Actor for RoomActor {
             RoomMsg::RoomCommand(command) => state.on_room_command(&myself, command).await,
             RoomMsg::ReportIncident(report) => state.on_report_incident(&myself, report).await,
             RoomMsg::ResolveIncident(resolve) => state.on_resolve_incident(&myself, resolve).await,
+            RoomMsg::RaiseIncident(raise) => state.on_raise_incident(&myself, raise).await,
             RoomMsg::Subscribe(subscribe) => {
                 state.on_subscribe(subscribe);
                 None

@@ -83,6 +83,9 @@ pub(super) struct Seat {
     /// The candidate row's revision in the store.
     pub revision: i64,
     pub connection: Connection,
+    /// The presence last reported to the workers (going offline while
+    /// sitting is a rule input).
+    pub reported_presence: crate::domain::Presence,
     pub session: Option<String>,
     /// The last stream `seq` sent.
     pub last_seq: u64,
@@ -430,6 +433,7 @@ impl RoomState {
     }
 
     pub(super) fn seat_changed(&mut self, seat: usize) {
+        self.report_presence(seat);
         if !self.subscribers.is_empty() {
             let frame = wire::proctor::seat(self.room_id.as_str(), &self.seat_view(seat));
             self.broadcast_to_proctors(frame);
