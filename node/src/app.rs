@@ -193,6 +193,11 @@ impl Application {
                 parallelism: auth.argon2_parallelism,
             },
         )?;
+        let mut login_limiter = LoginLimiter::new(auth.login_max_failures, auth.login_window_s);
+        if config.redis.url_opt().is_some() {
+            // Failures count across the cluster.
+            login_limiter = login_limiter.with_shared(hot.clone());
+        }
         let state = AppState::new(AppInner {
             node_id: config.node.id.clone(),
             plans: Arc::new(store.clone()),
@@ -226,7 +231,7 @@ impl Application {
                     cache_max_age: Duration::from_secs(config.files.cache_max_age_s),
                 },
             },
-            login_limiter: LoginLimiter::new(auth.login_max_failures, auth.login_window_s),
+            login_limiter,
         });
         Ok(Self {
             config,

@@ -2,13 +2,22 @@
 //! secret is checked, under one lock, so parallel guesses cannot slip past
 //! the limit; a success clears the account. Only existing accounts are
 //! tracked (an unknown one has nothing to protect), which bounds the map by
-//! the number of accounts. In memory per node; the Redis hot state takes
-//! this over in cluster mode.
+//! the number of accounts.
+//!
+//! With a shared hot state (Redis, in cluster mode) the failures are also
+//! kept there, in a sliding window per account, so guesses spread over
+//! several nodes meet one limit: a node refuses an account whose failures
+//! across the cluster reached it. Attempts in flight are still counted per
+//! node; the shared count catches up as they fail. When the hot state is
+//! unreachable the per-node limit still holds.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use invigil_actors::domain::Timestamp;
+use invigil_actors::ports::HotState;
+use tracing::debug;
 
 #[derive(Clone, Copy, Debug)]
 struct Window {
@@ -27,6 +36,8 @@ pub struct LoginLimiter {
     window_ms: i64,
     /// A std mutex: held only for map operations, never across an await.
     windows: Mutex<Windows>,
+    /// The cluster's failures per account, when the hot state is shared.
+    shared: Option<Arc<dyn HotState>>,
 }
 
 impl LoginLimiter {
@@ -35,6 +46,51 @@ impl LoginLimiter {
             max_attempts: max_failures.max(1),
             window_ms: window_s.max(1) * 1000,
             windows: Mutex::new(Windows::default()),
+            shared: None,
+        }
+    }
+
+    /// Also counts failures in `hot`, shared by every node.
+    pub fn with_shared(mut self, hot: Arc<dyn HotState>) -> Self {
+        self.shared = Some(hot);
+        self
+    }
+
+    fn shared_key(account: &str) -> String {
+        format!("login-failures:{account}")
+    }
+
+    /// Returns the seconds to wait when the cluster's failures for
+    /// `account` within the window reached the limit.
+    pub async fn blocked_across_nodes(&self, account: &str, now: Timestamp) -> Option<i64> {
+        let hot = self.shared.as_ref()?;
+        let from = now.as_millis() - self.window_ms;
+        match hot
+            // No upper bound: another node's clock may run slightly ahead.
+            .window_count(&Self::shared_key(account), from + 1, i64::MAX)
+            .await
+        {
+            Ok(failures) if failures >= u64::from(self.max_attempts) => Some(self.window_ms / 1000),
+            Ok(_) => None,
+            Err(error) => {
+                debug!(%error, "shared login failures unreadable; the node's own limit applies");
+                None
+            }
+        }
+    }
+
+    /// A wrong secret for an existing account.
+    pub async fn record_failure(&self, account: &str, now: Timestamp) {
+        let Some(hot) = &self.shared else {
+            return;
+        };
+        let member = uuid::Uuid::now_v7().simple().to_string();
+        let keep = Duration::from_millis(self.window_ms.unsigned_abs());
+        if let Err(error) = hot
+            .window_add(&Self::shared_key(account), &member, now.as_millis(), keep)
+            .await
+        {
+            debug!(%error, "shared login failure not recorded");
         }
     }
 

@@ -98,16 +98,27 @@ fn too_many_attempts(seconds: i64) -> ApiError {
 }
 
 impl LoginApi {
-    /// Refuses early, before any database work, while an account is blocked.
-    fn check_not_blocked(&self, account: &str) -> Result<(), ApiError> {
-        match self
-            .state
-            .login_limiter
-            .blocked_for(account, self.state.clock.now())
-        {
+    /// Refuses early, before any database work, while an account is blocked
+    /// (on this node, or by its failures across the cluster).
+    async fn check_not_blocked(&self, account: &str) -> Result<(), ApiError> {
+        let limiter = &self.state.login_limiter;
+        let now = self.state.clock.now();
+        if let Some(seconds) = limiter.blocked_for(account, now) {
+            return Err(too_many_attempts(seconds));
+        }
+        match limiter.blocked_across_nodes(account, now).await {
             Some(seconds) => Err(too_many_attempts(seconds)),
             None => Ok(()),
         }
+    }
+
+    /// A wrong secret for an existing account.
+    async fn failed(&self, account: &str) -> ApiError {
+        self.state
+            .login_limiter
+            .record_failure(account, self.state.clock.now())
+            .await;
+        invalid_credentials()
     }
 
     /// Counts an attempt on an existing account before its secret is checked.
@@ -146,7 +157,7 @@ impl LoginApi {
         bounded(&body.reg_no, "reg_no", 64)?;
         bounded(&body.access_code, "access_code", 128)?;
         let account = format!("candidate/{plan_id}/{}", body.reg_no);
-        self.check_not_blocked(&account)?;
+        self.check_not_blocked(&account).await?;
         let Some(login) = self
             .state
             .plans
@@ -163,7 +174,7 @@ impl LoginApi {
             &body.access_code,
             &login.access_code_hash,
         ) {
-            return Err(invalid_credentials());
+            return Err(self.failed(&account).await);
         }
         self.state.login_limiter.record_success(&account);
         let state = self
@@ -210,7 +221,7 @@ impl LoginApi {
                 ApiError::unprocessable("invalid_id", error.to_string()).with_field("plan_id")
             })?;
         let account = format!("proctor/{}", body.login);
-        self.check_not_blocked(&account)?;
+        self.check_not_blocked(&account).await?;
         let mut logins: Vec<ProctorLogin> = self
             .state
             .plans
@@ -224,7 +235,8 @@ impl LoginApi {
             })
             .collect();
         logins.sort_by_key(plan_priority);
-        if !logins.is_empty() {
+        let known = !logins.is_empty();
+        if known {
             self.begin_attempt(&account)?;
         }
         let hasher = self.state.hasher.clone();
@@ -242,7 +254,11 @@ impl LoginApi {
         .await
         .map_err(ApiError::internal)?;
         let Some(login) = matched else {
-            return Err(invalid_credentials());
+            return Err(if known {
+                self.failed(&account).await
+            } else {
+                invalid_credentials()
+            });
         };
         self.state.login_limiter.record_success(&account);
         let (token, expires_at) = self.state.tokens.issue(

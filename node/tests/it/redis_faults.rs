@@ -29,6 +29,27 @@ fn unique_prefix() -> String {
     format!("it-{}:", uuid::Uuid::now_v7().simple())
 }
 
+/// Deletes a test's keys.
+async fn forget(prefix: &str) {
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis reachable");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut connection)
+            .await
+            .expect("del");
+    }
+}
+
 fn queue(prefix: &str) -> Arc<dyn WorkQueue> {
     let mut options = RedisOptions::new(redis_url());
     options.key_prefix = prefix.to_string();
@@ -179,6 +200,7 @@ async fn a_worker_killed_mid_batch_is_reclaimed_without_double_effect() {
     assert!(left.is_empty(), "{} entries still pending", left.len());
     survivor.stop(None);
     app.stop().await;
+    forget(&prefix).await;
 }
 
 #[tokio::test]
@@ -264,6 +286,7 @@ async fn poison_entries_land_in_the_dead_letter_stream_and_can_be_replayed() {
     let unknown = app.admin_get("/api/v1/admin/queue/nope/dead-letters").await;
     crate::support::problem(unknown, reqwest::StatusCode::NOT_FOUND, "unknown_topic").await;
     app.stop().await;
+    forget(&prefix).await;
 }
 
 /// A `redis-server` of this test's own, on a free port, without persistence
@@ -450,4 +473,57 @@ async fn a_redis_restart_mid_exam_loses_no_acked_answer_and_the_node_recovers() 
     );
     app.stop().await;
     redis.kill().await;
+}
+
+#[tokio::test]
+async fn failed_logins_count_across_nodes_sharing_redis() {
+    let prefix = unique_prefix();
+    let shared = prefix.clone();
+    let spawn = |prefix: String| {
+        TestApp::spawn_with(Backend::Sqlite, move |config| {
+            config.redis.url = Some(invigil_node::config::Secret::new(redis_url()));
+            config.redis.key_prefix = prefix;
+        })
+    };
+    let first = spawn(prefix.clone()).await;
+    let second = spawn(prefix).await;
+    for app in [&first, &second] {
+        ok_json(app.put_plan("p1", &plan("p1", 1, 2)).await).await;
+        ok_json(app.command("p1", json!({"action": "open"})).await).await;
+    }
+    // The limit is 5 failures per window (see support.rs): 3 on one node,
+    // 2 on the other …
+    for _ in 0..3 {
+        let wrong = first.login_candidate("p1", "R0001", "wrong-code").await;
+        crate::support::problem(
+            wrong,
+            reqwest::StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    for _ in 0..2 {
+        let wrong = second.login_candidate("p1", "R0001", "wrong-code").await;
+        crate::support::problem(
+            wrong,
+            reqwest::StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    // … and both refuse the account, even with the right code.
+    for app in [&first, &second] {
+        let blocked = app.login_candidate("p1", "R0001", "code-0001").await;
+        crate::support::problem(
+            blocked,
+            reqwest::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+        )
+        .await;
+    }
+    // Another account is not affected.
+    ok_json(second.login_candidate("p1", "R0002", "code-0002").await).await;
+    first.stop().await;
+    second.stop().await;
+    forget(&shared).await;
 }
