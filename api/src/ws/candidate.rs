@@ -179,8 +179,13 @@ async fn run(
                     _ => continue,
                 };
                 if !rate.admit() {
+                    // A refused answer names its cseq: the client resends it.
+                    let cseq = match serde_json::from_str::<CandidateFrame>(&text) {
+                        Ok(CandidateFrame::Answer { cseq, .. }) => Some(cseq),
+                        _ => None,
+                    };
                     let (error_code, message) = RATE_LIMITED;
-                    if !send_error(&mut sink, last_seq, error_code, message, None).await {
+                    if !send_error(&mut sink, last_seq, error_code, message, cseq).await {
                         break;
                     }
                     continue;

@@ -696,9 +696,35 @@ async fn a_flooding_socket_is_slowed_down_not_dropped(app: &TestApp) {
     }
     let refused = ws.expect("error").await;
     assert_eq!(refused["code"], "rate_limited", "{refused}");
+    assert!(
+        refused["cseq"].is_null(),
+        "a heartbeat has no cseq: {refused}"
+    );
+    // Over the limit, a dropped answer is named by its cseq (a burst can
+    // straddle two windows on a slow machine: then try again).
+    let mut named = None;
+    for cseq in 100..105 {
+        for _ in 0..150 {
+            ws.send(json!({"t": "hb"})).await;
+        }
+        ws.send(json!({"t": "answer", "q": "q1", "value": "2", "cseq": cseq}))
+            .await;
+        let outcome = loop {
+            let frame = ws.next().await.expect("the socket stays open");
+            if frame["cseq"] == cseq {
+                break frame;
+            }
+        };
+        if outcome["t"] == "error" {
+            named = Some(outcome);
+            break;
+        }
+    }
+    let named = named.expect("an answer dropped by the frame limit");
+    assert_eq!(named["code"], "rate_limited", "{named}");
     // The socket stays open; once the window passes, answers go through.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(answer(&mut ws, "q1", json!("1"), 1).await["t"], "ack");
+    assert_eq!(answer(&mut ws, "q1", json!("1"), 1_000).await["t"], "ack");
 }
 
 async fn oversized_frames_and_silent_sockets_are_closed_with_a_reason(app: &TestApp) {
