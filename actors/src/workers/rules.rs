@@ -240,6 +240,7 @@ impl RulesWorker {
             .call(
                 |reply| {
                     RoomMsg::RaiseIncident(RaiseIncident {
+                        id: event.id.clone(),
                         candidate_id: of_candidate.then(|| event.candidate_id.clone()),
                         kind,
                         note,

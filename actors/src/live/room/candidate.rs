@@ -463,7 +463,7 @@ impl RoomState {
         note: Option<String>,
         reply: Option<super::messages::Reply<crate::live::wire::IncidentView>>,
     ) -> Option<&'static str> {
-        self.record_incident_at(myself, Some(seat), kind, source, note, reply)
+        self.record_incident_at(myself, None, Some(seat), kind, source, note, reply)
             .await
     }
 
@@ -472,6 +472,7 @@ impl RoomState {
     pub(super) async fn record_incident_at(
         &mut self,
         myself: &ActorRef<RoomMsg>,
+        id: Option<String>,
         seat: Option<usize>,
         kind: String,
         source: IncidentSource,
@@ -488,7 +489,7 @@ impl RoomState {
             }
         };
         let incident = Incident {
-            id: uuid::Uuid::now_v7().simple().to_string(),
+            id: id.unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string()),
             plan_id: self.plan_id.clone(),
             room_id: self.room_id.clone(),
             candidate_id: seat.map(|seat| self.seats[seat].spec.id.clone()),

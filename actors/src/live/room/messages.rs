@@ -199,6 +199,9 @@ pub struct ReportIncident {
 /// An incident rule fired: raise `kind` for the candidate (or, with no
 /// candidate, for the room) unless one of that kind is open already.
 pub struct RaiseIncident {
+    /// The incident's id, derived from the rule's input: raising it again
+    /// (a redelivered entry) finds it stored and changes nothing.
+    pub id: String,
     pub candidate_id: Option<CandidateId>,
     pub kind: &'static str,
     pub note: String,

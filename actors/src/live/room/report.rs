@@ -122,12 +122,26 @@ impl RoomState {
             let _ = raise.reply.send(Ok(false));
             return None;
         }
+        // Raised before from the same input, and resolved since: a
+        // redelivered entry must not open it again.
+        match self.deps.plans.incident(&self.plan_id, &raise.id).await {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                let _ = raise.reply.send(Ok(false));
+                return None;
+            }
+            Err(error) => {
+                let _ = raise.reply.send(Err(error.into()));
+                return None;
+            }
+        }
         // The reply waits for the commit: the worker acknowledges its entry
         // only once the incident is durable.
         let (sender, receiver) = ractor::concurrency::oneshot();
         let retire = self
             .record_incident_at(
                 myself,
+                Some(raise.id),
                 seat,
                 raise.kind.to_string(),
                 IncidentSource::Rule,
