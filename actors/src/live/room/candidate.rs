@@ -26,6 +26,17 @@ const WRITE_FAILED: &str = "the journal is unavailable";
 /// resend is refused with `unavailable` (the client sends it again later).
 const MAX_LOOKUPS: usize = 8;
 
+/// An incident about to be recorded.
+pub(super) struct NewIncident {
+    /// `None`: a fresh id.
+    pub id: Option<String>,
+    /// The candidate's seat; `None` for a room-level incident.
+    pub seat: Option<usize>,
+    pub kind: String,
+    pub source: IncidentSource,
+    pub note: Option<String>,
+}
+
 impl RoomState {
     pub(super) async fn on_connect(
         &mut self,
@@ -463,8 +474,14 @@ impl RoomState {
         note: Option<String>,
         reply: Option<super::messages::Reply<crate::live::wire::IncidentView>>,
     ) -> Option<&'static str> {
-        self.record_incident_at(myself, None, Some(seat), kind, source, note, reply)
-            .await
+        let new = NewIncident {
+            id: None,
+            seat: Some(seat),
+            kind,
+            source,
+            note,
+        };
+        self.record_incident_at(myself, new, reply).await
     }
 
     /// Records a new open incident of a candidate (`seat`) or of the room
@@ -472,13 +489,16 @@ impl RoomState {
     pub(super) async fn record_incident_at(
         &mut self,
         myself: &ActorRef<RoomMsg>,
-        id: Option<String>,
-        seat: Option<usize>,
-        kind: String,
-        source: IncidentSource,
-        note: Option<String>,
+        new: NewIncident,
         reply: Option<super::messages::Reply<crate::live::wire::IncidentView>>,
     ) -> Option<&'static str> {
+        let NewIncident {
+            id,
+            seat,
+            kind,
+            source,
+            note,
+        } = new;
         let fence = match self.fence() {
             Ok(fence) => fence,
             Err(error) => {

@@ -5,6 +5,7 @@
 use ractor::ActorRef;
 use serde_json::json;
 
+use super::candidate::NewIncident;
 use super::messages::{RaiseIncident, RoomMsg};
 use super::state::RoomState;
 use crate::domain::{IncidentSource, IncidentStatus, Presence};
@@ -141,11 +142,13 @@ impl RoomState {
         let retire = self
             .record_incident_at(
                 myself,
-                Some(raise.id),
-                seat,
-                raise.kind.to_string(),
-                IncidentSource::Rule,
-                Some(raise.note),
+                NewIncident {
+                    id: Some(raise.id),
+                    seat,
+                    kind: raise.kind.to_string(),
+                    source: IncidentSource::Rule,
+                    note: Some(raise.note),
+                },
                 Some(sender.into()),
             )
             .await;
