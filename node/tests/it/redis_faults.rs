@@ -18,7 +18,7 @@ use invigil_store::redis::{RedisOptions, RedisWorkQueue};
 use ractor::Actor;
 use serde_json::json;
 
-use crate::support::{Backend, TestApp, ok_json, plan};
+use crate::support::{Backend, TestApp, ok_json, plan, wait_for};
 use crate::ws::Ws;
 
 fn redis_url() -> String {
@@ -81,19 +81,6 @@ async fn log_rows(app: &TestApp, plan: &str) -> (i64, i64) {
     .expect("logs readable");
     pool.close().await;
     counts
-}
-
-async fn wait_for<T>(timeout: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(found) = check().await {
-            return Some(found);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Writes its batch, then hangs before acknowledging it: a worker that dies

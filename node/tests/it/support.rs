@@ -259,6 +259,23 @@ pub async fn problem(response: Response, status: StatusCode, code: &str) -> Valu
     body
 }
 
+/// Polls `check` every 50 ms until it returns something or `timeout` passes.
+pub async fn wait_for<T>(
+    timeout: std::time::Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(found) = check().await {
+            return Some(found);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn ok_json(response: Response) -> Value {
     let status = response.status();
     let body: Value = response.json().await.expect("json body");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, ok_json, plan};
+use crate::support::{TestApp, ok_json, plan, wait_for};
 use crate::ws::Ws;
 
 crate::on_both_backends!(
@@ -47,19 +47,6 @@ async fn open_incidents(app: &TestApp, proctor: &str) -> Vec<Value> {
     )
     .await;
     room["incidents"].as_array().cloned().unwrap_or_default()
-}
-
-async fn wait_for<T>(timeout: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(found) = check().await {
-            return Some(found);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn a_focus_loss_burst_reaches_the_proctor_within_two_seconds(app: &TestApp) {
