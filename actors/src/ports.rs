@@ -648,6 +648,18 @@ pub trait HotState: Send + Sync + 'static {
         keep: Duration,
     ) -> Result<(), HotStateError>;
 
+    /// Where `member` stands in `key`: how many members come at or before
+    /// it (by time, ties by member) within the `span_ms` ending at its time;
+    /// 0 when it is not held. Unlike a count up to "now", the answer for a
+    /// member never changes as later members arrive — a redelivered event
+    /// gets the position it had the first time.
+    async fn window_position(
+        &self,
+        key: &str,
+        member: &str,
+        span_ms: i64,
+    ) -> Result<u64, HotStateError>;
+
     /// How many members of `key` have a time within `[from_ms, to_ms]`.
     async fn window_count(&self, key: &str, from_ms: i64, to_ms: i64)
     -> Result<u64, HotStateError>;

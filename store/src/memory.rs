@@ -191,6 +191,30 @@ impl HotState for MemoryHotState {
         Ok(())
     }
 
+    async fn window_position(
+        &self,
+        key: &str,
+        member: &str,
+        span_ms: i64,
+    ) -> Result<u64, HotStateError> {
+        let shard = self.shard(key);
+        let Some((members, expires)) = shard.windows.get(key) else {
+            return Ok(0);
+        };
+        if *expires <= Instant::now() {
+            return Ok(0);
+        }
+        let Some(&at) = members.get(member) else {
+            return Ok(0);
+        };
+        Ok(members
+            .iter()
+            .filter(|(other, other_at)| {
+                **other_at > at - span_ms && (**other_at, other.as_str()) <= (at, member)
+            })
+            .count() as u64)
+    }
+
     async fn window_count(
         &self,
         key: &str,

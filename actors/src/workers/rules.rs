@@ -134,13 +134,11 @@ impl RulesWorker {
             .window_add(&key, &event.id, event.at, span)
             .await
             .map_err(|error| error.to_string())?;
+        // Its position, not a count up to now: a redelivered event sees what
+        // it saw the first time, so the same event fires (same incident id).
         let count = self
             .hot
-            .window_count(
-                &key,
-                event.at - rules.focus_lost_window_s * 1_000 + 1,
-                event.at,
-            )
+            .window_position(&key, &event.id, rules.focus_lost_window_s * 1_000)
             .await
             .map_err(|error| error.to_string())?;
         if rules.focus_burst(count) {

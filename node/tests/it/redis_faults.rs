@@ -532,3 +532,87 @@ async fn failed_logins_count_across_nodes_sharing_redis() {
     second.stop().await;
     forget(&shared).await;
 }
+
+#[tokio::test]
+async fn a_redelivered_rule_input_never_reopens_a_resolved_incident() {
+    let prefix = unique_prefix();
+    let url = redis_url();
+    let node_prefix = prefix.clone();
+    let app = TestApp::spawn_with(Backend::Sqlite, move |config| {
+        config.redis.url = Some(invigil_node::config::Secret::new(url));
+        config.redis.key_prefix = node_prefix;
+        config.workers.fetch_wait_ms = 100;
+    })
+    .await;
+    let mut body = plan("p1", 1, 2);
+    body["settings"]["incident_rules"] = json!({"focus_lost_count": 3, "copy_paste": false});
+    ok_json(app.put_plan("p1", &body).await).await;
+    ok_json(app.command("p1", json!({"action": "open"})).await).await;
+    let login = ok_json(app.login_candidate("p1", "R0001", "code-0001").await).await;
+    ok_json(app.command("p1", json!({"action": "start"})).await).await;
+    let proctor = ok_json(app.login_proctor("p1-proctor-1", "password-1").await).await;
+    let proctor = proctor["token"].as_str().unwrap().to_string();
+    let (mut ws, _) = Ws::candidate(&app, login["token"].as_str().unwrap(), None).await;
+    for _ in 0..3 {
+        ws.send(json!({"t": "event", "kind": "focus_lost"})).await;
+    }
+    let repeated = async || {
+        let room = ok_json(
+            app.bearer_get("/api/v1/proctor/rooms/room-1", &proctor)
+                .await,
+        )
+        .await;
+        room["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|incident| incident["kind"] == "focus_lost_repeated")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let escalated = wait_for(Duration::from_secs(5), async || {
+        repeated().await.into_iter().next()
+    })
+    .await
+    .expect("the burst escalated");
+    // The proctor dismisses it.
+    let id = escalated["id"].as_str().unwrap();
+    let dismissed = app
+        .http
+        .patch(app.url(&format!("/api/v1/proctor/incidents/{id}")))
+        .bearer_auth(&proctor)
+        .json(&json!({"status": "dismissed"}))
+        .send()
+        .await
+        .unwrap();
+    ok_json(dismissed).await;
+
+    // The same three events arrive again (as after a consumer crash).
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    type Entry = (String, Vec<(String, Vec<u8>)>);
+    let entries: Vec<Entry> = redis::cmd("XRANGE")
+        .arg(format!("{prefix}q:events"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let payloads: Vec<Vec<u8>> = entries
+        .into_iter()
+        .flat_map(|(_, fields)| fields.into_iter().map(|(_, value)| value))
+        .filter(|payload| String::from_utf8_lossy(payload).contains("focus_lost"))
+        .collect();
+    assert_eq!(payloads.len(), 3);
+    queue(&prefix)
+        .publish(topics::EVENTS, &payloads)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        repeated().await.is_empty(),
+        "a redelivered input reopened the dismissed incident"
+    );
+    app.stop().await;
+    forget(&prefix).await;
+}

@@ -25,6 +25,22 @@ use super::connection::{Failure, InvalidRedisUrl, RedisConnection};
 /// then the old frames are not this numbering's past, and the buffer
 /// restarts from this frame — a client asking for them gets a snapshot
 /// rather than somebody else's history.
+/// `window_position`: members at or before ARGV[1] (by score, ties by
+/// member, as a sorted set orders them) within ARGV[2] ms ending at its score.
+static WINDOW_POSITION_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not at then return 0 end
+at = tonumber(at)
+local earlier = redis.call('ZCOUNT', KEYS[1], '(' .. (at - tonumber(ARGV[2])), '(' .. at)
+local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+local below = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. at)
+return earlier + (rank - below) + 1
+",
+    )
+});
+
 static APPEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -416,6 +432,28 @@ impl HotState for RedisHotState {
             })
             .await
             .map_err(|failure| unavailable("window_add", failure))
+    }
+
+    async fn window_position(
+        &self,
+        key: &str,
+        member: &str,
+        span_ms: i64,
+    ) -> Result<u64, HotStateError> {
+        let window = self.connection.keys().window(key);
+        let member = member.to_string();
+        let mut connection = self.connection.manager();
+        self.connection
+            .call("window_position", async move {
+                WINDOW_POSITION_SCRIPT
+                    .key(&window)
+                    .arg(&member)
+                    .arg(span_ms)
+                    .invoke_async(&mut connection)
+                    .await
+            })
+            .await
+            .map_err(|failure| unavailable("window_position", failure))
     }
 
     async fn window_count(

@@ -54,6 +54,7 @@ hot_state_cases!(
     sessions_are_swapped,
     counters_and_snapshots_expire,
     sliding_windows_count_members_once,
+    a_members_position_never_changes_as_later_ones_arrive,
 );
 
 pub async fn resume_buffers_replay_what_was_missed(hot: &dyn HotState) {
@@ -293,4 +294,27 @@ mod redis_only {
         assert!(hot.session(&key("c1")).await.is_err());
         assert!(started.elapsed() < Duration::from_millis(1_500));
     }
+}
+
+pub async fn a_members_position_never_changes_as_later_ones_arrive(hot: &dyn HotState) {
+    let keep = Duration::from_secs(60);
+    // Three at the same time (ties go by member), one later, one too early.
+    hot.window_add("pos:c1", "old", 1_000, keep).await.unwrap();
+    hot.window_add("pos:c1", "b", 20_000, keep).await.unwrap();
+    hot.window_add("pos:c1", "a", 20_000, keep).await.unwrap();
+    hot.window_add("pos:c1", "c", 20_000, keep).await.unwrap();
+    hot.window_add("pos:c1", "d", 25_000, keep).await.unwrap();
+    let position = async |member| hot.window_position("pos:c1", member, 10_000).await.unwrap();
+    assert_eq!(position("a").await, 1, "'old' is outside the 10 s span");
+    assert_eq!(position("b").await, 2);
+    assert_eq!(position("c").await, 3);
+    assert_eq!(position("d").await, 4);
+    assert_eq!(position("nobody").await, 0);
+    // Adding more changes nobody's position.
+    hot.window_add("pos:c1", "e", 26_000, keep).await.unwrap();
+    assert_eq!(position("a").await, 1);
+    assert_eq!(
+        hot.window_position("pos:none", "a", 10_000).await.unwrap(),
+        0
+    );
 }
