@@ -81,10 +81,13 @@ impl IncidentRules {
                 "connectivity_fraction",
                 "must be between 0 and 1",
             ),
+            // The rules worker holds an offline event unacknowledged for
+            // this long; well under the queue's reclaim time, so the entry
+            // is not redelivered (and dead-lettered) while it waits.
             (
-                (1..=600).contains(&self.connectivity_window_s),
+                (1..=60).contains(&self.connectivity_window_s),
                 "connectivity_window_s",
-                "must be between 1 and 600",
+                "must be between 1 and 60",
             ),
         ];
         checks
