@@ -50,6 +50,21 @@ async fn forget(prefix: &str) {
     }
 }
 
+/// A node on the shared Redis under `prefix`, with the test's own settings.
+async fn spawn_on_redis(
+    backend: Backend,
+    prefix: &str,
+    configure: impl FnOnce(&mut invigil_node::config::Config) + Send + 'static,
+) -> TestApp {
+    let prefix = prefix.to_string();
+    TestApp::spawn_with(backend, move |config| {
+        config.redis.url = Some(invigil_node::config::Secret::new(redis_url()));
+        config.redis.key_prefix = prefix;
+        configure(config);
+    })
+    .await
+}
+
 fn queue(prefix: &str) -> Arc<dyn WorkQueue> {
     let mut options = RedisOptions::new(redis_url());
     options.key_prefix = prefix.to_string();
@@ -193,11 +208,7 @@ async fn a_worker_killed_mid_batch_is_reclaimed_without_double_effect() {
 #[tokio::test]
 async fn poison_entries_land_in_the_dead_letter_stream_and_can_be_replayed() {
     let prefix = unique_prefix();
-    let url = redis_url();
-    let node_prefix = prefix.clone();
-    let app = TestApp::spawn_with(Backend::Postgres, move |config| {
-        config.redis.url = Some(invigil_node::config::Secret::new(url));
-        config.redis.key_prefix = node_prefix;
+    let app = spawn_on_redis(Backend::Postgres, &prefix, |config| {
         config.workers.max_deliveries = 2;
         config.workers.min_idle_ms = 1_000;
         config.workers.reclaim_every_ms = 200;
@@ -483,15 +494,8 @@ async fn a_redis_restart_mid_exam_loses_no_acked_answer_and_the_node_recovers() 
 #[tokio::test]
 async fn failed_logins_count_across_nodes_sharing_redis() {
     let prefix = unique_prefix();
-    let shared = prefix.clone();
-    let spawn = |prefix: String| {
-        TestApp::spawn_with(Backend::Sqlite, move |config| {
-            config.redis.url = Some(invigil_node::config::Secret::new(redis_url()));
-            config.redis.key_prefix = prefix;
-        })
-    };
-    let first = spawn(prefix.clone()).await;
-    let second = spawn(prefix).await;
+    let first = spawn_on_redis(Backend::Sqlite, &prefix, |_| {}).await;
+    let second = spawn_on_redis(Backend::Sqlite, &prefix, |_| {}).await;
     for app in [&first, &second] {
         ok_json(app.put_plan("p1", &plan("p1", 1, 2)).await).await;
         ok_json(app.command("p1", json!({"action": "open"})).await).await;
@@ -530,17 +534,13 @@ async fn failed_logins_count_across_nodes_sharing_redis() {
     ok_json(second.login_candidate("p1", "R0002", "code-0002").await).await;
     first.stop().await;
     second.stop().await;
-    forget(&shared).await;
+    forget(&prefix).await;
 }
 
 #[tokio::test]
 async fn a_redelivered_rule_input_never_reopens_a_resolved_incident() {
     let prefix = unique_prefix();
-    let url = redis_url();
-    let node_prefix = prefix.clone();
-    let app = TestApp::spawn_with(Backend::Sqlite, move |config| {
-        config.redis.url = Some(invigil_node::config::Secret::new(url));
-        config.redis.key_prefix = node_prefix;
+    let app = spawn_on_redis(Backend::Sqlite, &prefix, |config| {
         config.workers.fetch_wait_ms = 100;
     })
     .await;

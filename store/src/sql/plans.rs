@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use invigil_actors::domain::answer::text_digest;
 use invigil_actors::domain::{
     CandidateId, CandidateRuntime, CandidateSpec, CandidateState, CredentialHash, PlanEvent,
-    PlanId, PlanRuntime, PlanSettings, PlanSpec, PlanState, ProctorSpec, Question, QuestionId,
-    QuestionKind, RoomId, RoomRuntime, RoomSpec, Timestamp,
+    PlanId, PlanRuntime, PlanSettings, PlanSpec, PlanState, ProctorSpec, QuestionId, RoomId,
+    RoomRuntime, RoomSpec, Timestamp,
 };
 use invigil_actors::error::StoreError;
 use invigil_actors::ports::{
@@ -17,7 +17,9 @@ use invigil_actors::ports::{
 use invigil_actors::shard::Fence;
 use sqlx::{QueryBuilder, Row};
 
-use super::rows::{candidate_runtime_json, from_json, id, to_json};
+use super::rows::{
+    QUESTIONS_SQL, QuestionRow, candidate_runtime_json, from_json, id, question, to_json,
+};
 use super::{SqlStore, on_backend};
 use crate::error::{corrupt, from_sqlx};
 use invigil_actors::ports::FencedError;
@@ -195,25 +197,14 @@ impl PlanStore for SqlStore {
             else {
                 return Ok(None);
             };
-            let questions = sqlx::query(
-                "SELECT id, kind, choices, answer, points FROM questions WHERE plan_id = $1 ORDER BY position",
-            )
-            .bind(plan_id.as_str())
-            .fetch_all(pool)
-            .await
-            .map_err(from_sqlx)?
-            .into_iter()
-            .map(|row| {
-                let kind: String = row.get(1);
-                Ok(Question {
-                    id: id("question id", row.get(0))?,
-                    kind: QuestionKind::parse(&kind).ok_or_else(|| corrupt("question kind", &kind))?,
-                    choices: from_json("question choices", row.get::<&str, _>(2))?,
-                    answer: from_json("answer key", row.get::<&str, _>(3))?,
-                    points: row.get(4),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            let questions = sqlx::query_as::<_, QuestionRow>(QUESTIONS_SQL)
+                .bind(plan_id.as_str())
+                .fetch_all(pool)
+                .await
+                .map_err(from_sqlx)?
+                .into_iter()
+                .map(question)
+                .collect::<Result<Vec<_>, StoreError>>()?;
             let rooms = sqlx::query("SELECT id, name, capacity FROM rooms WHERE plan_id = $1 ORDER BY position")
                 .bind(plan_id.as_str())
                 .fetch_all(pool)
@@ -690,14 +681,13 @@ mod live {
 
     use invigil_actors::domain::{
         CandidateId, CandidateRuntime, CandidateSpec, Incident, IncidentSource, IncidentStatus,
-        PlanId, PlanSettings, Question, QuestionId, QuestionKind, RoomId, RoomSpec, Severity,
-        Timestamp,
+        PlanId, PlanSettings, QuestionId, RoomId, RoomSpec, Severity, Timestamp,
     };
     use invigil_actors::error::StoreError;
     use invigil_actors::ports::{PlanContext, Redacted, RoomSnapshot, StoredCandidate};
     use sqlx::Row;
 
-    use super::super::rows::{from_json, id};
+    use super::super::rows::{QUESTIONS_SQL, QuestionRow, from_json, id, question};
     use super::super::{SqlStore, on_backend};
     use crate::error::{corrupt, from_sqlx};
 
@@ -754,24 +744,13 @@ mod live {
                 else {
                     return Ok(None);
                 };
-                let questions = sqlx::query(
-                    "SELECT id, kind, choices, answer, points FROM questions WHERE plan_id = $1 ORDER BY position",
-                )
+                let questions = sqlx::query_as::<_, QuestionRow>(QUESTIONS_SQL)
                 .bind(plan_id.as_str())
                 .fetch_all(pool)
                 .await
                 .map_err(from_sqlx)?
                 .into_iter()
-                .map(|row| {
-                    let kind: String = row.get(1);
-                    Ok(Question {
-                        id: id::<QuestionId>("question id", row.get(0))?,
-                        kind: QuestionKind::parse(&kind).ok_or_else(|| corrupt("question kind", &kind))?,
-                        choices: from_json("question choices", row.get::<&str, _>(2))?,
-                        answer: from_json("answer key", row.get::<&str, _>(3))?,
-                        points: row.get(4),
-                    })
-                })
+                .map(question)
                 .collect::<Result<Vec<_>, StoreError>>()?;
                 let rooms = sqlx::query("SELECT id, name, capacity FROM rooms WHERE plan_id = $1 ORDER BY position")
                     .bind(plan_id.as_str())

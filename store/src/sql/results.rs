@@ -4,14 +4,14 @@
 
 use std::collections::HashMap;
 
-use invigil_actors::domain::{CandidateRuntime, PlanId, Question, QuestionKind};
+use invigil_actors::domain::{CandidateRuntime, PlanId};
 use invigil_actors::error::StoreError;
 use invigil_actors::ports::{CandidateResult, PlanResults, ResultAnswer};
 use sqlx::Row;
 
-use super::rows::{from_json, id};
+use super::rows::{QUESTIONS_SQL, QuestionRow, from_json, id, question};
 use super::{SqlStore, on_backend};
-use crate::error::{corrupt, from_sqlx};
+use crate::error::from_sqlx;
 
 impl SqlStore {
     pub(crate) async fn read_plan_results(
@@ -34,25 +34,14 @@ impl SqlStore {
             else {
                 return Ok(None);
             };
-            let questions = sqlx::query(
-                "SELECT id, kind, choices, answer, points FROM questions WHERE plan_id = $1 ORDER BY position",
-            )
-            .bind(plan_id.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(from_sqlx)?
-            .into_iter()
-            .map(|row| {
-                let kind: String = row.get(1);
-                Ok(Question {
-                    id: id("question id", row.get(0))?,
-                    kind: QuestionKind::parse(&kind).ok_or_else(|| corrupt("question kind", &kind))?,
-                    choices: from_json("question choices", row.get::<&str, _>(2))?,
-                    answer: from_json("answer key", row.get::<&str, _>(3))?,
-                    points: row.get(4),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            let questions = sqlx::query_as::<_, QuestionRow>(QUESTIONS_SQL)
+                .bind(plan_id.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(from_sqlx)?
+                .into_iter()
+                .map(question)
+                .collect::<Result<Vec<_>, StoreError>>()?;
             // Current answers, grouped by candidate, each group in question order.
             let mut answers: HashMap<String, Vec<ResultAnswer>> = HashMap::new();
             for row in sqlx::query(

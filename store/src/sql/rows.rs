@@ -1,6 +1,6 @@
 //! JSON columns and the conversions between rows and domain types.
 
-use invigil_actors::domain::CandidateRuntime;
+use invigil_actors::domain::{CandidateRuntime, Question, QuestionKind};
 use invigil_actors::error::StoreError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -32,4 +32,24 @@ where
     T::Err: std::fmt::Display,
 {
     value.parse().map_err(|error| corrupt(what, error))
+}
+
+/// A plan's questions in import order, as [`QuestionRow`]s.
+pub const QUESTIONS_SQL: &str =
+    "SELECT id, kind, choices, answer, points FROM questions WHERE plan_id = $1 ORDER BY position";
+
+/// `(id, kind, choices JSON, answer key JSON, points)`.
+pub type QuestionRow = (String, String, String, String, f64);
+
+/// A question as stored.
+pub fn question(
+    (question_id, kind, choices, answer, points): QuestionRow,
+) -> Result<Question, StoreError> {
+    Ok(Question {
+        id: id("question id", question_id)?,
+        kind: QuestionKind::parse(&kind).ok_or_else(|| corrupt("question kind", &kind))?,
+        choices: from_json("question choices", &choices)?,
+        answer: from_json("answer key", &answer)?,
+        points,
+    })
 }
