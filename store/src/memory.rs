@@ -96,39 +96,17 @@ impl HotState for MemoryHotState {
         after_seq: u64,
     ) -> Result<Option<Vec<OutboundFrame>>, HotStateError> {
         let shard = self.shard(key);
-        let Some(buffer) = shard.buffers.get(key) else {
-            return Ok(if after_seq == 0 {
-                Some(Vec::new())
-            } else {
-                None
-            });
-        };
-        let oldest = buffer.front().map_or(u64::MAX, |frame| frame.seq);
-        let newest = buffer.back().map_or(0, |frame| frame.seq);
-        // Reachable when the next frame the client needs is still held, or
-        // it already has everything.
-        if after_seq >= newest {
-            return Ok(if after_seq == newest {
-                Some(Vec::new())
-            } else {
-                None
-            });
-        }
-        if after_seq + 1 < oldest {
-            return Ok(None);
-        }
-        let missed: Vec<OutboundFrame> = buffer
-            .iter()
+        let buffer = shard.buffers.get(key);
+        let newest = buffer
+            .and_then(|buffer| buffer.back())
+            .map(|frame| frame.seq);
+        let missed = buffer
+            .into_iter()
+            .flatten()
             .filter(|frame| frame.seq > after_seq)
             .cloned()
             .collect();
-        // Only a gapless run from `after_seq + 1` is a replay; a hole (a
-        // frame whose append failed) means a snapshot, never a silent gap.
-        let gapless = missed
-            .iter()
-            .zip(after_seq + 1..)
-            .all(|(frame, expected)| frame.seq == expected);
-        Ok(gapless.then_some(missed))
+        Ok(crate::resume::replay(after_seq, newest, missed))
     }
 
     async fn swap_session(

@@ -253,28 +253,19 @@ impl HotState for RedisHotState {
             .await
             .map_err(|failure| unavailable("outbound_after", failure))?;
         let corrupt = |failure| unavailable("outbound_after", failure);
-        let Some(newest) = newest.ids.first() else {
-            // No buffer: only a client that has seen nothing is up to date.
-            return Ok((after_seq == 0).then(Vec::new));
-        };
-        let newest = seq_of(newest).map_err(corrupt)?;
-        if after_seq >= newest {
-            return Ok((after_seq == newest).then(Vec::new));
-        }
+        let newest = newest
+            .ids
+            .first()
+            .map(seq_of)
+            .transpose()
+            .map_err(corrupt)?;
         let missed = missed
             .ids
             .iter()
             .map(frame_of)
             .collect::<Result<Vec<_>, _>>()
             .map_err(corrupt)?;
-        // Only a gapless run from `after_seq + 1` is a replay: a buffer that
-        // no longer reaches back, or a hole, means a snapshot.
-        let gapless = !missed.is_empty()
-            && missed
-                .iter()
-                .zip(after_seq + 1..)
-                .all(|(frame, expected)| frame.seq == expected);
-        Ok(gapless.then_some(missed))
+        Ok(crate::resume::replay(after_seq, newest, missed))
     }
 
     async fn swap_session(
