@@ -276,6 +276,64 @@ impl Default for ShardsSection {
     }
 }
 
+/// Several identical nodes as one cluster (docs/cluster.md). Off: this node
+/// hosts every shard itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    pub enabled: bool,
+    /// Nodes only gossip with nodes of the same cluster id.
+    pub cluster_id: String,
+    /// UDP address of chitchat gossip.
+    pub gossip_listen: SocketAddr,
+    /// The gossip address other nodes reach this one at (default: gossip_listen).
+    pub gossip_advertise: Option<SocketAddr>,
+    /// `host:port` gossip addresses of a few nodes to join through.
+    pub seeds: Vec<String>,
+    pub gossip_interval_ms: u64,
+    /// phi-accrual threshold above which a silent member is considered dead.
+    pub phi_threshold: f64,
+    /// TCP address of the ractor_cluster transport.
+    pub actor_listen: SocketAddr,
+    /// The actor address other nodes connect to (default: actor_listen).
+    pub actor_advertise: Option<SocketAddr>,
+    /// The http address published to other nodes (default: node.listen).
+    pub http_advertise: Option<SocketAddr>,
+    /// Shared secret of the transport's handshake; at least 16 characters.
+    pub cookie: Secret,
+    /// Timeout of one remote call.
+    pub call_timeout_ms: u64,
+    /// Attempts of a remote call (the first included).
+    pub call_attempts: u32,
+    /// TLS for the transport: PEM files; all three or none.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub tls_ca: Option<String>,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            cluster_id: "invigil".into(),
+            gossip_listen: SocketAddr::from(([127, 0, 0, 1], 7946)),
+            gossip_advertise: None,
+            seeds: Vec::new(),
+            gossip_interval_ms: 200,
+            phi_threshold: 8.0,
+            actor_listen: SocketAddr::from(([127, 0, 0, 1], 7947)),
+            actor_advertise: None,
+            http_advertise: None,
+            cookie: Secret::default(),
+            call_timeout_ms: 2_000,
+            call_attempts: 3,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -362,6 +420,7 @@ pub struct Config {
     pub live: LiveSection,
     pub journal: JournalSection,
     pub shards: ShardsSection,
+    pub cluster: ClusterSection,
     pub workers: WorkersSection,
     pub webhook: WebhookSection,
     pub telemetry: TelemetrySection,

@@ -8,6 +8,7 @@
 //! - `telemetry`: logging setup
 
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod telemetry;

@@ -1,0 +1,1 @@
+//! Gossip membership (chitchat).
