@@ -5,8 +5,10 @@
 //! # Layout
 //! - `mod.rs`: shard ids, the stable hash and [`Fence`]
 //! - `leases`: the leases this node holds and their renewal
+//! - `placement`: which member owns which shard (rendezvous hashing)
 
 pub mod leases;
+pub mod placement;
 
 use serde::{Deserialize, Serialize};
 
