@@ -285,5 +285,8 @@ impl Exam {
     /// The plan was replaced: live actors built from the old one stop.
     pub fn plan_replaced(&self, plan_id: &PlanId) {
         self.directory.forget_plan(plan_id);
+        if let Some(remote) = self.directory.remote() {
+            remote.plan_replaced(plan_id);
+        }
     }
 }

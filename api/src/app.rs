@@ -7,6 +7,7 @@ use poem_openapi::OpenApiService;
 
 use crate::admin::AdminApi;
 use crate::candidate::CandidateApi;
+use crate::cluster::{ClusterApi, Forward};
 use crate::error::{ApiError, problem_response};
 use crate::files::FilesApi;
 use crate::login::LoginApi;
@@ -24,6 +25,7 @@ pub type Apis = (
     ProctorApi,
     FilesApi,
     MonitoringApi,
+    ClusterApi,
 );
 
 /// The OpenAPI service with every API.
@@ -51,6 +53,9 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             MonitoringApi {
                 state: state.clone(),
             },
+            ClusterApi {
+                state: state.clone(),
+            },
         ),
         "invigil",
         env!("CARGO_PKG_VERSION"),
@@ -64,6 +69,9 @@ pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let limits = state.settings.body_limits;
+    let forward = Forward {
+        state: state.clone(),
+    };
     Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
@@ -76,6 +84,7 @@ pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
         .data(state)
         .data(limits)
         .catch_all_error(|error| async move { problem_response(error) })
+        .with(forward)
         .with(
             CatchPanic::new()
                 .with_handler(|_| ApiError::internal("a handler panicked").into_response()),

@@ -53,6 +53,8 @@ pub struct ApiError {
     pub detail: String,
     pub field: Option<String>,
     pub errors: Option<(Vec<ProblemItem>, usize)>,
+    /// The shard of a `not_owner` refusal (sent as a header for forwarding).
+    pub shard: Option<u16>,
 }
 
 impl ApiError {
@@ -63,6 +65,7 @@ impl ApiError {
             detail: detail.into(),
             field: None,
             errors: None,
+            shard: None,
         }
     }
 
@@ -144,6 +147,9 @@ impl poem::error::ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response = response.header("WWW-Authenticate", "Bearer");
         }
+        if let Some(shard) = self.shard {
+            response = response.header(crate::cluster::SHARD_HEADER, shard.to_string());
+        }
         response.body(body)
     }
 }
@@ -207,6 +213,7 @@ impl From<SpecProblems> for ApiError {
                 )
             },
             field: Some(first.field.clone()),
+            shard: None,
             errors: Some((items, problems.total)),
         }
     }
@@ -259,10 +266,14 @@ impl From<ExamError> for ApiError {
         match error {
             ExamError::Domain(domain) => domain.into(),
             ExamError::NotFound(what) => Self::not_found("not_found", format!("{what} not found")),
-            ExamError::NotOwner(shard) => Self::unavailable(
-                "not_owner",
-                format!("shard {shard} is not hosted on this node right now; retry"),
-            ),
+            ExamError::NotOwner(shard) => {
+                let mut error = Self::unavailable(
+                    "not_owner",
+                    format!("shard {shard} is not hosted on this node right now; retry"),
+                );
+                error.shard = Some(shard.get());
+                error
+            }
             ExamError::Contended => {
                 Self::conflict("concurrent_update", "too many concurrent updates; retry")
             }

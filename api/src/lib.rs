@@ -9,6 +9,7 @@
 //! - `ops`: `/healthz`, `/readyz`
 //! - `monitoring`: plan statistics, the work queue's dead letters (X-Api-Key)
 //! - `ws`: the WebSocket gateway for candidates and proctors
+//! - `cluster`: the cluster view, drain, and forwarding to a shard's owner
 //! - `auth`: credential hashing, tokens, guards, login limits
 //! - `body`: JSON bodies with size limits and field-path errors
 //! - `error`: the one mapping from errors to status and code
@@ -19,6 +20,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod candidate;
+pub mod cluster;
 pub mod error;
 pub mod files;
 pub mod login;

@@ -74,6 +74,8 @@ pub struct AppInner {
     pub readiness: Arc<dyn Readiness>,
     pub settings: ApiSettings,
     pub login_limiter: LoginLimiter,
+    /// The cluster (set once at start); none when the node runs alone.
+    pub cluster: std::sync::OnceLock<Arc<dyn crate::cluster::ClusterPort>>,
 }
 
 /// Shared application state; cheap to clone.

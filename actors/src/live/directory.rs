@@ -4,17 +4,20 @@
 //! cluster puts a shard region in front of this; callers only see
 //! [`Directory::room`] and [`Directory::plan`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ractor::{Actor, ActorRef, SpawnErr};
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::LiveDeps;
-use super::plan::{PlanActor, PlanArgs, PlanMsg, plan_actor_name};
+use super::plan::{PlanActor, PlanArgs, PlanMsg, RoomDone, plan_actor_name};
 use super::room::state::PlanShared;
-use super::room::{Retire, RoomActor, RoomArgs, RoomMsg, plan_rooms_group, room_actor_name};
-use crate::domain::{ExamRules, PlanId, RoomId};
+use super::room::{
+    PlanChanged, Retire, RoomActor, RoomArgs, RoomMsg, plan_rooms_group, room_actor_name,
+};
+use super::{LiveDeps, RemoteLive};
+use crate::domain::{ExamRules, PlanEvent, PlanId, PlanRuntime, RoomId};
 use crate::error::ExamError;
 use crate::shard::ShardId;
 
@@ -40,6 +43,15 @@ impl Directory {
             scope,
             plans: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Connects the directory to the rest of the cluster.
+    pub fn set_remote(&self, remote: Arc<dyn RemoteLive>) {
+        let _ = self.deps.remote.set(remote);
+    }
+
+    pub fn remote(&self) -> Option<&Arc<dyn RemoteLive>> {
+        self.deps.remote.get()
     }
 
     pub fn scope(&self) -> &str {
@@ -204,23 +216,159 @@ impl Directory {
         }
     }
 
-    /// Activates the coordinators (and through them the rooms) of every
-    /// open or running plan whose shard this node holds.
+    /// Tells a room that its plan changed, here or on the owner of its
+    /// shard; `Ok` once the room made the consequences durable.
+    pub async fn deliver_plan_change(
+        self: &Arc<Self>,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+        runtime: &PlanRuntime,
+        events: &[PlanEvent],
+    ) -> Result<(), ExamError> {
+        let room = match self.room(plan_id, room_id).await {
+            Ok(room) => room,
+            Err(ExamError::NotOwner(_)) if self.deps.remote.get().is_some() => {
+                let remote = self.deps.remote.get().cloned();
+                return match remote {
+                    Some(remote) => remote.plan_changed(plan_id, room_id, runtime, events).await,
+                    None => Err(ExamError::NotOwner(ShardId::of_room(plan_id, room_id))),
+                };
+            }
+            Err(error) => return Err(error),
+        };
+        self.plan_change_here(room, runtime, events).await
+    }
+
+    /// Tells a room live here that its plan changed (a remote delivery
+    /// ends here: it is never forwarded again).
+    pub async fn deliver_plan_change_here(
+        self: &Arc<Self>,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+        runtime: &PlanRuntime,
+        events: &[PlanEvent],
+    ) -> Result<(), ExamError> {
+        let room = self.room(plan_id, room_id).await?;
+        self.plan_change_here(room, runtime, events).await
+    }
+
+    async fn plan_change_here(
+        &self,
+        room: ActorRef<RoomMsg>,
+        runtime: &PlanRuntime,
+        events: &[PlanEvent],
+    ) -> Result<(), ExamError> {
+        let message = |done| {
+            RoomMsg::PlanChanged(PlanChanged {
+                runtime: runtime.clone(),
+                events: events.to_vec(),
+                done: Some(done),
+            })
+        };
+        match room.call(message, Some(self.deps.config.call_timeout)).await {
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            _ => Err(ExamError::Unavailable(
+                "the room did not confirm the plan change",
+            )),
+        }
+    }
+
+    /// A room done on another node, reported to the coordinator live here.
+    pub fn room_done_here(&self, plan_id: &PlanId, room_id: &RoomId) {
+        if let Some(cell) = ractor::registry::where_is(plan_actor_name(&self.scope, plan_id)) {
+            let coordinator: ActorRef<PlanMsg> = cell.into();
+            let _ = coordinator.cast(PlanMsg::RoomDone(RoomDone {
+                room_id: room_id.clone(),
+            }));
+        }
+    }
+
+    /// Activates, for every open or running plan, its coordinator if the
+    /// plan's shard is held here and each of its rooms whose shard is held
+    /// here: rooms are live on their owners (timers keep running with
+    /// nobody connected), wherever the coordinator is. Returns how many
+    /// actors were activated or already live.
     pub async fn activate_active_plans(self: &Arc<Self>) -> Result<usize, ExamError> {
-        let mut activated = 0;
+        let mut live = 0;
         for plan_id in self.deps.plans.active_plans().await? {
-            if self.deps.leases.fence(ShardId::of_plan(&plan_id)).is_none() {
-                continue;
+            if self.deps.leases.fence(ShardId::of_plan(&plan_id)).is_some() {
+                match self.plan(&plan_id).await {
+                    Ok(_) => live += 1,
+                    Err(error) => warn!(plan_id = %plan_id, %error, "plan not activated"),
+                }
             }
-            match self.plan(&plan_id).await {
-                Ok(_) => activated += 1,
-                Err(error) => warn!(plan_id = %plan_id, %error, "plan not activated"),
+            let rooms = match self.plan_shared(&plan_id).await {
+                Ok((_, rooms)) => rooms,
+                Err(error) => {
+                    warn!(plan_id = %plan_id, %error, "plan rooms not loaded");
+                    continue;
+                }
+            };
+            let held: Vec<&RoomId> = rooms
+                .iter()
+                .filter(|room_id| {
+                    self.deps
+                        .leases
+                        .fence(ShardId::of_room(&plan_id, room_id))
+                        .is_some()
+                })
+                .collect();
+            let activations = held.iter().map(|room_id| self.room(&plan_id, room_id));
+            for (room_id, result) in held
+                .iter()
+                .zip(futures::future::join_all(activations).await)
+            {
+                match result {
+                    Ok(_) => live += 1,
+                    Err(error) => {
+                        warn!(plan_id = %plan_id, room_id = %room_id, %error, "room not activated");
+                    }
+                }
             }
         }
-        if activated > 0 {
-            info!(plans = activated, "live plans activated");
+        Ok(live)
+    }
+
+    /// Retires the live actors of the given shards (hand-off: their sockets
+    /// are told to reconnect, their writes in flight finish) and waits, up
+    /// to `wait`, until they have stopped. Returns how many were retired.
+    pub async fn retire_shards(&self, shards: &HashSet<ShardId>, reason: &'static str, wait: Duration) -> usize {
+        let plans: Vec<(PlanId, Arc<Vec<RoomId>>)> = self
+            .plans
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(plan_id, (_, rooms))| (plan_id.clone(), rooms.clone()))
+            .collect();
+        let mut names = Vec::new();
+        for (plan_id, rooms) in plans {
+            for room_id in rooms.iter() {
+                if !shards.contains(&ShardId::of_room(&plan_id, room_id)) {
+                    continue;
+                }
+                if let Some(room) = self.live_room(&plan_id, room_id) {
+                    let _ = room.cast(RoomMsg::Retire(Retire { reason }));
+                    names.push(room_actor_name(&self.scope, &plan_id, room_id));
+                }
+            }
+            if shards.contains(&ShardId::of_plan(&plan_id)) {
+                let name = plan_actor_name(&self.scope, &plan_id);
+                if let Some(cell) = ractor::registry::where_is(name.clone()) {
+                    let plan: ActorRef<PlanMsg> = cell.into();
+                    let _ = plan.cast(PlanMsg::Retire);
+                    names.push(name);
+                }
+            }
         }
-        Ok(activated)
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline
+            && names
+                .iter()
+                .any(|name| ractor::registry::where_is(name.clone()).is_some())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        names.len()
     }
 
     /// Stops every live actor (shutdown): sockets are told to reconnect.

@@ -15,6 +15,10 @@ pub mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+
+use crate::domain::{PlanEvent, PlanId, PlanRuntime, RoomId};
+use crate::error::ExamError;
 use crate::journal_writer::JournalWriter;
 use crate::ports::{Clock, HotState, Journal, PlanStore};
 use crate::shard::leases::LeaseKeeper;
@@ -46,6 +50,30 @@ impl Default for LiveConfig {
     }
 }
 
+/// Reaches the live actors another node hosts. In a cluster, a plan's
+/// coordinator and its rooms may live on different nodes (each in its own
+/// shard); single-node there is none and everything is local.
+#[async_trait]
+pub trait RemoteLive: Send + Sync + 'static {
+    /// Tells the room, on the owner of its shard, that its plan changed;
+    /// `Ok` once the room made the consequences durable there.
+    async fn plan_changed(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+        runtime: &PlanRuntime,
+        events: &[PlanEvent],
+    ) -> Result<(), ExamError>;
+
+    /// Tells the plan's coordinator, on the owner of the plan's shard, that
+    /// every candidate of the room is done. Best effort: the coordinator
+    /// also learns it when the room reconciles.
+    fn room_done(&self, plan_id: &PlanId, room_id: &RoomId);
+
+    /// Tells every other node that the plan was replaced.
+    fn plan_replaced(&self, plan_id: &PlanId);
+}
+
 /// What the live actors need from the node.
 pub struct LiveDeps {
     pub node_id: String,
@@ -61,4 +89,6 @@ pub struct LiveDeps {
     pub outbox: crate::workers::Outbox,
     /// Whether plan notices are published (an admin webhook is configured).
     pub webhooks: bool,
+    /// The actors other nodes host; set once when the node joins a cluster.
+    pub remote: std::sync::OnceLock<Arc<dyn RemoteLive>>,
 }

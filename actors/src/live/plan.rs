@@ -11,7 +11,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{info, warn};
 
 use super::directory::Directory;
-use super::room::{PlanChanged, RoomMsg};
 use crate::domain::{DomainError, PlanCommand, PlanEvent, PlanId, PlanState, RoomId};
 use crate::error::{ExamError, StoreError};
 use crate::ports::{FencedError, VersionedPlanRuntime};
@@ -167,12 +166,17 @@ impl PlanActorState {
         ) {
             return;
         }
-        let activations = self
+        // Rooms in shards held elsewhere are kept live by their owners.
+        let leases = &self.directory.deps().leases;
+        let here: Vec<&RoomId> = self
             .rooms
             .iter()
+            .filter(|room_id| leases.fence(ShardId::of_room(&self.plan_id, room_id)).is_some())
+            .collect();
+        let activations = here
+            .iter()
             .map(|room_id| self.directory.room(&self.plan_id, room_id));
-        for (room_id, result) in self
-            .rooms
+        for (room_id, result) in here
             .iter()
             .zip(futures::future::join_all(activations).await)
         {
@@ -186,30 +190,9 @@ impl PlanActorState {
     /// and waits (bounded) until each has made its consequences durable.
     /// Returns whether every room confirmed.
     async fn broadcast(&mut self, events: Vec<PlanEvent>) -> bool {
-        let timeout = self.directory.deps().config.call_timeout;
         let deliveries = self.rooms.iter().map(|room_id| {
-            let (directory, plan_id, runtime, events) = (
-                self.directory.clone(),
-                self.plan_id.clone(),
-                self.plan.runtime.clone(),
-                events.clone(),
-            );
-            async move {
-                let room = directory.room(&plan_id, room_id).await?;
-                let message = |done| {
-                    RoomMsg::PlanChanged(PlanChanged {
-                        runtime: runtime.clone(),
-                        events: events.clone(),
-                        done: Some(done),
-                    })
-                };
-                match room.call(message, Some(timeout)).await {
-                    Ok(ractor::rpc::CallResult::Success(result)) => result,
-                    _ => Err(ExamError::Unavailable(
-                        "the room did not confirm the plan change",
-                    )),
-                }
-            }
+            self.directory
+                .deliver_plan_change(&self.plan_id, room_id, &self.plan.runtime, &events)
         });
         let mut confirmed = true;
         for (room_id, result) in self
@@ -310,6 +293,7 @@ impl PlanActorState {
                     }
                 }
                 Err(FencedError::StaleFence(fence)) => {
+                    crate::shard::count_stale_write();
                     return Err(ExamError::NotOwner(fence.shard));
                 }
                 Err(FencedError::Store(error)) => return Err(error.into()),

@@ -228,6 +228,70 @@ impl LeaseKeeper {
         }
     }
 
+    /// The shards this node should host.
+    pub fn desired(&self) -> Vec<ShardId> {
+        self.desired
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Sets the shards this node should host without taking any now.
+    pub fn set_desired(&self, shards: Vec<ShardId>) {
+        *self
+            .desired
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = shards;
+    }
+
+    /// Whether every desired shard is held (and usable) now.
+    pub fn holds_desired(&self) -> bool {
+        let desired = self.desired();
+        let now = self.clock.now();
+        let held = self
+            .held
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        desired.iter().all(|shard| {
+            held.get(shard)
+                .is_some_and(|lease| lease.usable_until > now)
+        })
+    }
+
+    /// Stops using the given shards at once and gives their leases back, so
+    /// their new owner takes them without waiting for the TTL (hand-off).
+    pub async fn release(&self, shards: &[ShardId]) -> Result<(), StoreError> {
+        let fences = {
+            let mut held = self
+                .held
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            shards
+                .iter()
+                .filter_map(|shard| {
+                    held.remove(shard).map(|lease| Fence {
+                        shard: *shard,
+                        epoch: lease.epoch,
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        if fences.is_empty() {
+            return Ok(());
+        }
+        info!(node_id = %self.node_id, released = fences.len(), "shard leases handed off");
+        self.store.release_leases(&self.node_id, &fences).await
+    }
+
+    /// Stops using every lease without telling the store (a node that lost
+    /// its majority: the leases run out and the majority's nodes take them).
+    pub fn abandon_all(&self) {
+        self.held
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+
     /// Gives every lease back so another node can take the shards at once.
     pub async fn release_all(&self) -> Result<(), StoreError> {
         let fences = {

@@ -84,6 +84,16 @@ pub fn mix64(mut value: u64) -> u64 {
     value ^ (value >> 31)
 }
 
+/// Durable writes the store refused because their epoch was stale, since
+/// the process started: each one is a write a fenced-off node attempted
+/// after another node took its shard (shown in `GET /api/v1/cluster`).
+pub static STALE_EPOCH_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts a write refused for a stale epoch.
+pub fn count_stale_write() {
+    STALE_EPOCH_WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Proof of ownership carried by every durable write: the shard and the epoch
 /// of the lease under which the writer hosts it. The store rejects a write
 /// whose epoch is no longer the shard's current one.

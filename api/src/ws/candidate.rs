@@ -10,6 +10,7 @@ use invigil_actors::live::room::{
     Answer, ClientEvent, Connect, Disconnect, Heartbeat, RoomMsg, Submit,
 };
 use invigil_actors::live::wire::{self, SocketOut, close as code};
+use invigil_actors::shard::ShardId;
 use poem::web::websocket::{Message, WebSocket, WebSocketStream};
 use poem::web::{Data, Query};
 use poem::{IntoResponse, Response, handler};
@@ -24,6 +25,7 @@ use super::{
     FrameRate, RATE_LIMITED, TokenQuery, close, next_connection_id, socket_config, too_big,
 };
 use crate::auth::Role;
+use crate::cluster::{SocketKind, TunnelOpen};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -39,23 +41,41 @@ pub async fn candidate_socket(
     let ip = remote
         .as_socket_addr()
         .map(|address| address.ip().to_string());
-    let claims =
-        match super::proctor::verify_token(state, query.token.as_deref(), Role::Candidate).await {
-            Ok(claims) => claims,
-            Err(error) => return error.into_response(),
-        };
-    let (candidate_id, room_id) = match (claims.candidate_id(), claims.rooms.first()) {
-        (Ok(candidate_id), Some(room_id)) => (candidate_id, room_id.clone()),
-        _ => {
-            return ApiError::unauthorized("invalid_token", "the token names no candidate room")
-                .into_response();
-        }
+    let (plan_id, room_id, candidate_id) = match seat(state, query.token.as_deref()).await {
+        Ok(seat) => seat,
+        Err(error) => return error.into_response(),
     };
     let state = state.clone();
-    let plan_id = claims.plan;
+    if let Some(node) = super::tunnel::owner_elsewhere(&state, ShardId::of_room(&plan_id, &room_id))
+    {
+        let open = TunnelOpen {
+            kind: SocketKind::Candidate,
+            token: query.token.unwrap_or_default(),
+            ip,
+        };
+        return ws
+            .config(socket_config(&state.settings))
+            .on_upgrade(move |socket| super::tunnel::gateway(state, node, open, socket))
+            .into_response();
+    }
     ws.config(socket_config(&state.settings))
         .on_upgrade(move |socket| run(state, plan_id, room_id, candidate_id, ip, socket))
         .into_response()
+}
+
+/// The seat a candidate token names: plan, room, candidate.
+pub(crate) async fn seat(
+    state: &AppState,
+    token: Option<&str>,
+) -> Result<(PlanId, RoomId, CandidateId), ApiError> {
+    let claims = super::proctor::verify_token(state, token, Role::Candidate).await?;
+    match (claims.candidate_id(), claims.rooms.first()) {
+        (Ok(candidate_id), Some(room_id)) => Ok((claims.plan.clone(), room_id.clone(), candidate_id)),
+        _ => Err(ApiError::unauthorized(
+            "invalid_token",
+            "the token names no candidate room",
+        )),
+    }
 }
 
 /// Sends a connection frame (error) with the current seq.
@@ -79,7 +99,24 @@ async fn run(
     ip: Option<String>,
     socket: WebSocketStream,
 ) {
-    let (mut sink, mut stream) = socket.split();
+    let (sink, stream) = socket.split();
+    serve(state, plan_id, room_id, candidate_id, ip, sink, stream).await;
+}
+
+/// The candidate socket over any transport: a WebSocket here, or a tunnel
+/// from the node the client is connected to (cluster).
+pub(crate) async fn serve<K, S>(
+    state: AppState,
+    plan_id: PlanId,
+    room_id: RoomId,
+    candidate_id: CandidateId,
+    ip: Option<String>,
+    mut sink: K,
+    mut stream: S,
+) where
+    K: futures::Sink<Message> + Unpin + Send,
+    S: futures::Stream<Item = std::io::Result<Message>> + Unpin + Send,
+{
     let connection_id = next_connection_id();
 
     // The first valid frame must be a hello, within the deadline.

@@ -10,10 +10,12 @@
 //! - `frames`: the client frames, parsed strictly
 //! - `candidate`: the candidate socket
 //! - `proctor`: the proctor dashboard socket
+//! - `tunnel`: sockets whose room is hosted on another node
 
 pub mod candidate;
 pub mod frames;
 pub mod proctor;
+pub mod tunnel;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -8,6 +8,7 @@ use futures::{SinkExt, StreamExt};
 use invigil_actors::domain::{PlanId, RoomId};
 use invigil_actors::live::room::{RoomAction, RoomMsg, Subscribe, Unsubscribe};
 use invigil_actors::live::wire::{SocketOut, close as code, proctor};
+use invigil_actors::shard::ShardId;
 use poem::web::websocket::{Message, WebSocket, WebSocketStream};
 use poem::web::{Data, Query};
 use poem::{IntoResponse, Response, handler};
@@ -23,6 +24,7 @@ use super::{
 };
 use crate::auth::guards::check_plan_version;
 use crate::auth::{Claims, Role};
+use crate::cluster::{SocketKind, TunnelOpen};
 use crate::error::ApiError;
 use crate::proctor::dto::CandidateActionName;
 use crate::proctor::{assigned_room, candidate_room, proctor_action};
@@ -59,13 +61,38 @@ pub async fn proctor_socket(
         Err(error) => return error.into_response(),
     };
     let state = state.clone();
+    // A proctor's socket is served by the owner of its (first) room.
+    if let Some(room_id) = claims.rooms.first()
+        && let Some(node) =
+            super::tunnel::owner_elsewhere(&state, ShardId::of_room(&claims.plan, room_id))
+    {
+        let open = TunnelOpen {
+            kind: SocketKind::Proctor,
+            token: query.token.unwrap_or_default(),
+            ip: None,
+        };
+        return ws
+            .config(socket_config(&state.settings))
+            .on_upgrade(move |socket| super::tunnel::gateway(state, node, open, socket))
+            .into_response();
+    }
     ws.config(socket_config(&state.settings))
         .on_upgrade(move |socket| run(state, claims, socket))
         .into_response()
 }
 
 async fn run(state: AppState, claims: Claims, socket: WebSocketStream) {
-    let (mut sink, mut stream) = socket.split();
+    let (sink, stream) = socket.split();
+    serve(state, claims, sink, stream).await;
+}
+
+/// The proctor socket over any transport: a WebSocket here, or a tunnel
+/// from the node the client is connected to (cluster).
+pub(crate) async fn serve<K, S>(state: AppState, claims: Claims, mut sink: K, mut stream: S)
+where
+    K: futures::Sink<Message> + Unpin + Send,
+    S: futures::Stream<Item = std::io::Result<Message>> + Unpin + Send,
+{
     let deadline = Instant::now() + state.settings.ws_hello_timeout;
     loop {
         let next = match tokio::time::timeout_at(deadline, stream.next()).await {

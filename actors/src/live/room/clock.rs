@@ -257,6 +257,9 @@ impl RoomState {
                 let _ = coordinator.cast(PlanMsg::RoomDone(RoomDone {
                     room_id: self.room_id.clone(),
                 }));
+            } else if let Some(remote) = self.deps.remote.get() {
+                // The coordinator lives on the owner of the plan's shard.
+                remote.room_done(&self.plan_id, &self.room_id);
             }
             self.done_reported = true;
         }

@@ -521,7 +521,10 @@ impl RoomState {
         let failure = match &committed.result {
             Ok(outcomes) => outcomes.iter().find_map(|outcome| match outcome {
                 EntryOutcome::Written | EntryOutcome::AlreadyStored => None,
-                EntryOutcome::StaleFence => Some(ExamError::NotOwner(self.shard)),
+                EntryOutcome::StaleFence => {
+                    crate::shard::count_stale_write();
+                    Some(ExamError::NotOwner(self.shard))
+                }
                 EntryOutcome::Conflict => Some(ExamError::Contended),
             }),
             Err(error) => Some(ExamError::Store(error.clone())),

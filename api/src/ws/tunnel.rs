@@ -1,0 +1,149 @@
+//! Sockets across nodes. A client may connect to any node; when the room
+//! its token names is hosted on another node, this node upgrades the socket
+//! and becomes a *gateway*: it opens a tunnel to the owner and pipes frames
+//! both ways. The owner runs the very same socket code ([`serve`]) over the
+//! tunnel, so a candidate behind a gateway gets exactly what a local one
+//! gets. When either side goes away, the client's socket is closed with
+//! `1012 reconnect` and the client reconnects (through any node) and
+//! resumes with its `last_seq`.
+
+use futures::{SinkExt, StreamExt};
+use invigil_actors::live::wire::close as code;
+use invigil_actors::shard::ShardId;
+use poem::web::websocket::{Message, WebSocketStream};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::close;
+use crate::auth::Role;
+use crate::cluster::{Route, SocketKind, TunnelFrame, TunnelOpen};
+use crate::state::AppState;
+
+/// The node that owns `shard`, when it is not this one.
+pub fn owner_elsewhere(state: &AppState, shard: ShardId) -> Option<String> {
+    match state.cluster.get()?.route(shard) {
+        Route::Node(node) => Some(node),
+        Route::Here | Route::Nowhere => None,
+    }
+}
+
+/// Gateway side: pipes a client's socket to the owner's end of a tunnel.
+pub async fn gateway(state: AppState, node: String, open: TunnelOpen, socket: WebSocketStream) {
+    let (mut sink, mut stream) = socket.split();
+    let Some(cluster) = state.cluster.get().cloned() else {
+        return close(&mut sink, code::TRY_AGAIN, "try again").await;
+    };
+    let mut tunnel = match cluster.open_tunnel(&node, open).await {
+        Ok(tunnel) => tunnel,
+        Err(error) => {
+            warn!(node = %node, %error, "could not open a socket tunnel");
+            return close(&mut sink, code::TRY_AGAIN, "try again").await;
+        }
+    };
+    loop {
+        tokio::select! {
+            incoming = stream.next() => {
+                let frame = match incoming {
+                    Some(Ok(Message::Text(text))) => TunnelFrame::Text(text),
+                    Some(Ok(Message::Binary(_))) => TunnelFrame::Binary,
+                    Some(Ok(_)) => continue,
+                    Some(Err(error)) => {
+                        if super::too_big(&error) {
+                            close(&mut sink, code::TOO_BIG, "frame too large").await;
+                        }
+                        let _ = tunnel.to_owner.send(TunnelFrame::Close { code: 1000, reason: String::new() }).await;
+                        break;
+                    }
+                    None => {
+                        let _ = tunnel.to_owner.send(TunnelFrame::Close { code: 1000, reason: String::new() }).await;
+                        break;
+                    }
+                };
+                if tunnel.to_owner.send(frame).await.is_err() {
+                    close(&mut sink, code::RECONNECT, "reconnect").await;
+                    break;
+                }
+            }
+            outgoing = tunnel.from_owner.recv() => match outgoing {
+                Some(TunnelFrame::Text(text)) => {
+                    if sink.send(Message::Text(text)).await.is_err() {
+                        let _ = tunnel.to_owner.send(TunnelFrame::Close { code: 1000, reason: String::new() }).await;
+                        break;
+                    }
+                }
+                Some(TunnelFrame::Close { code, reason }) => {
+                    close(&mut sink, code, &reason).await;
+                    break;
+                }
+                Some(TunnelFrame::Binary) => {}
+                None => {
+                    // The owner went away (died, or the tunnel broke): the
+                    // client reconnects and resumes through any node.
+                    close(&mut sink, code::RECONNECT, "reconnect").await;
+                    break;
+                }
+            },
+        }
+    }
+    debug!(node = %node, "socket tunnel closed");
+}
+
+/// Owner side: runs the socket named by `open` over a tunnel. `incoming`
+/// carries the client's frames; what the socket writes goes to `outgoing`.
+pub async fn serve(
+    state: AppState,
+    open: TunnelOpen,
+    incoming: mpsc::Receiver<TunnelFrame>,
+    outgoing: mpsc::Sender<TunnelFrame>,
+) {
+    let stream = futures::stream::unfold(incoming, |mut incoming| async move {
+        let message = match incoming.recv().await? {
+            TunnelFrame::Text(text) => Message::Text(text),
+            TunnelFrame::Binary => Message::Binary(Vec::new()),
+            TunnelFrame::Close { code, reason } => Message::close_with(
+                poem::web::websocket::CloseCode::from(code),
+                reason,
+            ),
+        };
+        Some((Ok::<_, std::io::Error>(message), incoming))
+    });
+    let stream = Box::pin(stream);
+    let sink = futures::sink::unfold(outgoing, |outgoing, message: Message| async move {
+        let frame = match message {
+            Message::Text(text) => Some(TunnelFrame::Text(text)),
+            Message::Close(Some((code, reason))) => Some(TunnelFrame::Close {
+                code: code.into(),
+                reason,
+            }),
+            Message::Close(None) => Some(TunnelFrame::Close {
+                code: 1000,
+                reason: String::new(),
+            }),
+            _ => None,
+        };
+        if let Some(frame) = frame {
+            outgoing
+                .send(frame)
+                .await
+                .map_err(|_| std::io::Error::other("the tunnel closed"))?;
+        }
+        Ok::<_, std::io::Error>(outgoing)
+    });
+    let mut sink = Box::pin(sink);
+    match open.kind {
+        SocketKind::Candidate => {
+            match super::candidate::seat(&state, Some(&open.token)).await {
+                Ok((plan_id, room_id, candidate_id)) => {
+                    super::candidate::serve(state, plan_id, room_id, candidate_id, open.ip, sink, stream).await;
+                }
+                Err(error) => close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
+            }
+        }
+        SocketKind::Proctor => {
+            match super::proctor::verify_token(&state, Some(&open.token), Role::Proctor).await {
+                Ok(claims) => super::proctor::serve(state, claims, sink, stream).await,
+                Err(error) => close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
+            }
+        }
+    }
+}
