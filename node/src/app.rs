@@ -25,10 +25,14 @@ use invigil_store::{
     MemoryHotState, MemoryWorkQueue, RedisConnection, RedisHotState, RedisOptions, RedisWorkQueue,
     SqlOptions, SqlStore, redact_url,
 };
+use poem::EndpointExt;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::cluster::membership::{Membership, MembershipConfig};
+use crate::cluster::node::{ClusterNode, Region, RemoteRooms};
+use crate::cluster::transport::{TlsFiles, Transport, TransportConfig};
 use crate::config::Config;
 use crate::workers::{Workers, flush_outbox};
 
@@ -39,6 +43,7 @@ pub struct Application {
     state: AppState,
     directory: Arc<Directory>,
     leases: Arc<LeaseKeeper>,
+    cluster: Option<Arc<ClusterNode>>,
     journal_task: tokio::task::JoinHandle<()>,
     workers: Workers,
     outbox: Outbox,
@@ -47,10 +52,12 @@ pub struct Application {
     local_addr: SocketAddr,
 }
 
-/// Store reachable and every shard lease held.
+/// Store reachable and every shard lease held (in a cluster: ready, with
+/// a majority, holding every shard placed here).
 struct NodeReadiness {
     store: SqlStore,
     leases: Arc<LeaseKeeper>,
+    cluster: Arc<std::sync::OnceLock<Arc<ClusterNode>>>,
 }
 
 #[async_trait]
@@ -74,13 +81,23 @@ impl Readiness for NodeReadiness {
             },
         };
         let held = self.leases.held_count();
-        let leases = Check {
-            name: "shard_leases",
-            ok: held == usize::from(invigil_actors::shard::SHARD_COUNT),
-            detail: format!(
-                "{held} of {} shards held",
-                invigil_actors::shard::SHARD_COUNT
-            ),
+        let leases = match self.cluster.get() {
+            None => Check {
+                name: "shard_leases",
+                ok: held == usize::from(invigil_actors::shard::SHARD_COUNT),
+                detail: format!(
+                    "{held} of {} shards held",
+                    invigil_actors::shard::SHARD_COUNT
+                ),
+            },
+            Some(cluster) => Check {
+                name: "cluster",
+                ok: cluster.settled(),
+                detail: format!(
+                    "{held} of {} placed shards held",
+                    self.leases.desired().len()
+                ),
+            },
         };
         vec![store, leases]
     }
@@ -119,23 +136,28 @@ impl Application {
 
         // A restarted node is a new incarnation: its owner id changes, and
         // taking its old leases bumps their epochs.
-        let owner = owner_id(&config.node.id, clock.now());
+        let started = clock.now();
+        let owner = owner_id(&config.node.id, started);
         let leases = Arc::new(LeaseKeeper::new(
             owner.clone(),
             Arc::new(store.clone()),
             clock.clone(),
             Duration::from_millis(config.shards.lease_ttl_ms),
         ));
-        let all_shards: Vec<ShardId> = ShardId::all().collect();
-        let held = leases
-            .host(all_shards.clone())
-            .await
-            .context("acquiring shard leases")?;
-        if held < all_shards.len() {
-            warn!(
-                held,
-                "another node holds some shards; they are taken over when their leases expire"
-            );
+        // Alone, the node hosts every shard; in a cluster, the shards its
+        // placement gives it, once it is a ready member.
+        if !config.cluster.enabled {
+            let all_shards: Vec<ShardId> = ShardId::all().collect();
+            let held = leases
+                .host(all_shards.clone())
+                .await
+                .context("acquiring shard leases")?;
+            if held < all_shards.len() {
+                warn!(
+                    held,
+                    "another node holds some shards; they are taken over when their leases expire"
+                );
+            }
         }
 
         let (journal, journal_task) = JournalWriter::spawn(
@@ -171,6 +193,7 @@ impl Application {
             },
             outbox: outbox.clone(),
             webhooks: !config.webhook.url.is_empty(),
+            remote: std::sync::OnceLock::new(),
         }));
         let workers = Workers::start(
             &config,
@@ -184,6 +207,7 @@ impl Application {
         .await
         .context("starting the queue workers")?;
         let exam = Arc::new(Exam::new(directory.clone()));
+        let cluster_slot: Arc<std::sync::OnceLock<Arc<ClusterNode>>> = Arc::default();
         let auth = &config.auth;
         let hasher = CredentialHasher::new(
             auth.access_code_secret.expose().as_bytes(),
@@ -213,6 +237,7 @@ impl Application {
             readiness: Arc::new(NodeReadiness {
                 store: store.clone(),
                 leases: leases.clone(),
+                cluster: cluster_slot.clone(),
             }),
             settings: ApiSettings {
                 candidate_token_ttl_s: auth.candidate_token_ttl_s,
@@ -232,13 +257,31 @@ impl Application {
                 },
             },
             login_limiter,
+            cluster: std::sync::OnceLock::new(),
         });
+        if config.cluster.enabled {
+            let node = join_cluster(
+                &config,
+                &owner,
+                local_addr,
+                started,
+                &store,
+                &leases,
+                &directory,
+            )
+            .await?;
+            node.attach(state.clone(), invigil_api::app::build(state.clone()).boxed());
+            let port: Arc<dyn invigil_api::cluster::ClusterPort> = node.clone();
+            let _ = state.cluster.set(port);
+            let _ = cluster_slot.set(node);
+        }
         Ok(Self {
             config,
             store,
             state,
             directory,
             leases,
+            cluster: cluster_slot.get().cloned(),
             journal_task,
             workers,
             outbox,
@@ -269,6 +312,7 @@ impl Application {
             state,
             directory,
             leases,
+            cluster,
             journal_task,
             workers,
             outbox,
@@ -278,7 +322,10 @@ impl Application {
         } = self;
         let (stop_background, background_stopped) = watch::channel(false);
         let renewal = tokio::spawn(leases.clone().run_renewal(background_stopped.clone()));
-        let keeper = tokio::spawn(keep_live_plans(directory.clone(), background_stopped));
+        let keeper = tokio::spawn(keep_live_plans(directory.clone(), background_stopped.clone()));
+        let control = cluster
+            .clone()
+            .map(|node| tokio::spawn(node.run(background_stopped)));
         info!(node_id = %config.node.id, addr = %local_addr, store = store.backend_name(), "serving");
 
         let app = invigil_api::app::build(state);
@@ -286,9 +333,25 @@ impl Application {
         // On the signal, rooms first tell their sockets to reconnect (to
         // another node, or to this one once it is back), so the HTTP server
         // is not left waiting for long-lived sockets.
+        // In a cluster, SIGTERM and `POST /api/v1/cluster/drain` drain
+        // first: every shard is handed off (its rooms flushed, its sockets
+        // told to reconnect) before the node stops.
         let retiring = directory.clone();
+        let draining = cluster.clone();
         let shutdown = async move {
-            shutdown.await;
+            match &draining {
+                Some(node) => {
+                    tokio::select! {
+                        () = shutdown => node.start_drain().await,
+                        () = node.wait_drained() => {}
+                    }
+                    if tokio::time::timeout(grace, node.wait_drained()).await.is_err() {
+                        warn!("the drain did not hand every shard off within the grace period");
+                    }
+                    info!("drained: stopping");
+                }
+                None => shutdown.await,
+            }
             info!("shutting down: retiring live rooms");
             retiring.retire_all("the node is shutting down");
         };
@@ -299,6 +362,9 @@ impl Application {
         info!("http stopped; flushing");
         let _ = stop_background.send(true);
         let _ = keeper.await;
+        if let Some(control) = control {
+            let _ = control.await;
+        }
         drop(directory);
 
         // The app (and with it the last journal handle) is gone: the writer
@@ -315,6 +381,9 @@ impl Application {
         let _ = renewal.await;
         if let Err(error) = leases.release_all().await {
             warn!(%error, "could not release shard leases; they expire on their own");
+        }
+        if let Some(node) = cluster {
+            node.shutdown().await;
         }
         store.close().await;
         info!("stopped");
@@ -354,6 +423,71 @@ fn hot_state_and_queue(config: &Config) -> anyhow::Result<(Arc<dyn HotState>, Ar
         Arc::new(RedisHotState::new(connection.clone())),
         Arc::new(RedisWorkQueue::new(connection)),
     ))
+}
+
+/// Starts membership and the transport and builds this node's part of the
+/// cluster (docs/cluster.md).
+async fn join_cluster(
+    config: &Config,
+    owner: &str,
+    local_addr: SocketAddr,
+    started: invigil_actors::domain::Timestamp,
+    store: &SqlStore,
+    leases: &Arc<LeaseKeeper>,
+    directory: &Arc<Directory>,
+) -> anyhow::Result<Arc<ClusterNode>> {
+    let cluster = &config.cluster;
+    let region = Region::default();
+    let slot = region.0.clone();
+    let transport = Transport::start(
+        TransportConfig {
+            node_id: config.node.id.clone(),
+            listen: cluster.actor_listen,
+            cookie: cluster.cookie.expose().to_string(),
+            call_timeout: Duration::from_millis(cluster.call_timeout_ms),
+            call_attempts: cluster.call_attempts,
+            tls: match (&cluster.tls_cert, &cluster.tls_key, &cluster.tls_ca) {
+                (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
+                    cert: cert.into(),
+                    key: key.into(),
+                    ca: ca.into(),
+                }),
+                _ => None,
+            },
+        },
+        Arc::new(region),
+    )
+    .await
+    .context("starting the cluster transport")?;
+    let membership = Membership::start(MembershipConfig {
+        cluster_id: cluster.cluster_id.clone(),
+        node_id: config.node.id.clone(),
+        generation: u64::try_from(started.as_millis()).unwrap_or(0),
+        gossip_listen: cluster.gossip_listen,
+        gossip_advertise: cluster.gossip_advertise.unwrap_or(cluster.gossip_listen),
+        seeds: cluster.seeds.clone(),
+        gossip_interval: Duration::from_millis(cluster.gossip_interval_ms),
+        phi_threshold: cluster.phi_threshold,
+        http_addr: cluster.http_advertise.unwrap_or(local_addr).to_string(),
+        actor_addr: cluster
+            .actor_advertise
+            .unwrap_or(cluster.actor_listen)
+            .to_string(),
+    })
+    .await
+    .context("starting cluster membership")?;
+    info!(node_id = %config.node.id, owner, gossip = %cluster.gossip_listen, actor = %cluster.actor_listen, "joined the cluster gossip");
+    let node = ClusterNode::new(
+        config.node.id.clone(),
+        membership,
+        transport,
+        leases.clone(),
+        Arc::new(store.clone()),
+        directory.clone(),
+    );
+    let _ = slot.set(Arc::downgrade(&node));
+    directory.set_remote(Arc::new(RemoteRooms(Arc::downgrade(&node))));
+    Ok(node)
 }
 
 /// Activates the live plans held here now and every few seconds (a plan

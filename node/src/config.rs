@@ -470,8 +470,11 @@ impl Config {
         if auth.api_keys.is_empty() {
             bail!("auth.api_keys needs at least one key (INVIGIL_AUTH__API_KEYS='[\"…\"]')");
         }
-        if auth.api_keys.iter().any(|key| key.expose().len() < 16) {
-            bail!("every auth.api_keys entry must be at least 16 characters");
+        // Short keys only for a node nobody else can reach (the local
+        // cluster's documented `local-admin-key`).
+        let min_key = if self.node.listen.ip().is_loopback() { 8 } else { 16 };
+        if auth.api_keys.iter().any(|key| key.expose().len() < min_key) {
+            bail!("every auth.api_keys entry must be at least 16 characters (8 on a loopback-only node)");
         }
         if auth.jwt_secret.expose().len() < 32 {
             bail!("auth.jwt_secret must be at least 32 bytes");
@@ -548,7 +551,51 @@ impl Config {
         {
             bail!("store.url must start with postgres:// or sqlite:");
         }
-        self.validate_redis()
+        self.validate_redis()?;
+        self.validate_cluster()
+    }
+
+    fn validate_cluster(&self) -> anyhow::Result<()> {
+        let cluster = &self.cluster;
+        if !cluster.enabled {
+            return Ok(());
+        }
+        if !self.store.url.expose().starts_with("postgres") {
+            bail!("cluster.enabled needs a shared Postgres store (store.url = postgres://…)");
+        }
+        if self.redis.url_opt().is_none() {
+            bail!(
+                "cluster.enabled needs redis.url: resume buffers must survive a room's move to another node"
+            );
+        }
+        if cluster.cookie.expose().len() < 16 {
+            bail!("cluster.cookie must be at least 16 characters, the same on every node");
+        }
+        if cluster.cluster_id.is_empty() || cluster.cluster_id.len() > 64 {
+            bail!("cluster.cluster_id must be 1 to 64 characters");
+        }
+        if cluster.gossip_listen == cluster.actor_listen {
+            bail!("cluster.gossip_listen and cluster.actor_listen must differ");
+        }
+        for seed in &cluster.seeds {
+            if seed.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+                bail!("cluster.seeds: {seed:?} is not host:port");
+            }
+        }
+        if !(20..=5_000).contains(&cluster.gossip_interval_ms) {
+            bail!("cluster.gossip_interval_ms must be between 20 and 5000");
+        }
+        if !(1.0..=100.0).contains(&cluster.phi_threshold) {
+            bail!("cluster.phi_threshold must be between 1 and 100");
+        }
+        if !(50..=60_000).contains(&cluster.call_timeout_ms) || !(1..=10).contains(&cluster.call_attempts) {
+            bail!("cluster.call_timeout_ms must be 50..=60000 and cluster.call_attempts 1..=10");
+        }
+        let tls = [&cluster.tls_cert, &cluster.tls_key, &cluster.tls_ca];
+        if tls.iter().any(|file| file.is_some()) && !tls.iter().all(|file| file.is_some()) {
+            bail!("cluster.tls_cert, tls_key and tls_ca go together: all three or none");
+        }
+        Ok(())
     }
 
     fn validate_redis(&self) -> anyhow::Result<()> {

@@ -5,6 +5,8 @@
 //! # Layout
 //! - `membership`: who is in the cluster, alive and ready (chitchat)
 //! - `transport`: node-to-node calls (ractor_cluster, one region per node)
+//! - `node`: placement, leases, hand-off, majority, forwarding and tunnels
 
 pub mod membership;
+pub mod node;
 pub mod transport;

@@ -1,0 +1,585 @@
+//! The cluster with real node processes on one Postgres and one Redis:
+//! agreement on members and owners, a candidate on one node in a room owned
+//! by another, SIGKILL failover with every acked answer kept. Small here;
+//! large in `scripts/bench-cluster.sh`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use invigil_actors::domain::{PlanId, RoomId};
+use invigil_actors::ports::Journal;
+use invigil_actors::shard::ShardId;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const API_KEY: &str = "cluster-admin-key-0123456789";
+
+/// Polls `predicate` every 50 ms until it holds; returns how long it took.
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut predicate: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if predicate().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Ports {
+    http: u16,
+    gossip: u16,
+    actor: u16,
+}
+
+struct NodeProcess {
+    child: Child,
+    /// When the node logged "serving".
+    serving_at: Instant,
+}
+
+/// A private cluster: its own Postgres schema, Redis key prefix, cluster id
+/// and ports. Nodes are `invigil serve` processes.
+struct Sandbox {
+    id: String,
+    url: String,
+    schema: String,
+    admin: sqlx::PgPool,
+    ports: Vec<Ports>,
+    nodes: Vec<Option<NodeProcess>>,
+    client: reqwest::Client,
+}
+
+impl Sandbox {
+    async fn new(capacity: usize) -> Self {
+        let server = std::env::var("INVIGIL_TEST_PG_URL").unwrap_or_else(|_| {
+            "postgres://postgres:postgres@127.0.0.1:5432/invigil_test".to_string()
+        });
+        let id = format!("c{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        let schema = format!("cluster_{id}");
+        let admin = sqlx::PgPool::connect(&server)
+            .await
+            .expect("Postgres is reachable (scripts/ensure-services.sh)");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let separator = if server.contains('?') { '&' } else { '?' };
+        let url = format!("{server}{separator}options=-c%20search_path%3D{schema}");
+        let ports = (0..capacity)
+            .map(|_| Ports {
+                http: free_tcp_port(),
+                gossip: free_udp_port(),
+                actor: free_tcp_port(),
+            })
+            .collect();
+        Self {
+            id,
+            url,
+            schema,
+            admin,
+            ports,
+            nodes: (0..capacity).map(|_| None).collect(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn base(&self, index: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[index].http)
+    }
+
+    fn node_id(index: usize) -> String {
+        format!("node-{}", index + 1)
+    }
+
+    /// Starts node `index` and waits until it serves HTTP.
+    fn start(&mut self, index: usize) {
+        let seeds: Vec<String> = self
+            .ports
+            .iter()
+            .take(3)
+            .map(|ports| format!("127.0.0.1:{}", ports.gossip))
+            .collect();
+        let ports = &self.ports[index];
+        let mut child = Command::new(env!("CARGO_BIN_EXE_invigil"))
+            .arg("serve")
+            .env("INVIGIL_NODE__ID", Self::node_id(index))
+            .env("INVIGIL_NODE__LISTEN", format!("127.0.0.1:{}", ports.http))
+            .env("INVIGIL_NODE__SHUTDOWN_GRACE_S", "5")
+            .env("INVIGIL_STORE__URL", &self.url)
+            .env("INVIGIL_STORE__MAX_CONNECTIONS", "6")
+            .env("INVIGIL_REDIS__URL", "redis://127.0.0.1:6379")
+            .env("INVIGIL_REDIS__KEY_PREFIX", format!("invigil-{}:", self.id))
+            .env("INVIGIL_AUTH__API_KEYS", format!("[\"{API_KEY}\"]"))
+            .env("INVIGIL_AUTH__JWT_SECRET", "cluster-jwt-secret-0123456789-0123456789")
+            .env("INVIGIL_AUTH__ACCESS_CODE_SECRET", "cluster-code-secret-0123456789-01234567")
+            .env("INVIGIL_AUTH__ARGON2_MEMORY_KIB", "64")
+            .env("INVIGIL_AUTH__ARGON2_ITERATIONS", "1")
+            .env("INVIGIL_SHARDS__LEASE_TTL_MS", "3000")
+            .env("INVIGIL_CLUSTER__ENABLED", "true")
+            .env("INVIGIL_CLUSTER__CLUSTER_ID", &self.id)
+            .env("INVIGIL_CLUSTER__GOSSIP_LISTEN", format!("127.0.0.1:{}", ports.gossip))
+            .env("INVIGIL_CLUSTER__ACTOR_LISTEN", format!("127.0.0.1:{}", ports.actor))
+            .env("INVIGIL_CLUSTER__SEEDS", format!("{seeds:?}"))
+            .env("INVIGIL_CLUSTER__COOKIE", "cluster-test-cookie-0123456789")
+            .env("INVIGIL_TELEMETRY__LOG_FORMAT", "json")
+            .env("RUST_LOG", "info,chitchat=warn,ractor_cluster=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the node starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (found, serving) = std::sync::mpsc::channel();
+        let name = Self::node_id(index);
+        let echo = std::env::var_os("INVIGIL_TEST_NODE_LOGS").is_some();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[{name}] {line}");
+                }
+                if let Ok(log) = serde_json::from_str::<Value>(&line)
+                    && log["message"] == "serving"
+                {
+                    let _ = found.send(());
+                }
+            }
+        });
+        serving
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the node serves");
+        self.nodes[index] = Some(NodeProcess {
+            child,
+            serving_at: Instant::now(),
+        });
+    }
+
+    fn signal(&mut self, index: usize, signal: &str) {
+        let node = self.nodes[index].as_ref().expect("running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(node.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn kill(&mut self, index: usize) {
+        let mut node = self.nodes[index].take().expect("running");
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].is_some()).collect()
+    }
+
+    async fn view(&self, index: usize) -> Option<Value> {
+        let response = self
+            .client
+            .get(format!("{}/api/v1/cluster", self.base(index)))
+            .header("X-Api-Key", API_KEY)
+            .send()
+            .await
+            .ok()?;
+        response.status().is_success().then_some(())?;
+        response.json().await.ok()
+    }
+
+    /// Every running node sees the same ready members (exactly the running
+    /// ones) and the same owner for every shard, and each shard's lease is
+    /// held by its owner.
+    async fn agreed(&self) -> bool {
+        let running: Vec<String> = self.running().into_iter().map(Self::node_id).collect();
+        let mut owners = None;
+        for index in self.running() {
+            let Some(view) = self.view(index).await else {
+                return false;
+            };
+            let ready: Vec<String> = view["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|member| member["status"] == "ready")
+                .map(|member| member["node_id"].as_str().unwrap().to_string())
+                .collect();
+            if ready != running {
+                return false;
+            }
+            let shards = view["shards"].as_array().unwrap();
+            if shards.len() != 1024 || shards.iter().any(|shard| shard["held_by"] != shard["owner"]) {
+                return false;
+            }
+            let these: Vec<Value> = shards.iter().map(|shard| shard["owner"].clone()).collect();
+            match &owners {
+                None => owners = Some(these),
+                Some(first) if *first != these => return false,
+                Some(_) => {}
+            }
+        }
+        true
+    }
+
+    async fn admin(&self, index: usize, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .client
+            .request(method, format!("{}/api/v1/admin{path}", self.base(index)))
+            .header("X-Api-Key", API_KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body
+    }
+
+    async fn candidate_token(&self, index: usize, plan: &str, n: usize) -> String {
+        let login: Value = self
+            .client
+            .post(format!("{}/api/v1/auth/candidate", self.base(index)))
+            .json(&json!({"plan_id": plan, "reg_no": format!("R{n:04}"), "access_code": format!("code-{n:04}")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        login["token"].as_str().expect("a candidate token").to_string()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for node in self.nodes.iter_mut().flatten() {
+            let _ = Command::new("kill").arg("-CONT").arg(node.child.id().to_string()).status();
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
+        let (admin, schema) = (self.admin.clone(), self.schema.clone());
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                        .execute(&admin)
+                        .await;
+                });
+        })
+        .join();
+    }
+}
+
+fn plan(rooms: usize, per_room: usize) -> Value {
+    json!({
+        "title": "Cluster test", "starts_at": "2026-12-01T09:00:00Z", "duration_s": 3600,
+        "settings": {"heartbeat_s": 10, "late_entry_s": 600},
+        "questions": (1..=10).map(|q| json!({"id": format!("q{q}"), "kind": "text"})).collect::<Vec<_>>(),
+        "rooms": (1..=rooms).map(|r| json!({"id": format!("room-{r}"), "name": format!("Room {r}"), "capacity": per_room})).collect::<Vec<_>>(),
+        "proctors": (1..=rooms).map(|r| json!({
+            "id": format!("proctor-{r}"), "name": format!("Proctor {r}"), "login": format!("proctor-{r}"),
+            "password": format!("password-{r}"), "room_ids": [format!("room-{r}")]
+        })).collect::<Vec<_>>(),
+        "candidates": (1..=rooms * per_room).map(|n| json!({
+            "id": format!("cand-{n:04}"), "reg_no": format!("R{n:04}"), "name": format!("Candidate {n}"),
+            "room_id": format!("room-{}", (n - 1) / per_room + 1), "seat": (n - 1) % per_room + 1,
+            "access_code": format!("code-{n:04}")
+        })).collect::<Vec<_>>()
+    })
+}
+
+/// The owner of a room's shard as node 0 sees it.
+async fn room_owner(sandbox: &Sandbox, index: usize, plan: &str, room: &str) -> String {
+    let shard = ShardId::of_room(&PlanId::parse(plan).unwrap(), &RoomId::parse(room).unwrap());
+    let view = sandbox.view(index).await.expect("a cluster view");
+    view["shards"][usize::from(shard.get())]["owner"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// What one simulated candidate saw.
+#[derive(Default)]
+struct Seen {
+    /// cseq → version of every ack.
+    acked: BTreeMap<i64, i64>,
+    /// When each ack arrived.
+    acked_at: Vec<Instant>,
+    controls: Vec<String>,
+    reconnects: usize,
+}
+
+/// A candidate that answers one question at a time, resends what was not
+/// acked after a reconnect, and reconnects (resuming) through the nodes in
+/// `bases` in turn whenever its socket ends, until `stop`.
+async fn candidate(bases: Arc<Mutex<Vec<String>>>, token: String, seen: Arc<Mutex<Seen>>, stop: Instant) {
+    let mut cseq = 1_i64;
+    let mut session: Option<(String, u64)> = None;
+    let mut attempt = 0_usize;
+    while Instant::now() < stop {
+        let base = {
+            let bases = bases.lock().unwrap();
+            bases[attempt % bases.len()].clone()
+        };
+        attempt += 1;
+        let url = format!("{}/ws/candidate?token={token}", base.replace("http://", "ws://"));
+        let Ok(Ok((socket, _))) =
+            tokio::time::timeout(Duration::from_secs(3), tokio_tungstenite::connect_async(url)).await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let (mut sink, mut stream) = socket.split();
+        let hello = match &session {
+            Some((id, last_seq)) => json!({"t": "hello", "resume": {"session": id, "last_seq": last_seq}}),
+            None => json!({"t": "hello"}),
+        };
+        if sink.send(Message::text(hello.to_string())).await.is_err() {
+            continue;
+        }
+        let mut welcomed = false;
+        let mut in_flight: Option<Instant> = None;
+        loop {
+            if Instant::now() >= stop {
+                return;
+            }
+            if welcomed && in_flight.is_none() {
+                let frame = json!({"t": "answer", "q": format!("q{}", cseq % 10 + 1), "value": format!("answer {cseq}"), "cseq": cseq});
+                if sink.send(Message::text(frame.to_string())).await.is_err() {
+                    break;
+                }
+                in_flight = Some(Instant::now());
+            }
+            let next = tokio::time::timeout(Duration::from_secs(2), stream.next()).await;
+            let text = match next {
+                Ok(Some(Ok(Message::Text(text)))) => text,
+                Ok(Some(Ok(_))) => continue,
+                // Closed, broken, or silent for 2 s: reconnect.
+                _ => break,
+            };
+            let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if let Some(seq) = frame["seq"].as_u64()
+                && let Some((_, last_seq)) = session.as_mut()
+            {
+                *last_seq = (*last_seq).max(seq);
+            }
+            match frame["t"].as_str() {
+                Some("welcome") => {
+                    session = Some((
+                        frame["session"].as_str().unwrap_or_default().to_string(),
+                        frame["seq"].as_u64().unwrap_or(0),
+                    ));
+                    welcomed = true;
+                }
+                Some("ack") => {
+                    {
+                        let mut seen = seen.lock().unwrap();
+                        seen.acked.insert(
+                            frame["cseq"].as_i64().unwrap(),
+                            frame["version"].as_i64().unwrap(),
+                        );
+                        seen.acked_at.push(Instant::now());
+                    }
+                    cseq += 1;
+                    in_flight = None;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Some("control") => {
+                    let action = frame["action"].as_str().unwrap_or_default().to_string();
+                    seen.lock().unwrap().controls.push(action);
+                }
+                Some("error") => {
+                    // Refused (e.g. the room was moving): resend after a pause.
+                    in_flight = None;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => {}
+            }
+        }
+        seen.lock().unwrap().reconnects += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_agree_on_members_and_owners_and_share_the_shards() {
+    let mut sandbox = Sandbox::new(3).await;
+    for index in 0..3 {
+        sandbox.start(index);
+    }
+    let last_start = sandbox.nodes[2].as_ref().unwrap().serving_at;
+    wait_until("three nodes in agreement", Duration::from_secs(30), || sandbox.agreed()).await;
+    let agreed_after = last_start.elapsed();
+    println!("agreement {agreed_after:?} after the last node started serving");
+    assert!(agreed_after <= Duration::from_secs(3), "agreement took {agreed_after:?}");
+
+    let view = sandbox.view(0).await.unwrap();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for shard in view["shards"].as_array().unwrap() {
+        *counts.entry(shard["owner"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    let mean = 1024.0 / 3.0;
+    for (node, count) in &counts {
+        assert!((*count as f64 - mean).abs() <= 0.2 * mean, "{node} owns {count} shards: {counts:?}");
+    }
+    println!("shards per node: {counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_dying() {
+    let mut sandbox = Sandbox::new(3).await;
+    for index in 0..3 {
+        sandbox.start(index);
+    }
+    wait_until("three nodes in agreement", Duration::from_secs(30), || sandbox.agreed()).await;
+
+    // Six rooms spread over the nodes; the plan goes in through node 1.
+    let (rooms, per_room) = (6, 2);
+    sandbox.admin(0, reqwest::Method::PUT, "/plans/cl", Some(plan(rooms, per_room))).await;
+    for action in ["open", "start"] {
+        sandbox
+            .admin(1, reqwest::Method::POST, "/plans/cl/commands", Some(json!({"action": action})))
+            .await;
+    }
+    let mut owners = Vec::new();
+    for room in 1..=rooms {
+        owners.push(room_owner(&sandbox, 0, "cl", &format!("room-{room}")).await);
+    }
+    println!("room owners: {owners:?}");
+    // The victim owns at least one room; every candidate connects through a
+    // node that does not own their room.
+    let victim = (0..3)
+        .find(|&i| owners.contains(&Sandbox::node_id(i)))
+        .expect("some node owns a room");
+    let stop = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let mut tasks = Vec::new();
+    for n in 1..=rooms * per_room {
+        let owner = &owners[(n - 1) / per_room];
+        let gateway = (0..3)
+            .find(|&i| &Sandbox::node_id(i) != owner && i != victim)
+            .unwrap_or_else(|| (0..3).find(|&i| &Sandbox::node_id(i) != owner).unwrap());
+        let token = sandbox.candidate_token(gateway, "cl", n).await;
+        let others: Vec<String> = (0..3).filter(|&i| i != gateway).map(|i| sandbox.base(i)).collect();
+        let bases = Arc::new(Mutex::new(
+            std::iter::once(sandbox.base(gateway)).chain(others).collect::<Vec<_>>(),
+        ));
+        let record = Arc::new(Mutex::new(Seen::default()));
+        seen.push((n, owner.clone(), bases.clone(), record.clone()));
+        tasks.push(tokio::spawn(candidate(bases, token, record, stop)));
+    }
+    let acks = |seen: &Vec<(usize, String, Arc<Mutex<Vec<String>>>, Arc<Mutex<Seen>>)>| {
+        seen.iter().map(|(_, _, _, record)| record.lock().unwrap().acked.len()).min().unwrap_or(0)
+    };
+    wait_until("every candidate acked through another node", Duration::from_secs(20), || {
+        let low = acks(&seen);
+        async move { low >= 5 }
+    })
+    .await;
+
+    // A proctor on yet another node warns a candidate of room 1.
+    let proctor: Value = sandbox
+        .client
+        .post(format!("{}/api/v1/auth/proctor", sandbox.base(2)))
+        .json(&json!({"plan_id": "cl", "login": "proctor-1", "password": "password-1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = sandbox
+        .client
+        .post(format!("{}/api/v1/proctor/candidates/cand-0001/commands", sandbox.base(2)))
+        .bearer_auth(proctor["token"].as_str().unwrap())
+        .json(&json!({"action": "warn", "reason": "eyes on your own screen"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    let warned = seen[0].3.clone();
+    wait_until("the warning reached the candidate", Duration::from_secs(5), || {
+        let got = warned.lock().unwrap().controls.iter().any(|action| action == "warn");
+        async move { got }
+    })
+    .await;
+
+    // SIGKILL the victim while everyone is answering.
+    let before: Vec<usize> = seen.iter().map(|(_, _, _, record)| record.lock().unwrap().acked.len()).collect();
+    let victim_base = sandbox.base(victim);
+    for (_, _, bases, _) in &seen {
+        bases.lock().unwrap().retain(|base| *base != victim_base);
+    }
+    let killed_at = Instant::now();
+    sandbox.kill(victim);
+    wait_until("every candidate saves again after the kill", Duration::from_secs(30), || {
+        let all = seen.iter().zip(&before).all(|((_, _, _, record), before)| {
+            record.lock().unwrap().acked.len() > *before + 1
+        });
+        async move { all }
+    })
+    .await;
+    // Kill → first ack after it, per candidate.
+    let mut recoveries: Vec<Duration> = seen
+        .iter()
+        .map(|(_, _, _, record)| {
+            let record = record.lock().unwrap();
+            record
+                .acked_at
+                .iter()
+                .find(|at| **at > killed_at)
+                .map(|at| at.duration_since(killed_at))
+                .unwrap()
+        })
+        .collect();
+    recoveries.sort();
+    let p50 = recoveries[recoveries.len() / 2];
+    let p99 = recoveries[(recoveries.len() * 99).div_ceil(100) - 1];
+    println!("kill → next acked answer: p50 {p50:?}, p99 {p99:?}, max {:?}", recoveries.last().unwrap());
+    assert!(p99 <= Duration::from_secs(15), "failover took {p99:?}");
+    for task in tasks {
+        task.abort();
+    }
+
+    // Zero acked answers lost: every ack is in the journal with its version.
+    let store = invigil_store::SqlStore::connect(&invigil_store::SqlOptions::new(&sandbox.url))
+        .await
+        .unwrap();
+    let plan_id = PlanId::parse("cl").unwrap();
+    let mut missing = Vec::new();
+    let mut total = 0;
+    for (n, _, _, record) in &seen {
+        let candidate_id = format!("cand-{n:04}").parse().unwrap();
+        for (&cseq, &version) in &record.lock().unwrap().acked {
+            total += 1;
+            match store.journaled_answer(&plan_id, &candidate_id, cseq).await.unwrap() {
+                Some(saved) if saved.version == version => {}
+                other => missing.push((*n, cseq, version, other.map(|saved| saved.version))),
+            }
+        }
+    }
+    store.close().await;
+    assert!(missing.is_empty(), "{} of {total} acked answers lost: {missing:?}", missing.len());
+    println!("{total} acked answers, all durable");
+}

@@ -1,0 +1,544 @@
+//! The node-to-node transport between two real processes. ractor's registry
+//! and process groups are global to a process, so the second node is this
+//! test binary run again: with `INVIGIL_TRANSPORT_PEER` set, the `peer_main`
+//! test runs a peer node until its stdin closes (or it is killed); without
+//! it, `peer_main` returns at once.
+//!
+//! The peer echoes calls (`echo:` + payload; `slow:<ms>:…` first sleeps,
+//! `hold` tells the caller it started and never answers) and answers each cast
+//! by calling the sender back with the cast's payload, so the sender sees the
+//! order the casts arrived in.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use invigil_node::cluster::transport::{RegionHandler, Transport, TransportConfig, TransportError};
+
+const PEER_ENV: &str = "INVIGIL_TRANSPORT_PEER";
+const COOKIE: &str = "transport-test-cookie-0123456789";
+const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+const CALL_ATTEMPTS: u32 = 3;
+/// How long a call may take at most, plus scheduling slack.
+const CALL_BOUND: Duration = Duration::from_millis(1_000 * CALL_ATTEMPTS as u64 + 750);
+const CONNECT_WAIT: Duration = Duration::from_secs(20);
+
+fn config(node_id: &str, listen: SocketAddr, cookie: &str) -> TransportConfig {
+    TransportConfig {
+        node_id: node_id.to_owned(),
+        listen,
+        cookie: cookie.to_owned(),
+        call_timeout: CALL_TIMEOUT,
+        call_attempts: CALL_ATTEMPTS,
+        tls: None,
+    }
+}
+
+/// Logs to stderr as `RUST_LOG` says (nothing by default).
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+async fn wait_until<F, Fut>(timeout: Duration, mut probe: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if probe().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The peer process.
+
+/// What the peer process is told: where it listens, who it is, its cookie,
+/// and the node that started it.
+struct PeerSpec {
+    listen: SocketAddr,
+    node_id: String,
+    cookie: String,
+    driver_id: String,
+    driver_addr: SocketAddr,
+}
+
+impl PeerSpec {
+    fn encode(&self) -> String {
+        format!(
+            "{},{},{},{},{}",
+            self.listen, self.node_id, self.cookie, self.driver_id, self.driver_addr
+        )
+    }
+
+    fn decode(text: &str) -> Self {
+        let parts: Vec<&str> = text.split(',').collect();
+        assert_eq!(parts.len(), 5, "{PEER_ENV}={text}");
+        Self {
+            listen: parts[0].parse().unwrap(),
+            node_id: parts[1].to_owned(),
+            cookie: parts[2].to_owned(),
+            driver_id: parts[3].to_owned(),
+            driver_addr: parts[4].parse().unwrap(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct PeerHandler {
+    transport: OnceLock<Transport>,
+}
+
+#[async_trait]
+impl RegionHandler for PeerHandler {
+    async fn call(&self, from: String, payload: Vec<u8>) -> Vec<u8> {
+        if payload == b"hold" {
+            if let Some(transport) = self.transport.get() {
+                let _ = transport.cast(&from, b"holding".to_vec()).await;
+            }
+            std::future::pending::<()>().await;
+        }
+        if let Some(rest) = payload.strip_prefix(b"slow:") {
+            let text = String::from_utf8_lossy(rest);
+            let millis: u64 = text.split(':').next().unwrap().parse().unwrap();
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+        }
+        [b"echo:".as_slice(), &payload].concat()
+    }
+
+    async fn cast(&self, from: String, payload: Vec<u8>) {
+        if let Some(transport) = self.transport.get() {
+            let _ = transport.call(&from, payload).await;
+        }
+    }
+}
+
+/// Runs the peer node when this binary was started as one. It prints
+/// `ready` once it listens, dials the node that started it on each `dial`
+/// line of stdin, and stops when stdin closes (or it is killed).
+#[test]
+fn peer_main() {
+    let Ok(spec) = std::env::var(PEER_ENV) else {
+        return;
+    };
+    let spec = PeerSpec::decode(&spec);
+    init_logs();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let handler = Arc::new(PeerHandler::default());
+        let transport = Transport::start(
+            config(&spec.node_id, spec.listen, &spec.cookie),
+            handler.clone(),
+        )
+        .await
+        .unwrap();
+        let _ = handler.transport.set(transport.clone());
+        let (lines, mut commands) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        println!("ready");
+        while let Some(command) = commands.recv().await {
+            if command == "dial" {
+                let driver = (spec.driver_id.clone(), spec.driver_addr.to_string());
+                transport.set_peers(&[driver]).await;
+            }
+        }
+        transport.shutdown().await;
+    });
+}
+
+/// A peer process, killed when dropped (a failing test included).
+struct PeerProcess {
+    child: Child,
+    commands: ChildStdin,
+    /// Kept open: the peer's stdout must not break while it runs.
+    output: BufReader<ChildStdout>,
+}
+
+impl PeerProcess {
+    /// Starts a peer and waits until it listens. It does not dial until told.
+    async fn spawn(spec: &PeerSpec) -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "peer_main", "--nocapture", "--test-threads=1"])
+            .env(PEER_ENV, spec.encode())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let commands = child.stdin.take().unwrap();
+        let output = BufReader::new(child.stdout.take().unwrap());
+        let peer = Self {
+            child,
+            commands,
+            output,
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut peer = peer;
+            let mut line = String::new();
+            while line.trim() != "ready" {
+                line.clear();
+                let read = peer.output.read_line(&mut line).unwrap();
+                assert!(read > 0, "the peer process exited before listening");
+            }
+            peer
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Tells the peer to dial the test's node.
+    fn dial(&mut self) {
+        writeln!(self.commands, "dial").unwrap();
+        self.commands.flush().unwrap();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The test's own node.
+
+/// Records every payload this node receives; calls are answered `ok`.
+#[derive(Default)]
+struct Recorder {
+    received: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Recorder {
+    fn count_with_prefix(&self, prefix: &[u8]) -> usize {
+        self.with_prefix(prefix).len()
+    }
+
+    fn with_prefix(&self, prefix: &[u8]) -> Vec<Vec<u8>> {
+        let received = self.received.lock().unwrap();
+        received
+            .iter()
+            .filter(|payload| payload.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+}
+
+#[async_trait]
+impl RegionHandler for Recorder {
+    async fn call(&self, _from: String, payload: Vec<u8>) -> Vec<u8> {
+        self.received.lock().unwrap().push(payload);
+        b"ok".to_vec()
+    }
+
+    async fn cast(&self, _from: String, payload: Vec<u8>) {
+        self.received.lock().unwrap().push(payload);
+    }
+}
+
+/// This test's node and one peer process that knows it.
+struct Pair {
+    transport: Transport,
+    recorder: Arc<Recorder>,
+    peer: PeerProcess,
+    peer_spec: PeerSpec,
+}
+
+impl Pair {
+    /// Starts `driver_id` here and `peer_id` (with `peer_cookie`) in another
+    /// process; each lists the other and both dial at the same moment, so
+    /// two sessions race (ractor_cluster keeps one).
+    async fn start(driver_id: &str, peer_id: &str, peer_cookie: &str) -> Self {
+        init_logs();
+        let driver_addr = free_addr();
+        let recorder = Arc::new(Recorder::default());
+        let transport = Transport::start(config(driver_id, driver_addr, COOKIE), recorder.clone())
+            .await
+            .unwrap();
+        let peer_spec = PeerSpec {
+            listen: free_addr(),
+            node_id: peer_id.to_owned(),
+            cookie: peer_cookie.to_owned(),
+            driver_id: driver_id.to_owned(),
+            driver_addr,
+        };
+        let mut peer = PeerProcess::spawn(&peer_spec).await;
+        peer.dial();
+        transport.set_peers(&[peer_spec.peer()]).await;
+        Self {
+            transport,
+            recorder,
+            peer,
+            peer_spec,
+        }
+    }
+
+    /// Kills the peer (if it still runs) and starts a new one on the same
+    /// address with the same node id; the new one does not dial.
+    async fn restart_peer(&mut self) {
+        self.peer.kill();
+        self.peer = PeerProcess::spawn(&self.peer_spec).await;
+    }
+
+    /// Whether a call to the peer comes back within `CONNECT_WAIT`.
+    async fn wait_for_echo(&self) -> bool {
+        let peer_id = &self.peer_spec.node_id;
+        wait_until(CONNECT_WAIT, || async {
+            self.transport.call(peer_id, b"ping".to_vec()).await.ok() == Some(b"echo:ping".to_vec())
+        })
+        .await
+    }
+
+    async fn wait_for_no_session(&self) -> bool {
+        wait_until(Duration::from_secs(5), || async {
+            self.transport.connected_peers().is_empty()
+        })
+        .await
+    }
+}
+
+impl PeerSpec {
+    fn peer(&self) -> (String, String) {
+        (self.node_id.clone(), self.listen.to_string())
+    }
+}
+
+fn is_delivery_failure(result: &Result<Vec<u8>, TransportError>) -> bool {
+    matches!(
+        result,
+        Err(TransportError::Timeout | TransportError::Closed(_) | TransportError::NoRoute(_))
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The tests.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_and_casts_cross_processes_in_order_and_concurrently() {
+    let pair = Pair::start("node-1", "node-2", COOKIE).await;
+    let transport = &pair.transport;
+    assert!(pair.wait_for_echo().await, "node-2 never answered");
+    assert_eq!(transport.connected_peers(), vec!["node-2".to_owned()]);
+
+    // A call to this node itself reaches its own handler.
+    assert_eq!(
+        transport.call("node-1", b"self".to_vec()).await.unwrap(),
+        b"ok"
+    );
+    assert_eq!(pair.recorder.count_with_prefix(b"self"), 1);
+
+    // 1000 sequential calls: latency.
+    let started = Instant::now();
+    for i in 0..1000 {
+        let payload = format!(r#"{{"seq":{i},"kind":"latency"}}"#).into_bytes();
+        let reply = transport.call("node-2", payload.clone()).await.unwrap();
+        assert_eq!(reply, [b"echo:".as_slice(), &payload].concat());
+    }
+    let mean = started.elapsed() / 1000;
+    eprintln!("1000 sequential calls: mean {mean:?}");
+    assert!(
+        mean < Duration::from_millis(50),
+        "mean call latency {mean:?}"
+    );
+
+    // 1000 casts arrive in the order sent (the peer calls each one back).
+    for i in 0..1000 {
+        transport
+            .cast("node-2", format!("cast-{i:04}").into_bytes())
+            .await
+            .unwrap();
+    }
+    let all_back = wait_until(Duration::from_secs(60), || async {
+        pair.recorder.count_with_prefix(b"cast-") >= 1000
+    })
+    .await;
+    let echoed = pair.recorder.with_prefix(b"cast-");
+    assert!(all_back, "{} of 1000 casts came back", echoed.len());
+    let expected: Vec<Vec<u8>> = (0..1000)
+        .map(|i| format!("cast-{i:04}").into_bytes())
+        .collect();
+    assert_eq!(echoed, expected, "casts arrived out of order");
+
+    // 200 concurrent calls of 300 ms each are handled side by side: one at
+    // a time they would take a minute and time out.
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let transport = transport.clone();
+        calls.spawn(async move {
+            let payload = format!("slow:300:{i}").into_bytes();
+            let reply = transport.call("node-2", payload.clone()).await;
+            (payload, reply)
+        });
+    }
+    let mut answered = 0;
+    while let Some(joined) = calls.join_next().await {
+        let (payload, reply) = joined.unwrap();
+        assert_eq!(reply.unwrap(), [b"echo:".as_slice(), &payload].concat());
+        answered += 1;
+    }
+    assert_eq!(answered, 200);
+    assert!(
+        started.elapsed() < CALL_TIMEOUT,
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // A node nobody knows: NoRoute, at once.
+    let started = Instant::now();
+    let unknown = transport.call("node-404", b"x".to_vec()).await;
+    assert_eq!(unknown, Err(TransportError::NoRoute("node-404".to_owned())));
+    assert_eq!(
+        transport.cast("node-404", b"x".to_vec()).await,
+        Err(TransportError::NoRoute("node-404".to_owned()))
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    transport.shutdown().await;
+    assert!(matches!(
+        transport.call("node-2", b"late".to_vec()).await,
+        Err(TransportError::Closed(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_peer_fails_calls_in_bounded_time_and_a_restarted_one_is_reached_again() {
+    let mut pair = Pair::start("node-3", "node-4", COOKIE).await;
+    assert!(pair.wait_for_echo().await, "node-4 never answered");
+
+    // The peer dies in the middle of a call.
+    let transport = pair.transport.clone();
+    let started = Instant::now();
+    let held = tokio::spawn(async move { transport.call("node-4", b"hold".to_vec()).await });
+    let holding = wait_until(Duration::from_secs(5), || async {
+        pair.recorder.count_with_prefix(b"holding") > 0
+    })
+    .await;
+    assert!(holding, "node-4 never started the held call");
+    pair.peer.kill();
+    let held = held.await.unwrap();
+    assert!(is_delivery_failure(&held), "{held:?}");
+    assert!(
+        started.elapsed() < CALL_BOUND,
+        "held call took {:?}",
+        started.elapsed()
+    );
+
+    // A new call fails too, in bounded time, and the session is gone.
+    let started = Instant::now();
+    let after = pair.transport.call("node-4", b"ping".to_vec()).await;
+    assert!(is_delivery_failure(&after), "{after:?}");
+    assert!(
+        started.elapsed() < CALL_BOUND,
+        "call took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        pair.wait_for_no_session().await,
+        "{:?}",
+        pair.transport.connected_peers()
+    );
+
+    // Same address, same node id, a new process that does not dial: set_peers
+    // reconnects.
+    pair.restart_peer().await;
+    pair.transport.set_peers(&[pair.peer_spec.peer()]).await;
+    assert!(
+        pair.wait_for_echo().await,
+        "the restarted node-4 never answered"
+    );
+    assert_eq!(pair.transport.connected_peers(), vec!["node-4".to_owned()]);
+
+    // Again, without set_peers: a call to the still listed peer redials.
+    pair.restart_peer().await;
+    assert!(pair.wait_for_echo().await, "node-4 was not redialed lazily");
+
+    // Membership drops the peer: its session goes, and it is unknown.
+    pair.transport.set_peers(&[]).await;
+    assert!(
+        pair.wait_for_no_session().await,
+        "{:?}",
+        pair.transport.connected_peers()
+    );
+    let started = Instant::now();
+    let forgotten = pair.transport.call("node-4", b"ping".to_vec()).await;
+    assert_eq!(forgotten, Err(TransportError::NoRoute("node-4".to_owned())));
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // And lists it again.
+    pair.transport.set_peers(&[pair.peer_spec.peer()]).await;
+    assert!(pair.wait_for_echo().await, "node-4 was not reconnected");
+    pair.transport.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_another_cookie_is_never_reached() {
+    let mut pair = Pair::start("node-5", "node-6", "another-cookie-0123456789").await;
+
+    // Long enough for both sides to have dialed, and failed, a few times.
+    for _ in 0..3 {
+        let started = Instant::now();
+        let result = pair.transport.call("node-6", b"ping".to_vec()).await;
+        assert!(
+            matches!(
+                result,
+                Err(TransportError::NoRoute(_) | TransportError::Timeout)
+            ),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < CALL_BOUND,
+            "call took {:?}",
+            started.elapsed()
+        );
+        pair.transport.set_peers(&[pair.peer_spec.peer()]).await;
+    }
+    assert!(pair.transport.connected_peers().is_empty());
+    assert!(pair.peer.is_running(), "the peer process died");
+    pair.transport.shutdown().await;
+}
