@@ -132,8 +132,10 @@ pub struct ClusterView {
     pub stable_members: u32,
     /// Shards whose lease this node holds now.
     pub shards_held: u32,
-    /// Durable writes refused for a stale epoch since this process started.
+    /// Durable writes the store refused for a stale epoch since this process started.
     pub stale_epoch_writes: u64,
+    /// Writes this node refused itself because the shard's lease had run out.
+    pub self_fenced_writes: u64,
     pub members: Vec<MemberView>,
     pub shards: Vec<ShardView>,
 }
@@ -214,7 +216,9 @@ pub struct ForwardEndpoint<E> {
 /// Whether a request may reach live actors (and so be refused `not_owner`).
 fn may_need_owner(request: &Request) -> bool {
     let path = request.uri().path();
+    // Candidate login checks the candidate in at the room.
     (path.starts_with("/api/v1/candidate")
+        || path == "/api/v1/auth/candidate"
         || path.starts_with("/api/v1/proctor")
         || path.starts_with("/api/v1/admin/plans"))
         && !request.headers().contains_key(FORWARDED_HEADER)

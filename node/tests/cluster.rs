@@ -63,6 +63,8 @@ struct Sandbox {
     admin: sqlx::PgPool,
     ports: Vec<Ports>,
     nodes: Vec<Option<NodeProcess>>,
+    /// Nodes stopped with SIGSTOP.
+    paused: Vec<bool>,
     client: reqwest::Client,
 }
 
@@ -96,6 +98,7 @@ impl Sandbox {
             admin,
             ports,
             nodes: (0..capacity).map(|_| None).collect(),
+            paused: vec![false; capacity],
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -173,6 +176,7 @@ impl Sandbox {
     }
 
     fn signal(&mut self, index: usize, signal: &str) {
+        self.paused[index] = signal == "STOP";
         let node = self.nodes[index].as_ref().expect("running");
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
@@ -188,8 +192,11 @@ impl Sandbox {
         node.child.wait().unwrap();
     }
 
+    /// Nodes running and not stopped.
     fn running(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&i| self.nodes[i].is_some()).collect()
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_some() && !self.paused[i])
+            .collect()
     }
 
     async fn view(&self, index: usize) -> Option<Value> {
@@ -327,6 +334,8 @@ struct Seen {
     /// When each ack arrived.
     acked_at: Vec<Instant>,
     controls: Vec<String>,
+    /// Answers refused with an error frame (code, cseq).
+    refused: Vec<(String, i64)>,
     reconnects: usize,
 }
 
@@ -411,6 +420,10 @@ async fn candidate(bases: Arc<Mutex<Vec<String>>>, token: String, seen: Arc<Mute
                 }
                 Some("error") => {
                     // Refused (e.g. the room was moving): resend after a pause.
+                    if let Some(refused) = frame["cseq"].as_i64() {
+                        let code = frame["code"].as_str().unwrap_or_default().to_string();
+                        seen.lock().unwrap().refused.push((code, refused));
+                    }
                     in_flight = None;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -420,6 +433,134 @@ async fn candidate(bases: Arc<Mutex<Vec<String>>>, token: String, seen: Arc<Mute
         seen.lock().unwrap().reconnects += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// One simulated candidate: number, room owner, the nodes it may use, what it saw.
+type Rider = (usize, String, Arc<Mutex<Vec<String>>>, Arc<Mutex<Seen>>);
+
+/// An exam with candidates answering through nodes that do not own their
+/// rooms, none through the `victim` (a node that owns a room).
+struct Traffic {
+    seen: Vec<Rider>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    victim: usize,
+}
+
+impl Traffic {
+    async fn start(sandbox: &Sandbox, plan_id: &str, run_for: Duration) -> Self {
+        // Six rooms spread over the nodes; the plan goes in through node 1.
+        let (rooms, per_room) = (6, 2);
+        sandbox
+            .admin(0, reqwest::Method::PUT, &format!("/plans/{plan_id}"), Some(plan(rooms, per_room)))
+            .await;
+        for action in ["open", "start"] {
+            sandbox
+                .admin(1, reqwest::Method::POST, &format!("/plans/{plan_id}/commands"), Some(json!({"action": action})))
+                .await;
+        }
+        let mut owners = Vec::new();
+        for room in 1..=rooms {
+            owners.push(room_owner(sandbox, 0, plan_id, &format!("room-{room}")).await);
+        }
+        println!("room owners: {owners:?}");
+        let victim = (0..3)
+            .find(|&i| owners.contains(&Sandbox::node_id(i)))
+            .expect("some node owns a room");
+        let stop = Instant::now() + run_for;
+        let mut seen = Vec::new();
+        let mut tasks = Vec::new();
+        for n in 1..=rooms * per_room {
+            let owner = &owners[(n - 1) / per_room];
+            let gateway = (0..3)
+                .find(|&i| &Sandbox::node_id(i) != owner && i != victim)
+                .unwrap_or_else(|| (0..3).find(|&i| &Sandbox::node_id(i) != owner).unwrap());
+            let token = sandbox.candidate_token(gateway, plan_id, n).await;
+            let others: Vec<String> = (0..3).filter(|&i| i != gateway).map(|i| sandbox.base(i)).collect();
+            let bases = Arc::new(Mutex::new(
+                std::iter::once(sandbox.base(gateway)).chain(others).collect::<Vec<_>>(),
+            ));
+            let record = Arc::new(Mutex::new(Seen::default()));
+            seen.push((n, owner.clone(), bases.clone(), record.clone()));
+            tasks.push(tokio::spawn(candidate(bases, token, record, stop)));
+        }
+        Self { seen, tasks, victim }
+    }
+}
+
+/// Every acked answer is in the journal with its version.
+async fn assert_every_ack_durable(sandbox: &Sandbox, plan_id: &str, seen: &[Rider]) -> usize {
+    let store = invigil_store::SqlStore::connect(&invigil_store::SqlOptions::new(&sandbox.url))
+        .await
+        .unwrap();
+    let plan = PlanId::parse(plan_id).unwrap();
+    let mut missing = Vec::new();
+    let mut total = 0;
+    for (n, _, _, record) in seen {
+        let candidate_id = format!("cand-{n:04}").parse().unwrap();
+        let acked = record.lock().unwrap().acked.clone();
+        for (cseq, version) in acked {
+            total += 1;
+            match store.journaled_answer(&plan, &candidate_id, cseq).await.unwrap() {
+                Some(saved) if saved.version == version => {}
+                other => missing.push((*n, cseq, version, other.map(|saved| saved.version))),
+            }
+        }
+    }
+    store.close().await;
+    assert!(missing.is_empty(), "{} of {total} acked answers lost: {missing:?}", missing.len());
+    total
+}
+
+/// Kill (or stop) → first ack after it, for the candidates whose room the
+/// victim owned: p50, p99.
+fn recoveries(seen: &[Rider], victim: &str, since: Instant) -> (Duration, Duration) {
+    let mut times: Vec<Duration> = seen
+        .iter()
+        .filter(|(_, owner, _, _)| owner == victim)
+        .map(|(_, _, _, record)| {
+            let record = record.lock().unwrap();
+            record
+                .acked_at
+                .iter()
+                .find(|at| **at > since)
+                .map(|at| at.duration_since(since))
+                .expect("acked again")
+        })
+        .collect();
+    times.sort();
+    let p50 = times[times.len() / 2];
+    let p99 = times[(times.len() * 99).div_ceil(100) - 1];
+    (p50, p99)
+}
+
+/// The longest time without an ack, after `since`, of the candidates whose
+/// room `owner` held: how long their saves were interrupted.
+fn longest_gap(seen: &[Rider], owner: &str, since: Instant) -> Duration {
+    seen.iter()
+        .filter(|(_, room_owner, _, _)| room_owner == owner)
+        .map(|(_, _, _, record)| {
+            let record = record.lock().unwrap();
+            let mut last = since;
+            let mut longest = Duration::ZERO;
+            for at in record.acked_at.iter().filter(|at| **at > since) {
+                longest = longest.max(at.duration_since(last));
+                last = *at;
+            }
+            longest
+        })
+        .max()
+        .unwrap_or_default()
+}
+
+/// Every candidate got at least `more` acks beyond `before`.
+fn all_saved_again(seen: &[Rider], before: &[usize], more: usize) -> bool {
+    seen.iter()
+        .zip(before)
+        .all(|((_, _, _, record), before)| record.lock().unwrap().acked.len() >= before + more)
+}
+
+fn ack_counts(seen: &[Rider]) -> Vec<usize> {
+    seen.iter().map(|(_, _, _, record)| record.lock().unwrap().acked.len()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,47 +595,11 @@ async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_
     }
     wait_until("three nodes in agreement", Duration::from_secs(30), || sandbox.agreed()).await;
 
-    // Six rooms spread over the nodes; the plan goes in through node 1.
-    let (rooms, per_room) = (6, 2);
-    sandbox.admin(0, reqwest::Method::PUT, "/plans/cl", Some(plan(rooms, per_room))).await;
-    for action in ["open", "start"] {
-        sandbox
-            .admin(1, reqwest::Method::POST, "/plans/cl/commands", Some(json!({"action": action})))
-            .await;
-    }
-    let mut owners = Vec::new();
-    for room in 1..=rooms {
-        owners.push(room_owner(&sandbox, 0, "cl", &format!("room-{room}")).await);
-    }
-    println!("room owners: {owners:?}");
-    // The victim owns at least one room; every candidate connects through a
-    // node that does not own their room.
-    let victim = (0..3)
-        .find(|&i| owners.contains(&Sandbox::node_id(i)))
-        .expect("some node owns a room");
-    let stop = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    let mut tasks = Vec::new();
-    for n in 1..=rooms * per_room {
-        let owner = &owners[(n - 1) / per_room];
-        let gateway = (0..3)
-            .find(|&i| &Sandbox::node_id(i) != owner && i != victim)
-            .unwrap_or_else(|| (0..3).find(|&i| &Sandbox::node_id(i) != owner).unwrap());
-        let token = sandbox.candidate_token(gateway, "cl", n).await;
-        let others: Vec<String> = (0..3).filter(|&i| i != gateway).map(|i| sandbox.base(i)).collect();
-        let bases = Arc::new(Mutex::new(
-            std::iter::once(sandbox.base(gateway)).chain(others).collect::<Vec<_>>(),
-        ));
-        let record = Arc::new(Mutex::new(Seen::default()));
-        seen.push((n, owner.clone(), bases.clone(), record.clone()));
-        tasks.push(tokio::spawn(candidate(bases, token, record, stop)));
-    }
-    let acks = |seen: &Vec<(usize, String, Arc<Mutex<Vec<String>>>, Arc<Mutex<Seen>>)>| {
-        seen.iter().map(|(_, _, _, record)| record.lock().unwrap().acked.len()).min().unwrap_or(0)
-    };
+    let traffic = Traffic::start(&sandbox, "cl", Duration::from_secs(60)).await;
+    let (seen, tasks, victim) = (traffic.seen, traffic.tasks, traffic.victim);
     wait_until("every candidate acked through another node", Duration::from_secs(20), || {
-        let low = acks(&seen);
-        async move { low >= 5 }
+        let ok = all_saved_again(&seen, &vec![0; seen.len()], 5);
+        async move { ok }
     })
     .await;
 
@@ -526,7 +631,7 @@ async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_
     .await;
 
     // SIGKILL the victim while everyone is answering.
-    let before: Vec<usize> = seen.iter().map(|(_, _, _, record)| record.lock().unwrap().acked.len()).collect();
+    let before = ack_counts(&seen);
     let victim_base = sandbox.base(victim);
     for (_, _, bases, _) in &seen {
         bases.lock().unwrap().retain(|base| *base != victim_base);
@@ -534,52 +639,178 @@ async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_
     let killed_at = Instant::now();
     sandbox.kill(victim);
     wait_until("every candidate saves again after the kill", Duration::from_secs(30), || {
-        let all = seen.iter().zip(&before).all(|((_, _, _, record), before)| {
-            record.lock().unwrap().acked.len() > *before + 1
-        });
-        async move { all }
+        let ok = all_saved_again(&seen, &before, 2);
+        async move { ok }
     })
     .await;
-    // Kill → first ack after it, per candidate.
-    let mut recoveries: Vec<Duration> = seen
-        .iter()
-        .map(|(_, _, _, record)| {
-            let record = record.lock().unwrap();
-            record
-                .acked_at
-                .iter()
-                .find(|at| **at > killed_at)
-                .map(|at| at.duration_since(killed_at))
-                .unwrap()
-        })
-        .collect();
-    recoveries.sort();
-    let p50 = recoveries[recoveries.len() / 2];
-    let p99 = recoveries[(recoveries.len() * 99).div_ceil(100) - 1];
-    println!("kill → next acked answer: p50 {p50:?}, p99 {p99:?}, max {:?}", recoveries.last().unwrap());
+    let (p50, p99) = recoveries(&seen, &Sandbox::node_id(victim), killed_at);
+    println!("kill → next acked answer (candidates of the killed node's rooms): p50 {p50:?}, p99 {p99:?}");
     assert!(p99 <= Duration::from_secs(15), "failover took {p99:?}");
     for task in tasks {
         task.abort();
     }
+    let total = assert_every_ack_durable(&sandbox, "cl", &seen).await;
+    println!("{total} acked answers, all durable");
+}
 
-    // Zero acked answers lost: every ack is in the journal with its version.
-    let store = invigil_store::SqlStore::connect(&invigil_store::SqlOptions::new(&sandbox.url))
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_past_its_lease_is_fenced_and_rejoins() {
+    let mut sandbox = Sandbox::new(3).await;
+    for index in 0..3 {
+        sandbox.start(index);
+    }
+    wait_until("three nodes in agreement", Duration::from_secs(30), || sandbox.agreed()).await;
+    let traffic = Traffic::start(&sandbox, "st", Duration::from_secs(60)).await;
+    let (seen, tasks, victim) = (traffic.seen, traffic.tasks, traffic.victim);
+    wait_until("every candidate acked", Duration::from_secs(20), || {
+        let ok = all_saved_again(&seen, &vec![0; seen.len()], 5);
+        async move { ok }
+    })
+    .await;
+    let epochs_before = sandbox.view((victim + 1) % 3).await.unwrap()["shards"].clone();
+
+    // Stop the victim mid-traffic, past its lease; the others take over.
+    let before = ack_counts(&seen);
+    let stopped_at = Instant::now();
+    sandbox.signal(victim, "STOP");
+    wait_until("the others own and hold every shard", Duration::from_secs(30), || sandbox.agreed()).await;
+    wait_until("every candidate saves again", Duration::from_secs(30), || {
+        let ok = all_saved_again(&seen, &before, 2);
+        async move { ok }
+    })
+    .await;
+    let (p50, p99) = recoveries(&seen, &Sandbox::node_id(victim), stopped_at);
+    println!("SIGSTOP → next acked answer: p50 {p50:?}, p99 {p99:?}");
+    let survivor = (victim + 1) % 3;
+    let during = sandbox.view(survivor).await.unwrap();
+    let victim_id = Sandbox::node_id(victim);
+    let moved: Vec<(u64, i64, i64)> = epochs_before
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(during["shards"].as_array().unwrap())
+        .filter(|(old, _)| old["owner"] == victim_id.as_str())
+        .map(|(old, new)| (old["shard"].as_u64().unwrap(), old["epoch"].as_i64().unwrap(), new["epoch"].as_i64().unwrap()))
+        .collect();
+    assert!(!moved.is_empty());
+    assert!(moved.iter().all(|(_, old, new)| new > old), "every taken shard has a new epoch: {moved:?}");
+
+    // Wake it up: what it was sent meanwhile is refused under the old epoch,
+    // it stops hosting those shards and rejoins.
+    let before = ack_counts(&seen);
+    sandbox.signal(victim, "CONT");
+    wait_until("three nodes in agreement again", Duration::from_secs(30), || sandbox.agreed()).await;
+    let view = sandbox.view(victim).await.unwrap();
+    let refused = view["stale_epoch_writes"].as_u64().unwrap() + view["self_fenced_writes"].as_u64().unwrap();
+    println!(
+        "after SIGCONT: {} writes refused by the store for a stale epoch, {} refused by the node itself",
+        view["stale_epoch_writes"], view["self_fenced_writes"]
+    );
+    assert!(refused > 0, "the woken node's old-epoch writes are refused and counted: {view}");
+    wait_until("every candidate saves after the rejoin", Duration::from_secs(30), || {
+        let ok = all_saved_again(&seen, &before, 2);
+        async move { ok }
+    })
+    .await;
+    for task in tasks {
+        task.abort();
+    }
+    let total = assert_every_ack_durable(&sandbox, "st", &seen).await;
+    // One accepted writer per epoch: every journal row of a shard was written
+    // under an epoch that shard had while its owner held it, and no epoch
+    // was ever reused (each take-over bumped it).
+    let rows: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT DISTINCT shard, epoch FROM {}.answer_journal",
+        sandbox.schema
+    )))
+    .fetch_all(&sandbox.admin)
+    .await
+    .unwrap();
+    let current = sandbox.view(survivor).await.unwrap();
+    for (shard, epoch) in rows {
+        let now = current["shards"][usize::try_from(shard).unwrap()]["epoch"].as_i64().unwrap();
+        assert!(epoch <= now, "shard {shard}: a row with epoch {epoch} above the lease's {now}");
+    }
+    println!("{total} acked answers, all durable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_hands_off_without_failed_saves_and_a_joiner_takes_its_share() {
+    let mut sandbox = Sandbox::new(4).await;
+    for index in 0..3 {
+        sandbox.start(index);
+    }
+    wait_until("three nodes in agreement", Duration::from_secs(30), || sandbox.agreed()).await;
+    let traffic = Traffic::start(&sandbox, "dr", Duration::from_secs(90)).await;
+    let (seen, tasks, drained) = (traffic.seen, traffic.tasks, traffic.victim);
+    wait_until("every candidate acked", Duration::from_secs(20), || {
+        let ok = all_saved_again(&seen, &vec![0; seen.len()], 5);
+        async move { ok }
+    })
+    .await;
+
+    // Drain one node during answer traffic: it hands its shards off and exits.
+    let before = ack_counts(&seen);
+    let drained_base = sandbox.base(drained);
+    let response = sandbox
+        .client
+        .post(format!("{drained_base}/api/v1/cluster/drain"))
+        .header("X-Api-Key", API_KEY)
+        .send()
         .await
         .unwrap();
-    let plan_id = PlanId::parse("cl").unwrap();
-    let mut missing = Vec::new();
-    let mut total = 0;
-    for (n, _, _, record) in &seen {
-        let candidate_id = format!("cand-{n:04}").parse().unwrap();
-        for (&cseq, &version) in &record.lock().unwrap().acked {
-            total += 1;
-            match store.journaled_answer(&plan_id, &candidate_id, cseq).await.unwrap() {
-                Some(saved) if saved.version == version => {}
-                other => missing.push((*n, cseq, version, other.map(|saved| saved.version))),
-            }
-        }
+    assert!(response.status().is_success());
+    let drain_started = Instant::now();
+    let process = sandbox.nodes[drained].as_mut().unwrap();
+    wait_until("the drained node exits", Duration::from_secs(30), || {
+        let exited = process.child.try_wait().unwrap().is_some();
+        async move { exited }
+    })
+    .await;
+    let status = process.child.wait().unwrap();
+    assert!(status.success(), "a drained node exits cleanly: {status}");
+    sandbox.nodes[drained] = None;
+    println!("drain: the node exited {:?} after the request", drain_started.elapsed());
+    for (_, _, bases, _) in &seen {
+        bases.lock().unwrap().retain(|base| *base != drained_base);
     }
-    store.close().await;
-    assert!(missing.is_empty(), "{} of {total} acked answers lost: {missing:?}", missing.len());
-    println!("{total} acked answers, all durable");
+    wait_until("the two others own and hold every shard", Duration::from_secs(30), || sandbox.agreed()).await;
+    wait_until("every candidate saves again", Duration::from_secs(30), || {
+        let ok = all_saved_again(&seen, &before, 2);
+        async move { ok }
+    })
+    .await;
+    let gap = longest_gap(&seen, &Sandbox::node_id(drained), drain_started);
+    println!("drain: longest pause between acks of a moved candidate {gap:?}");
+
+    // A fourth node joins: it takes about a quarter of the shards (a third
+    // of the two remaining nodes' here, as three are left).
+    let before = ack_counts(&seen);
+    sandbox.start(3);
+    wait_until("the joiner is in agreement", Duration::from_secs(30), || sandbox.agreed()).await;
+    let view = sandbox.view(3).await.unwrap();
+    let taken = view["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|shard| shard["owner"] == "node-4")
+        .count();
+    let mean = 1024.0 / sandbox.running().len() as f64;
+    println!("the joining node owns {taken} shards (mean {mean:.0})");
+    assert!((taken as f64 - mean).abs() <= 0.2 * mean, "joiner owns {taken}");
+    wait_until("every candidate saves after the join", Duration::from_secs(30), || {
+        let ok = all_saved_again(&seen, &before, 2);
+        async move { ok }
+    })
+    .await;
+    for task in tasks {
+        task.abort();
+    }
+    let refused: Vec<(String, i64)> = seen
+        .iter()
+        .flat_map(|(_, _, _, record)| record.lock().unwrap().refused.clone())
+        .collect();
+    assert!(refused.is_empty(), "answers refused during the drain or the join: {refused:?}");
+    let total = assert_every_ack_durable(&sandbox, "dr", &seen).await;
+    println!("{total} acked answers, all durable; no answer refused");
 }

@@ -94,6 +94,15 @@ pub fn count_stale_write() {
     STALE_EPOCH_WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Writes a room refused itself because its lease had run out (it never
+/// sent them): a stalled node that wakes up refuses what it was sent.
+pub static SELF_FENCED_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts a write refused by self-fencing.
+pub fn count_self_fenced_write() {
+    SELF_FENCED_WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Proof of ownership carried by every durable write: the shard and the epoch
 /// of the lease under which the writer hosts it. The store rejects a write
 /// whose epoch is no longer the shard's current one.

@@ -29,7 +29,7 @@ use invigil_actors::live::directory::Directory;
 use invigil_actors::ports::LeaseStore;
 use invigil_actors::shard::leases::LeaseKeeper;
 use invigil_actors::shard::placement::Placement;
-use invigil_actors::shard::{STALE_EPOCH_WRITES, ShardId};
+use invigil_actors::shard::{SELF_FENCED_WRITES, STALE_EPOCH_WRITES, ShardId};
 use invigil_api::AppState;
 use invigil_api::cluster::{
     ClusterPort, ClusterView, DrainView, ForwardedRequest, ForwardedResponse, MemberView, Route,
@@ -51,6 +51,10 @@ const TICK: Duration = Duration::from_millis(250);
 const STABLE_AFTER: Duration = Duration::from_secs(3);
 /// How long a hand-off waits for a shard's rooms to finish their writes.
 const HANDOFF_WAIT: Duration = Duration::from_secs(3);
+/// A draining node announces it this long before handing shards off, so
+/// every member has moved the shards in its placement by then and sockets
+/// told to reconnect go straight to the new owners.
+const DRAIN_ANNOUNCE: Duration = Duration::from_secs(1);
 /// Frames queued per tunnel before it is closed as too slow.
 const TUNNEL_QUEUE: usize = 1024;
 
@@ -123,6 +127,8 @@ pub struct ClusterNode {
     placement: RwLock<Arc<Placement>>,
     hosting: AtomicBool,
     draining: AtomicBool,
+    /// When the drain was announced.
+    drain_started: Mutex<Option<Instant>>,
     status: Mutex<MemberStatus>,
     stability: Mutex<Stability>,
     /// The app, for forwarded requests and tunnelled sockets.
@@ -154,6 +160,7 @@ impl ClusterNode {
             placement: RwLock::new(Arc::new(Placement::over(Vec::<String>::new()))),
             hosting: AtomicBool::new(true),
             draining: AtomicBool::new(false),
+            drain_started: Mutex::new(None),
             status: Mutex::new(MemberStatus::Joining),
             stability: Mutex::new(Stability {
                 watching: BTreeSet::new(),
@@ -273,6 +280,16 @@ impl ClusterNode {
         }
 
         let draining = self.draining.load(Ordering::Relaxed);
+        if draining
+            && self
+                .drain_started
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .is_some_and(|started| started.elapsed() < DRAIN_ANNOUNCE)
+        {
+            // Still announcing: keep serving until the others have heard.
+            return;
+        }
         let desired: Vec<ShardId> = if draining || self.status() != MemberStatus::Ready {
             Vec::new()
         } else {
@@ -360,6 +377,10 @@ impl ClusterNode {
     /// Starts draining: shards are handed off by the control loop.
     pub async fn start_drain(&self) {
         if !self.draining.swap(true, Ordering::Relaxed) {
+            *self
+                .drain_started
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
             info!(node_id = %self.node_id, held = self.leases.held_count(), "draining");
             self.set_status(MemberStatus::Draining).await;
         }
@@ -558,6 +579,7 @@ impl ClusterPort for ClusterNode {
             stable_members: u32::try_from(stable).unwrap_or(u32::MAX),
             shards_held: u32::try_from(self.leases.held_count()).unwrap_or(u32::MAX),
             stale_epoch_writes: STALE_EPOCH_WRITES.load(Ordering::Relaxed),
+            self_fenced_writes: SELF_FENCED_WRITES.load(Ordering::Relaxed),
             members: view
                 .members
                 .iter()

@@ -150,7 +150,7 @@ impl RoomState {
     }
 
     pub(super) async fn on_tick(&mut self, myself: &ActorRef<RoomMsg>) -> Option<&'static str> {
-        if self.fence().is_err() {
+        if !self.holds_lease() {
             return Some(LEASE_LOST);
         }
         let now = self.now();

@@ -200,11 +200,18 @@ impl RoomState {
         self.deps.clock.now()
     }
 
+    /// The fence to write under. A room whose lease ran out refuses the
+    /// write itself (self-fencing), counted like a refusal by the store.
     pub(super) fn fence(&self) -> Result<Fence, ExamError> {
-        self.deps
-            .leases
-            .fence(self.shard)
-            .ok_or(ExamError::NotOwner(self.shard))
+        self.deps.leases.fence(self.shard).ok_or_else(|| {
+            crate::shard::count_self_fenced_write();
+            ExamError::NotOwner(self.shard)
+        })
+    }
+
+    /// Whether the room's lease is still usable (no write intended).
+    pub(super) fn holds_lease(&self) -> bool {
+        self.deps.leases.fence(self.shard).is_some()
     }
 
     // ------------------------------------------------------------ views
