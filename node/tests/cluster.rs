@@ -1,7 +1,9 @@
 //! The cluster with real node processes on one Postgres and one Redis:
-//! agreement on members and owners, a candidate on one node in a room owned
-//! by another, SIGKILL failover with every acked answer kept. Small here;
-//! large in `scripts/bench-cluster.sh`.
+//! agreement on members and owners, candidates on one node in rooms owned
+//! by another, SIGKILL failover and SIGSTOP fencing with every acked answer
+//! kept, drain and join under traffic. Small here (6 rooms × 2 candidates);
+//! `scripts/bench-cluster.sh` runs the same scenarios larger, in release,
+//! through `INVIGIL_CLUSTER_ROOMS` and `INVIGIL_CLUSTER_PER_ROOM`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -448,8 +450,18 @@ struct Traffic {
 
 impl Traffic {
     async fn start(sandbox: &Sandbox, plan_id: &str, run_for: Duration) -> Self {
-        // Six rooms spread over the nodes; the plan goes in through node 1.
-        let (rooms, per_room) = (6, 2);
+        // Rooms spread over the nodes (6 × 2 candidates here; the benchmark
+        // sets more); the plan goes in through node 1.
+        let size = |name: &str, default: usize| {
+            std::env::var(name)
+                .ok()
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(default)
+        };
+        let (rooms, per_room) = (
+            size("INVIGIL_CLUSTER_ROOMS", 6),
+            size("INVIGIL_CLUSTER_PER_ROOM", 2),
+        );
         sandbox
             .admin(0, reqwest::Method::PUT, &format!("/plans/{plan_id}"), Some(plan(rooms, per_room)))
             .await;
