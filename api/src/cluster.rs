@@ -85,7 +85,10 @@ pub enum TunnelFrame {
     Text(String),
     /// A binary frame (refused by the socket code, but passed on).
     Binary,
-    Close { code: u16, reason: String },
+    Close {
+        code: u16,
+        reason: String,
+    },
 }
 
 /// The gateway's ends of a tunnel.
@@ -157,7 +160,11 @@ pub trait ClusterPort: Send + Sync + 'static {
     async fn view(&self) -> Result<ClusterView, ApiError>;
     /// Starts draining this node (also on SIGTERM): hand shards off, then exit.
     async fn drain(&self) -> DrainView;
-    async fn forward(&self, node: &str, request: ForwardedRequest) -> Result<ForwardedResponse, String>;
+    async fn forward(
+        &self,
+        node: &str,
+        request: ForwardedRequest,
+    ) -> Result<ForwardedResponse, String>;
     async fn open_tunnel(&self, node: &str, open: TunnelOpen) -> Result<Tunnel, String>;
 }
 

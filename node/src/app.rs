@@ -261,16 +261,13 @@ impl Application {
         });
         if config.cluster.enabled {
             let node = join_cluster(
-                &config,
-                &owner,
-                local_addr,
-                started,
-                &store,
-                &leases,
-                &directory,
+                &config, &owner, local_addr, started, &store, &leases, &directory,
             )
             .await?;
-            node.attach(state.clone(), invigil_api::app::build(state.clone()).boxed());
+            node.attach(
+                state.clone(),
+                invigil_api::app::build(state.clone()).boxed(),
+            );
             let port: Arc<dyn invigil_api::cluster::ClusterPort> = node.clone();
             let _ = state.cluster.set(port);
             let _ = cluster_slot.set(node);
@@ -322,7 +319,10 @@ impl Application {
         } = self;
         let (stop_background, background_stopped) = watch::channel(false);
         let renewal = tokio::spawn(leases.clone().run_renewal(background_stopped.clone()));
-        let keeper = tokio::spawn(keep_live_plans(directory.clone(), background_stopped.clone()));
+        let keeper = tokio::spawn(keep_live_plans(
+            directory.clone(),
+            background_stopped.clone(),
+        ));
         let control = cluster
             .clone()
             .map(|node| tokio::spawn(node.run(background_stopped)));
@@ -345,7 +345,10 @@ impl Application {
                         () = shutdown => node.start_drain().await,
                         () = node.wait_drained() => {}
                     }
-                    if tokio::time::timeout(grace, node.wait_drained()).await.is_err() {
+                    if tokio::time::timeout(grace, node.wait_drained())
+                        .await
+                        .is_err()
+                    {
                         warn!("the drain did not hand every shard off within the grace period");
                     }
                     info!("drained: stopping");
@@ -365,25 +368,28 @@ impl Application {
         if let Some(control) = control {
             let _ = control.await;
         }
+        // The cluster is left (shards handed off); its transport stops and
+        // it lets go of the app, so the journal's last handles drop.
+        if let Some(node) = cluster {
+            node.shutdown().await;
+        }
         drop(directory);
 
-        // The app (and with it the last journal handle) is gone: the writer
-        // commits what is queued and ends.
-        if tokio::time::timeout(grace, journal_task).await.is_err() {
-            warn!("journal writer did not finish within the grace period");
-        }
         // Log lines and rule inputs of the last moments go to the queue;
         // the workers stop (what they had not acknowledged is redelivered
-        // to another node's workers, or to this node's next process).
+        // to another node's workers, or to this node's next process). The
+        // rules worker holds live actors' handles, so it stops first.
         flush_outbox(&outbox, Duration::from_secs(2)).await;
         outbox_task.abort();
         workers.stop(grace).await;
+        // The app, the workers and the cluster (and with them the last
+        // journal handles) are gone: the writer commits what is queued and ends.
+        if tokio::time::timeout(grace, journal_task).await.is_err() {
+            warn!("journal writer did not finish within the grace period");
+        }
         let _ = renewal.await;
         if let Err(error) = leases.release_all().await {
             warn!(%error, "could not release shard leases; they expire on their own");
-        }
-        if let Some(node) = cluster {
-            node.shutdown().await;
         }
         store.close().await;
         info!("stopped");

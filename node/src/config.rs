@@ -472,9 +472,15 @@ impl Config {
         }
         // Short keys only for a node nobody else can reach (the local
         // cluster's documented `local-admin-key`).
-        let min_key = if self.node.listen.ip().is_loopback() { 8 } else { 16 };
+        let min_key = if self.node.listen.ip().is_loopback() {
+            8
+        } else {
+            16
+        };
         if auth.api_keys.iter().any(|key| key.expose().len() < min_key) {
-            bail!("every auth.api_keys entry must be at least 16 characters (8 on a loopback-only node)");
+            bail!(
+                "every auth.api_keys entry must be at least 16 characters (8 on a loopback-only node)"
+            );
         }
         if auth.jwt_secret.expose().len() < 32 {
             bail!("auth.jwt_secret must be at least 32 bytes");
@@ -578,7 +584,10 @@ impl Config {
             bail!("cluster.gossip_listen and cluster.actor_listen must differ");
         }
         for seed in &cluster.seeds {
-            if seed.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+            if seed
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+            {
                 bail!("cluster.seeds: {seed:?} is not host:port");
             }
         }
@@ -588,7 +597,9 @@ impl Config {
         if !(1.0..=100.0).contains(&cluster.phi_threshold) {
             bail!("cluster.phi_threshold must be between 1 and 100");
         }
-        if !(50..=60_000).contains(&cluster.call_timeout_ms) || !(1..=10).contains(&cluster.call_attempts) {
+        if !(50..=60_000).contains(&cluster.call_timeout_ms)
+            || !(1..=10).contains(&cluster.call_attempts)
+        {
             bail!("cluster.call_timeout_ms must be 50..=60000 and cluster.call_attempts 1..=10");
         }
         let tls = [&cluster.tls_cert, &cluster.tls_key, &cluster.tls_ca];

@@ -31,17 +31,28 @@ where
         if predicate().await {
             return started.elapsed();
         }
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Ports {
@@ -135,15 +146,27 @@ impl Sandbox {
             .env("INVIGIL_REDIS__URL", "redis://127.0.0.1:6379")
             .env("INVIGIL_REDIS__KEY_PREFIX", format!("invigil-{}:", self.id))
             .env("INVIGIL_AUTH__API_KEYS", format!("[\"{API_KEY}\"]"))
-            .env("INVIGIL_AUTH__JWT_SECRET", "cluster-jwt-secret-0123456789-0123456789")
-            .env("INVIGIL_AUTH__ACCESS_CODE_SECRET", "cluster-code-secret-0123456789-01234567")
+            .env(
+                "INVIGIL_AUTH__JWT_SECRET",
+                "cluster-jwt-secret-0123456789-0123456789",
+            )
+            .env(
+                "INVIGIL_AUTH__ACCESS_CODE_SECRET",
+                "cluster-code-secret-0123456789-01234567",
+            )
             .env("INVIGIL_AUTH__ARGON2_MEMORY_KIB", "64")
             .env("INVIGIL_AUTH__ARGON2_ITERATIONS", "1")
             .env("INVIGIL_SHARDS__LEASE_TTL_MS", "3000")
             .env("INVIGIL_CLUSTER__ENABLED", "true")
             .env("INVIGIL_CLUSTER__CLUSTER_ID", &self.id)
-            .env("INVIGIL_CLUSTER__GOSSIP_LISTEN", format!("127.0.0.1:{}", ports.gossip))
-            .env("INVIGIL_CLUSTER__ACTOR_LISTEN", format!("127.0.0.1:{}", ports.actor))
+            .env(
+                "INVIGIL_CLUSTER__GOSSIP_LISTEN",
+                format!("127.0.0.1:{}", ports.gossip),
+            )
+            .env(
+                "INVIGIL_CLUSTER__ACTOR_LISTEN",
+                format!("127.0.0.1:{}", ports.actor),
+            )
             .env("INVIGIL_CLUSTER__SEEDS", format!("{seeds:?}"))
             .env("INVIGIL_CLUSTER__COOKIE", "cluster-test-cookie-0123456789")
             .env("INVIGIL_TELEMETRY__LOG_FORMAT", "json")
@@ -234,7 +257,11 @@ impl Sandbox {
                 return false;
             }
             let shards = view["shards"].as_array().unwrap();
-            if shards.len() != 1024 || shards.iter().any(|shard| shard["held_by"] != shard["owner"]) {
+            if shards.len() != 1024
+                || shards
+                    .iter()
+                    .any(|shard| shard["held_by"] != shard["owner"])
+            {
                 return false;
             }
             let these: Vec<Value> = shards.iter().map(|shard| shard["owner"].clone()).collect();
@@ -247,7 +274,13 @@ impl Sandbox {
         true
     }
 
-    async fn admin(&self, index: usize, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    async fn admin(
+        &self,
+        index: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let mut request = self
             .client
             .request(method, format!("{}/api/v1/admin{path}", self.base(index)))
@@ -273,14 +306,20 @@ impl Sandbox {
             .json()
             .await
             .unwrap();
-        login["token"].as_str().expect("a candidate token").to_string()
+        login["token"]
+            .as_str()
+            .expect("a candidate token")
+            .to_string()
     }
 }
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
         for node in self.nodes.iter_mut().flatten() {
-            let _ = Command::new("kill").arg("-CONT").arg(node.child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(node.child.id().to_string())
+                .status();
             let _ = node.child.kill();
             let _ = node.child.wait();
         }
@@ -291,9 +330,10 @@ impl Drop for Sandbox {
                 .build()
                 .unwrap()
                 .block_on(async {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                        .execute(&admin)
-                        .await;
+                    let _ =
+                        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                            .execute(&admin)
+                            .await;
                 });
         })
         .join();
@@ -344,7 +384,12 @@ struct Seen {
 /// A candidate that answers one question at a time, resends what was not
 /// acked after a reconnect, and reconnects (resuming) through the nodes in
 /// `bases` in turn whenever its socket ends, until `stop`.
-async fn candidate(bases: Arc<Mutex<Vec<String>>>, token: String, seen: Arc<Mutex<Seen>>, stop: Instant) {
+async fn candidate(
+    bases: Arc<Mutex<Vec<String>>>,
+    token: String,
+    seen: Arc<Mutex<Seen>>,
+    stop: Instant,
+) {
     let mut cseq = 1_i64;
     let mut session: Option<(String, u64)> = None;
     let mut attempt = 0_usize;
@@ -354,16 +399,24 @@ async fn candidate(bases: Arc<Mutex<Vec<String>>>, token: String, seen: Arc<Mute
             bases[attempt % bases.len()].clone()
         };
         attempt += 1;
-        let url = format!("{}/ws/candidate?token={token}", base.replace("http://", "ws://"));
-        let Ok(Ok((socket, _))) =
-            tokio::time::timeout(Duration::from_secs(3), tokio_tungstenite::connect_async(url)).await
+        let url = format!(
+            "{}/ws/candidate?token={token}",
+            base.replace("http://", "ws://")
+        );
+        let Ok(Ok((socket, _))) = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
         else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let (mut sink, mut stream) = socket.split();
         let hello = match &session {
-            Some((id, last_seq)) => json!({"t": "hello", "resume": {"session": id, "last_seq": last_seq}}),
+            Some((id, last_seq)) => {
+                json!({"t": "hello", "resume": {"session": id, "last_seq": last_seq}})
+            }
             None => json!({"t": "hello"}),
         };
         if sink.send(Message::text(hello.to_string())).await.is_err() {
@@ -463,11 +516,21 @@ impl Traffic {
             size("INVIGIL_CLUSTER_PER_ROOM", 2),
         );
         sandbox
-            .admin(0, reqwest::Method::PUT, &format!("/plans/{plan_id}"), Some(plan(rooms, per_room)))
+            .admin(
+                0,
+                reqwest::Method::PUT,
+                &format!("/plans/{plan_id}"),
+                Some(plan(rooms, per_room)),
+            )
             .await;
         for action in ["open", "start"] {
             sandbox
-                .admin(1, reqwest::Method::POST, &format!("/plans/{plan_id}/commands"), Some(json!({"action": action})))
+                .admin(
+                    1,
+                    reqwest::Method::POST,
+                    &format!("/plans/{plan_id}/commands"),
+                    Some(json!({"action": action})),
+                )
                 .await;
         }
         let mut owners = Vec::new();
@@ -487,15 +550,24 @@ impl Traffic {
                 .find(|&i| &Sandbox::node_id(i) != owner && i != victim)
                 .unwrap_or_else(|| (0..3).find(|&i| &Sandbox::node_id(i) != owner).unwrap());
             let token = sandbox.candidate_token(gateway, plan_id, n).await;
-            let others: Vec<String> = (0..3).filter(|&i| i != gateway).map(|i| sandbox.base(i)).collect();
+            let others: Vec<String> = (0..3)
+                .filter(|&i| i != gateway)
+                .map(|i| sandbox.base(i))
+                .collect();
             let bases = Arc::new(Mutex::new(
-                std::iter::once(sandbox.base(gateway)).chain(others).collect::<Vec<_>>(),
+                std::iter::once(sandbox.base(gateway))
+                    .chain(others)
+                    .collect::<Vec<_>>(),
             ));
             let record = Arc::new(Mutex::new(Seen::default()));
             seen.push((n, owner.clone(), bases.clone(), record.clone()));
             tasks.push(tokio::spawn(candidate(bases, token, record, stop)));
         }
-        Self { seen, tasks, victim }
+        Self {
+            seen,
+            tasks,
+            victim,
+        }
     }
 }
 
@@ -512,14 +584,22 @@ async fn assert_every_ack_durable(sandbox: &Sandbox, plan_id: &str, seen: &[Ride
         let acked = record.lock().unwrap().acked.clone();
         for (cseq, version) in acked {
             total += 1;
-            match store.journaled_answer(&plan, &candidate_id, cseq).await.unwrap() {
+            match store
+                .journaled_answer(&plan, &candidate_id, cseq)
+                .await
+                .unwrap()
+            {
                 Some(saved) if saved.version == version => {}
                 other => missing.push((*n, cseq, version, other.map(|saved| saved.version))),
             }
         }
     }
     store.close().await;
-    assert!(missing.is_empty(), "{} of {total} acked answers lost: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} of {total} acked answers lost: {missing:?}",
+        missing.len()
+    );
     total
 }
 
@@ -572,7 +652,9 @@ fn all_saved_again(seen: &[Rider], before: &[usize], more: usize) -> bool {
 }
 
 fn ack_counts(seen: &[Rider]) -> Vec<usize> {
-    seen.iter().map(|(_, _, _, record)| record.lock().unwrap().acked.len()).collect()
+    seen.iter()
+        .map(|(_, _, _, record)| record.lock().unwrap().acked.len())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -582,19 +664,30 @@ async fn three_nodes_agree_on_members_and_owners_and_share_the_shards() {
         sandbox.start(index);
     }
     let last_start = sandbox.nodes[2].as_ref().unwrap().serving_at;
-    wait_until("three nodes in agreement", Duration::from_secs(30), || sandbox.agreed()).await;
+    wait_until("three nodes in agreement", Duration::from_secs(30), || {
+        sandbox.agreed()
+    })
+    .await;
     let agreed_after = last_start.elapsed();
     println!("agreement {agreed_after:?} after the last node started serving");
-    assert!(agreed_after <= Duration::from_secs(3), "agreement took {agreed_after:?}");
+    assert!(
+        agreed_after <= Duration::from_secs(3),
+        "agreement took {agreed_after:?}"
+    );
 
     let view = sandbox.view(0).await.unwrap();
     let mut counts: HashMap<String, usize> = HashMap::new();
     for shard in view["shards"].as_array().unwrap() {
-        *counts.entry(shard["owner"].as_str().unwrap().to_string()).or_default() += 1;
+        *counts
+            .entry(shard["owner"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     let mean = 1024.0 / 3.0;
     for (node, count) in &counts {
-        assert!((*count as f64 - mean).abs() <= 0.2 * mean, "{node} owns {count} shards: {counts:?}");
+        assert!(
+            (*count as f64 - mean).abs() <= 0.2 * mean,
+            "{node} owns {count} shards: {counts:?}"
+        );
     }
     println!("shards per node: {counts:?}");
 }
@@ -605,14 +698,21 @@ async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_
     for index in 0..3 {
         sandbox.start(index);
     }
-    wait_until("three nodes in agreement", Duration::from_secs(30), || sandbox.agreed()).await;
+    wait_until("three nodes in agreement", Duration::from_secs(30), || {
+        sandbox.agreed()
+    })
+    .await;
 
     let traffic = Traffic::start(&sandbox, "cl", Duration::from_secs(60)).await;
     let (seen, tasks, victim) = (traffic.seen, traffic.tasks, traffic.victim);
-    wait_until("every candidate acked through another node", Duration::from_secs(20), || {
-        let ok = all_saved_again(&seen, &vec![0; seen.len()], 5);
-        async move { ok }
-    })
+    wait_until(
+        "every candidate acked through another node",
+        Duration::from_secs(20),
+        || {
+            let ok = all_saved_again(&seen, &vec![0; seen.len()], 5);
+            async move { ok }
+        },
+    )
     .await;
 
     // A proctor on yet another node warns a candidate of room 1.
@@ -628,18 +728,34 @@ async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_
         .unwrap();
     let response = sandbox
         .client
-        .post(format!("{}/api/v1/proctor/candidates/cand-0001/commands", sandbox.base(2)))
+        .post(format!(
+            "{}/api/v1/proctor/candidates/cand-0001/commands",
+            sandbox.base(2)
+        ))
         .bearer_auth(proctor["token"].as_str().unwrap())
         .json(&json!({"action": "warn", "reason": "eyes on your own screen"}))
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
     let warned = seen[0].3.clone();
-    wait_until("the warning reached the candidate", Duration::from_secs(5), || {
-        let got = warned.lock().unwrap().controls.iter().any(|action| action == "warn");
-        async move { got }
-    })
+    wait_until(
+        "the warning reached the candidate",
+        Duration::from_secs(5),
+        || {
+            let got = warned
+                .lock()
+                .unwrap()
+                .controls
+                .iter()
+                .any(|action| action == "warn");
+            async move { got }
+        },
+    )
     .await;
 
     // SIGKILL the victim while everyone is answering.
@@ -650,13 +766,19 @@ async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_
     }
     let killed_at = Instant::now();
     sandbox.kill(victim);
-    wait_until("every candidate saves again after the kill", Duration::from_secs(30), || {
-        let ok = all_saved_again(&seen, &before, 2);
-        async move { ok }
-    })
+    wait_until(
+        "every candidate saves again after the kill",
+        Duration::from_secs(30),
+        || {
+            let ok = all_saved_again(&seen, &before, 2);
+            async move { ok }
+        },
+    )
     .await;
     let (p50, p99) = recoveries(&seen, &Sandbox::node_id(victim), killed_at);
-    println!("kill → next acked answer (candidates of the killed node's rooms): p50 {p50:?}, p99 {p99:?}");
+    println!(
+        "kill → next acked answer (candidates of the killed node's rooms): p50 {p50:?}, p99 {p99:?}"
+    );
     assert!(p99 <= Duration::from_secs(15), "failover took {p99:?}");
     for task in tasks {
         task.abort();
@@ -671,7 +793,10 @@ async fn a_node_stopped_past_its_lease_is_fenced_and_rejoins() {
     for index in 0..3 {
         sandbox.start(index);
     }
-    wait_until("three nodes in agreement", Duration::from_secs(30), || sandbox.agreed()).await;
+    wait_until("three nodes in agreement", Duration::from_secs(30), || {
+        sandbox.agreed()
+    })
+    .await;
     let traffic = Traffic::start(&sandbox, "st", Duration::from_secs(60)).await;
     let (seen, tasks, victim) = (traffic.seen, traffic.tasks, traffic.victim);
     wait_until("every candidate acked", Duration::from_secs(20), || {
@@ -685,11 +810,20 @@ async fn a_node_stopped_past_its_lease_is_fenced_and_rejoins() {
     let before = ack_counts(&seen);
     let stopped_at = Instant::now();
     sandbox.signal(victim, "STOP");
-    wait_until("the others own and hold every shard", Duration::from_secs(30), || sandbox.agreed()).await;
-    wait_until("every candidate saves again", Duration::from_secs(30), || {
-        let ok = all_saved_again(&seen, &before, 2);
-        async move { ok }
-    })
+    wait_until(
+        "the others own and hold every shard",
+        Duration::from_secs(30),
+        || sandbox.agreed(),
+    )
+    .await;
+    wait_until(
+        "every candidate saves again",
+        Duration::from_secs(30),
+        || {
+            let ok = all_saved_again(&seen, &before, 2);
+            async move { ok }
+        },
+    )
     .await;
     let (p50, p99) = recoveries(&seen, &Sandbox::node_id(victim), stopped_at);
     println!("SIGSTOP → next acked answer: p50 {p50:?}, p99 {p99:?}");
@@ -702,27 +836,49 @@ async fn a_node_stopped_past_its_lease_is_fenced_and_rejoins() {
         .iter()
         .zip(during["shards"].as_array().unwrap())
         .filter(|(old, _)| old["owner"] == victim_id.as_str())
-        .map(|(old, new)| (old["shard"].as_u64().unwrap(), old["epoch"].as_i64().unwrap(), new["epoch"].as_i64().unwrap()))
+        .map(|(old, new)| {
+            (
+                old["shard"].as_u64().unwrap(),
+                old["epoch"].as_i64().unwrap(),
+                new["epoch"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert!(!moved.is_empty());
-    assert!(moved.iter().all(|(_, old, new)| new > old), "every taken shard has a new epoch: {moved:?}");
+    assert!(
+        moved.iter().all(|(_, old, new)| new > old),
+        "every taken shard has a new epoch: {moved:?}"
+    );
 
     // Wake it up: what it was sent meanwhile is refused under the old epoch,
     // it stops hosting those shards and rejoins.
     let before = ack_counts(&seen);
     sandbox.signal(victim, "CONT");
-    wait_until("three nodes in agreement again", Duration::from_secs(30), || sandbox.agreed()).await;
+    wait_until(
+        "three nodes in agreement again",
+        Duration::from_secs(30),
+        || sandbox.agreed(),
+    )
+    .await;
     let view = sandbox.view(victim).await.unwrap();
-    let refused = view["stale_epoch_writes"].as_u64().unwrap() + view["self_fenced_writes"].as_u64().unwrap();
+    let refused =
+        view["stale_epoch_writes"].as_u64().unwrap() + view["self_fenced_writes"].as_u64().unwrap();
     println!(
         "after SIGCONT: {} writes refused by the store for a stale epoch, {} refused by the node itself",
         view["stale_epoch_writes"], view["self_fenced_writes"]
     );
-    assert!(refused > 0, "the woken node's old-epoch writes are refused and counted: {view}");
-    wait_until("every candidate saves after the rejoin", Duration::from_secs(30), || {
-        let ok = all_saved_again(&seen, &before, 2);
-        async move { ok }
-    })
+    assert!(
+        refused > 0,
+        "the woken node's old-epoch writes are refused and counted: {view}"
+    );
+    wait_until(
+        "every candidate saves after the rejoin",
+        Duration::from_secs(30),
+        || {
+            let ok = all_saved_again(&seen, &before, 2);
+            async move { ok }
+        },
+    )
     .await;
     for task in tasks {
         task.abort();
@@ -740,8 +896,13 @@ async fn a_node_stopped_past_its_lease_is_fenced_and_rejoins() {
     .unwrap();
     let current = sandbox.view(survivor).await.unwrap();
     for (shard, epoch) in rows {
-        let now = current["shards"][usize::try_from(shard).unwrap()]["epoch"].as_i64().unwrap();
-        assert!(epoch <= now, "shard {shard}: a row with epoch {epoch} above the lease's {now}");
+        let now = current["shards"][usize::try_from(shard).unwrap()]["epoch"]
+            .as_i64()
+            .unwrap();
+        assert!(
+            epoch <= now,
+            "shard {shard}: a row with epoch {epoch} above the lease's {now}"
+        );
     }
     println!("{total} acked answers, all durable");
 }
@@ -752,7 +913,10 @@ async fn a_drained_node_hands_off_without_failed_saves_and_a_joiner_takes_its_sh
     for index in 0..3 {
         sandbox.start(index);
     }
-    wait_until("three nodes in agreement", Duration::from_secs(30), || sandbox.agreed()).await;
+    wait_until("three nodes in agreement", Duration::from_secs(30), || {
+        sandbox.agreed()
+    })
+    .await;
     let traffic = Traffic::start(&sandbox, "dr", Duration::from_secs(90)).await;
     let (seen, tasks, drained) = (traffic.seen, traffic.tasks, traffic.victim);
     wait_until("every candidate acked", Duration::from_secs(20), || {
@@ -782,15 +946,27 @@ async fn a_drained_node_hands_off_without_failed_saves_and_a_joiner_takes_its_sh
     let status = process.child.wait().unwrap();
     assert!(status.success(), "a drained node exits cleanly: {status}");
     sandbox.nodes[drained] = None;
-    println!("drain: the node exited {:?} after the request", drain_started.elapsed());
+    println!(
+        "drain: the node exited {:?} after the request",
+        drain_started.elapsed()
+    );
     for (_, _, bases, _) in &seen {
         bases.lock().unwrap().retain(|base| *base != drained_base);
     }
-    wait_until("the two others own and hold every shard", Duration::from_secs(30), || sandbox.agreed()).await;
-    wait_until("every candidate saves again", Duration::from_secs(30), || {
-        let ok = all_saved_again(&seen, &before, 2);
-        async move { ok }
-    })
+    wait_until(
+        "the two others own and hold every shard",
+        Duration::from_secs(30),
+        || sandbox.agreed(),
+    )
+    .await;
+    wait_until(
+        "every candidate saves again",
+        Duration::from_secs(30),
+        || {
+            let ok = all_saved_again(&seen, &before, 2);
+            async move { ok }
+        },
+    )
     .await;
     let gap = longest_gap(&seen, &Sandbox::node_id(drained), drain_started);
     println!("drain: longest pause between acks of a moved candidate {gap:?}");
@@ -799,7 +975,12 @@ async fn a_drained_node_hands_off_without_failed_saves_and_a_joiner_takes_its_sh
     // of the two remaining nodes' here, as three are left).
     let before = ack_counts(&seen);
     sandbox.start(3);
-    wait_until("the joiner is in agreement", Duration::from_secs(30), || sandbox.agreed()).await;
+    wait_until(
+        "the joiner is in agreement",
+        Duration::from_secs(30),
+        || sandbox.agreed(),
+    )
+    .await;
     let view = sandbox.view(3).await.unwrap();
     let taken = view["shards"]
         .as_array()
@@ -809,11 +990,18 @@ async fn a_drained_node_hands_off_without_failed_saves_and_a_joiner_takes_its_sh
         .count();
     let mean = 1024.0 / sandbox.running().len() as f64;
     println!("the joining node owns {taken} shards (mean {mean:.0})");
-    assert!((taken as f64 - mean).abs() <= 0.2 * mean, "joiner owns {taken}");
-    wait_until("every candidate saves after the join", Duration::from_secs(30), || {
-        let ok = all_saved_again(&seen, &before, 2);
-        async move { ok }
-    })
+    assert!(
+        (taken as f64 - mean).abs() <= 0.2 * mean,
+        "joiner owns {taken}"
+    );
+    wait_until(
+        "every candidate saves after the join",
+        Duration::from_secs(30),
+        || {
+            let ok = all_saved_again(&seen, &before, 2);
+            async move { ok }
+        },
+    )
     .await;
     for task in tasks {
         task.abort();
@@ -822,7 +1010,10 @@ async fn a_drained_node_hands_off_without_failed_saves_and_a_joiner_takes_its_sh
         .iter()
         .flat_map(|(_, _, _, record)| record.lock().unwrap().refused.clone())
         .collect();
-    assert!(refused.is_empty(), "answers refused during the drain or the join: {refused:?}");
+    assert!(
+        refused.is_empty(),
+        "answers refused during the drain or the join: {refused:?}"
+    );
     let total = assert_every_ack_durable(&sandbox, "dr", &seen).await;
     println!("{total} acked answers, all durable; no answer refused");
 }

@@ -265,7 +265,10 @@ impl Directory {
                 done: Some(done),
             })
         };
-        match room.call(message, Some(self.deps.config.call_timeout)).await {
+        match room
+            .call(message, Some(self.deps.config.call_timeout))
+            .await
+        {
             Ok(ractor::rpc::CallResult::Success(result)) => result,
             _ => Err(ExamError::Unavailable(
                 "the room did not confirm the plan change",
@@ -332,7 +335,12 @@ impl Directory {
     /// Retires the live actors of the given shards (hand-off: their sockets
     /// are told to reconnect, their writes in flight finish) and waits, up
     /// to `wait`, until they have stopped. Returns how many were retired.
-    pub async fn retire_shards(&self, shards: &HashSet<ShardId>, reason: &'static str, wait: Duration) -> usize {
+    pub async fn retire_shards(
+        &self,
+        shards: &HashSet<ShardId>,
+        reason: &'static str,
+        wait: Duration,
+    ) -> usize {
         let plans: Vec<(PlanId, Arc<Vec<RoomId>>)> = self
             .plans
             .lock()

@@ -171,7 +171,11 @@ impl PlanActorState {
         let here: Vec<&RoomId> = self
             .rooms
             .iter()
-            .filter(|room_id| leases.fence(ShardId::of_room(&self.plan_id, room_id)).is_some())
+            .filter(|room_id| {
+                leases
+                    .fence(ShardId::of_room(&self.plan_id, room_id))
+                    .is_some()
+            })
             .collect();
         let activations = here
             .iter()

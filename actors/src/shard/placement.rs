@@ -107,7 +107,11 @@ mod tests {
         assert_eq!(a, Placement::over(reversed));
         let total: usize = a.counts().iter().map(|(_, count)| count).sum();
         assert_eq!(total, usize::from(SHARD_COUNT));
-        assert!(Placement::over(Vec::<String>::new()).owner(ShardId::new(0).unwrap()).is_none());
+        assert!(
+            Placement::over(Vec::<String>::new())
+                .owner(ShardId::new(0).unwrap())
+                .is_none()
+        );
     }
 
     #[test]
@@ -117,7 +121,10 @@ mod tests {
             let mean = f64::from(SHARD_COUNT) / n as f64;
             for (member, count) in placement.counts() {
                 let off = (count as f64 - mean).abs() / mean;
-                assert!(off <= 0.2, "{n} nodes: {member} has {count} (mean {mean:.0})");
+                assert!(
+                    off <= 0.2,
+                    "{n} nodes: {member} has {count} (mean {mean:.0})"
+                );
             }
         }
     }
@@ -135,10 +142,15 @@ mod tests {
         let moved = ShardId::all()
             .filter(|&shard| three.owner(shard) != four.owner(shard))
             .count();
-        assert!(ShardId::all()
-            .filter(|&shard| three.owner(shard) != four.owner(shard))
-            .all(|shard| four.owner(shard) == Some("node-4")));
-        assert!((200..=312).contains(&moved), "{moved} shards moved to the 4th node");
+        assert!(
+            ShardId::all()
+                .filter(|&shard| three.owner(shard) != four.owner(shard))
+                .all(|shard| four.owner(shard) == Some("node-4"))
+        );
+        assert!(
+            (200..=312).contains(&moved),
+            "{moved} shards moved to the 4th node"
+        );
     }
 
     #[test]

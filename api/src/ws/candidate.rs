@@ -70,7 +70,9 @@ pub(crate) async fn seat(
 ) -> Result<(PlanId, RoomId, CandidateId), ApiError> {
     let claims = super::proctor::verify_token(state, token, Role::Candidate).await?;
     match (claims.candidate_id(), claims.rooms.first()) {
-        (Ok(candidate_id), Some(room_id)) => Ok((claims.plan.clone(), room_id.clone(), candidate_id)),
+        (Ok(candidate_id), Some(room_id)) => {
+            Ok((claims.plan.clone(), room_id.clone(), candidate_id))
+        }
         _ => Err(ApiError::unauthorized(
             "invalid_token",
             "the token names no candidate room",

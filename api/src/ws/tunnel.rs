@@ -100,10 +100,9 @@ pub async fn serve(
         let message = match incoming.recv().await? {
             TunnelFrame::Text(text) => Message::Text(text),
             TunnelFrame::Binary => Message::Binary(Vec::new()),
-            TunnelFrame::Close { code, reason } => Message::close_with(
-                poem::web::websocket::CloseCode::from(code),
-                reason,
-            ),
+            TunnelFrame::Close { code, reason } => {
+                Message::close_with(poem::web::websocket::CloseCode::from(code), reason)
+            }
         };
         Some((Ok::<_, std::io::Error>(message), incoming))
     });
@@ -131,14 +130,21 @@ pub async fn serve(
     });
     let mut sink = Box::pin(sink);
     match open.kind {
-        SocketKind::Candidate => {
-            match super::candidate::seat(&state, Some(&open.token)).await {
-                Ok((plan_id, room_id, candidate_id)) => {
-                    super::candidate::serve(state, plan_id, room_id, candidate_id, open.ip, sink, stream).await;
-                }
-                Err(error) => close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
+        SocketKind::Candidate => match super::candidate::seat(&state, Some(&open.token)).await {
+            Ok((plan_id, room_id, candidate_id)) => {
+                super::candidate::serve(
+                    state,
+                    plan_id,
+                    room_id,
+                    candidate_id,
+                    open.ip,
+                    sink,
+                    stream,
+                )
+                .await;
             }
-        }
+            Err(error) => close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
+        },
         SocketKind::Proctor => {
             match super::proctor::verify_token(&state, Some(&open.token), Role::Proctor).await {
                 Ok(claims) => super::proctor::serve(state, claims, sink, stream).await,

@@ -104,8 +104,11 @@ struct Stability {
     /// The live set being watched, and since when it is unchanged.
     watching: BTreeSet<String>,
     since: Instant,
-    /// The size of the last stable membership (0: none yet).
-    stable: usize,
+    /// The last stable membership (empty: none yet).
+    stable: BTreeSet<String>,
+    /// Members seen draining: they leave on purpose and do not count
+    /// against a majority (a node that comes back live leaves this set).
+    departed: BTreeSet<String>,
 }
 
 /// The tunnels through this node, both sides.
@@ -131,8 +134,9 @@ pub struct ClusterNode {
     drain_started: Mutex<Option<Instant>>,
     status: Mutex<MemberStatus>,
     stability: Mutex<Stability>,
-    /// The app, for forwarded requests and tunnelled sockets.
-    app: std::sync::OnceLock<(AppState, poem::endpoint::BoxEndpoint<'static>)>,
+    /// The app, for forwarded requests and tunnelled sockets; taken away
+    /// at shutdown (it refers back to this node).
+    app: Mutex<Option<(AppState, Arc<poem::endpoint::BoxEndpoint<'static>>)>>,
     tunnels: Mutex<Tunnels>,
     next_tunnel: AtomicU64,
     /// Wakes the control loop (drain, a finished hand-off).
@@ -165,9 +169,10 @@ impl ClusterNode {
             stability: Mutex::new(Stability {
                 watching: BTreeSet::new(),
                 since: Instant::now(),
-                stable: 0,
+                stable: BTreeSet::new(),
+                departed: BTreeSet::new(),
             }),
-            app: std::sync::OnceLock::new(),
+            app: Mutex::new(None),
             tunnels: Mutex::new(Tunnels::default()),
             next_tunnel: AtomicU64::new(1),
             wake: Notify::new(),
@@ -177,7 +182,17 @@ impl ClusterNode {
 
     /// Gives the node the app it serves forwarded requests and sockets with.
     pub fn attach(&self, state: AppState, endpoint: poem::endpoint::BoxEndpoint<'static>) {
-        let _ = self.app.set((state, endpoint));
+        *self
+            .app
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((state, Arc::new(endpoint)));
+    }
+
+    fn app(&self) -> Option<(AppState, Arc<poem::endpoint::BoxEndpoint<'static>>)> {
+        self.app
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     pub fn membership(&self) -> &Membership {
@@ -196,11 +211,17 @@ impl ClusterNode {
     }
 
     fn status(&self) -> MemberStatus {
-        *self.status.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self
+            .status
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn set_status(&self, status: MemberStatus) {
-        *self.status.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = status;
+        *self
+            .status
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = status;
         self.membership.set_status(status).await;
     }
 
@@ -274,7 +295,8 @@ impl ClusterNode {
                 warn!(node_id = %self.node_id, live = view.members.len(), "lost the majority of the last stable membership: hosting nothing");
                 self.leases.set_desired(Vec::new());
                 self.leases.abandon_all();
-                self.directory.retire_all("this node lost contact with the cluster");
+                self.directory
+                    .retire_all("this node lost contact with the cluster");
             }
             return;
         }
@@ -323,7 +345,9 @@ impl ClusterNode {
                 Ok(taken) if taken > 0 => {
                     // Rooms of the shards taken over keep their timers: activate now.
                     match self.directory.activate_active_plans().await {
-                        Ok(live) => info!(node_id = %self.node_id, shards = taken, actors = live, "shards taken over; active rooms activated"),
+                        Ok(live) => {
+                            info!(node_id = %self.node_id, shards = taken, actors = live, "shards taken over; active rooms activated")
+                        }
                         Err(error) => warn!(%error, "activating the rooms of taken shards failed"),
                     }
                 }
@@ -339,36 +363,51 @@ impl ClusterNode {
     /// membership (module doc). Nodes that said they drain do not count:
     /// they leave on purpose.
     fn has_majority(&self, view: &MembershipView) -> bool {
+        let mut stability = self
+            .stability
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for member in &view.members {
+            if member.status == MemberStatus::Draining {
+                stability.departed.insert(member.node_id.clone());
+            } else {
+                stability.departed.remove(&member.node_id);
+            }
+        }
         let live: BTreeSet<String> = view
             .members
             .iter()
             .filter(|member| member.status != MemberStatus::Draining)
             .map(|member| member.node_id.clone())
             .collect();
-        let mut stability = self
-            .stability
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
         if live != stability.watching {
             stability.watching = live.clone();
             stability.since = now;
         }
-        let majority = live.len() * 2 > stability.stable;
+        let baseline = stability.stable.difference(&stability.departed).count();
+        // A draining node hands off whatever the others do.
+        let majority = live.len() * 2 > baseline || self.draining.load(Ordering::Relaxed);
         if majority && now.duration_since(stability.since) >= STABLE_AFTER {
-            stability.stable = live.len();
+            stability.stable = live;
         }
         majority
     }
 
     fn tunnels_count(&self) -> usize {
-        let tunnels = self.tunnels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tunnels = self
+            .tunnels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         tunnels.gateway.len() + tunnels.owner.len()
     }
 
     /// Tunnels to or from a node that left are over: both ends learn it.
     fn close_tunnels_of_departed(&self, view: &MembershipView) {
-        let mut tunnels = self.tunnels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tunnels = self
+            .tunnels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let live = |node: &str| node == self.node_id || view.get(node).is_some();
         tunnels.gateway.retain(|_, (node, _)| live(node));
         tunnels.owner.retain(|(node, _), _| live(node));
@@ -387,16 +426,31 @@ impl ClusterNode {
         self.wake.notify_one();
     }
 
+    /// Stops the transport and lets go of the app and every tunnel, so the
+    /// last handles of the journal writer can drop.
     pub async fn shutdown(&self) {
         self.transport.shutdown().await;
+        self.app
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        *self
+            .tunnels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Tunnels::default();
     }
 
     async fn handle_call(&self, from: String, wire: Wire) -> Vec<u8> {
         match wire {
             Wire::Http(request) => {
-                let response = match self.app.get() {
+                let response = match self.app() {
                     Some((_, endpoint)) => {
-                        invigil_api::cluster::serve_forwarded(endpoint.as_ref(), &self.node_id, request).await
+                        invigil_api::cluster::serve_forwarded(
+                            endpoint.as_ref().as_ref(),
+                            &self.node_id,
+                            request,
+                        )
+                        .await
                     }
                     None => ForwardedResponse {
                         status: 503,
@@ -432,10 +486,15 @@ impl ClusterNode {
 
     fn handle_cast(&self, from: String, wire: Wire) {
         match wire {
-            Wire::RoomDone { plan_id, room_id } => self.directory.room_done_here(&plan_id, &room_id),
+            Wire::RoomDone { plan_id, room_id } => {
+                self.directory.room_done_here(&plan_id, &room_id)
+            }
             Wire::PlanReplaced { plan_id } => self.directory.forget_plan(&plan_id),
             Wire::TunnelUp { tunnel, frame } => {
-                let mut tunnels = self.tunnels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut tunnels = self
+                    .tunnels
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 let key = (from, tunnel);
                 let closing = matches!(frame, TunnelFrame::Close { .. });
                 if let Some(sender) = tunnels.owner.get(&key)
@@ -445,7 +504,10 @@ impl ClusterNode {
                 }
             }
             Wire::TunnelDown { tunnel, frame } => {
-                let mut tunnels = self.tunnels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut tunnels = self
+                    .tunnels
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 let closing = matches!(frame, TunnelFrame::Close { .. });
                 if let Some((_, sender)) = tunnels.gateway.get(&tunnel)
                     && (sender.try_send(frame).is_err() || closing)
@@ -461,7 +523,7 @@ impl ClusterNode {
 
     /// Owner side of a tunnel: runs the socket here, its output cast back.
     fn open_owner_side(&self, from: String, tunnel: u64, open: TunnelOpen) -> Result<(), String> {
-        let Some((state, _)) = self.app.get() else {
+        let Some((state, _)) = self.app() else {
             return Err("the node is starting".into());
         };
         let (incoming_tx, incoming_rx) = mpsc::channel(TUNNEL_QUEUE);
@@ -471,7 +533,7 @@ impl ClusterNode {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .owner
             .insert((from.clone(), tunnel), incoming_tx);
-        tokio::spawn(tunnel::serve(state.clone(), open, incoming_rx, outgoing_tx));
+        tokio::spawn(tunnel::serve(state, open, incoming_rx, outgoing_tx));
         let transport = self.transport.clone();
         tokio::spawn(async move {
             let mut closed = false;
@@ -549,11 +611,7 @@ impl ClusterPort for ClusterNode {
     }
 
     async fn view(&self) -> Result<ClusterView, ApiError> {
-        let leases = self
-            .lease_store
-            .leases()
-            .await
-            .map_err(ApiError::from)?;
+        let leases = self.lease_store.leases().await.map_err(ApiError::from)?;
         let now = chrono::Utc::now().timestamp_millis();
         let placement = self.placement();
         let view = self.membership.view();
@@ -561,15 +619,24 @@ impl ClusterPort for ClusterNode {
             .stability
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .stable;
+            .stable
+            .len();
         let shards = leases
             .iter()
             .map(|lease| ShardView {
                 shard: lease.shard.get(),
                 owner: placement.owner(lease.shard).map(str::to_string),
                 epoch: lease.epoch,
-                held_by: (lease.expires_at.as_millis() > now && !lease.owner.is_empty())
-                    .then(|| lease.owner.split('@').next().unwrap_or_default().to_string()),
+                held_by: (lease.expires_at.as_millis() > now && !lease.owner.is_empty()).then(
+                    || {
+                        lease
+                            .owner
+                            .split('@')
+                            .next()
+                            .unwrap_or_default()
+                            .to_string()
+                    },
+                ),
             })
             .collect();
         Ok(ClusterView {
@@ -605,7 +672,11 @@ impl ClusterPort for ClusterNode {
         }
     }
 
-    async fn forward(&self, node: &str, request: ForwardedRequest) -> Result<ForwardedResponse, String> {
+    async fn forward(
+        &self,
+        node: &str,
+        request: ForwardedRequest,
+    ) -> Result<ForwardedResponse, String> {
         let reply = self
             .transport
             .call(node, encode(&Wire::Http(request)))
