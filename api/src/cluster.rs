@@ -80,7 +80,7 @@ pub struct TunnelOpen {
 
 /// One frame through a tunnel, either way.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "f", rename_all = "snake_case")]
+#[serde(tag = "f", content = "v", rename_all = "snake_case")]
 pub enum TunnelFrame {
     Text(String),
     /// A binary frame (refused by the socket code, but passed on).
