@@ -269,6 +269,22 @@ pub struct Retire {
 }
 
 impl RoomMsg {
+    /// Whether the message asks for a durable write.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Self::Answer(_)
+                | Self::ClientEvent(_)
+                | Self::Submit(_)
+                | Self::CheckIn(_)
+                | Self::CandidateCommand(_)
+                | Self::RoomCommand(_)
+                | Self::ReportIncident(_)
+                | Self::ResolveIncident(_)
+                | Self::RaiseIncident(_)
+        )
+    }
+
     /// Answers the message with `error` without acting on it (a retiring
     /// room); messages nobody waits for are dropped.
     pub fn refuse(self, error: ExamError) {

@@ -169,7 +169,14 @@ impl Actor for RoomActor {
                 RoomMsg::Committed(committed) => {
                     state.committed(committed).await;
                 }
-                other => other.refuse(ExamError::Unavailable("the room is moving; retry")),
+                other => {
+                    if other.is_write() && !state.holds_lease() {
+                        // A node that woke up past its lease: counted like
+                        // a write the store refused for its epoch.
+                        crate::shard::count_self_fenced_write();
+                    }
+                    other.refuse(ExamError::Unavailable("the room is moving; retry"));
+                }
             }
             if state.pending.is_empty() {
                 myself.stop(Some(reason.to_string()));
