@@ -532,11 +532,18 @@ impl ClusterNode {
         };
         let (incoming_tx, incoming_rx) = mpsc::channel(TUNNEL_QUEUE);
         let (outgoing_tx, mut outgoing_rx) = mpsc::channel::<TunnelFrame>(TUNNEL_QUEUE);
-        self.tunnels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .owner
-            .insert((from.clone(), tunnel), incoming_tx);
+        {
+            let mut tunnels = self
+                .tunnels
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let key = (from.clone(), tunnel);
+            if tunnels.owner.contains_key(&key) {
+                // A retried open (calls are at-least-once): already running.
+                return Ok(());
+            }
+            tunnels.owner.insert(key, incoming_tx);
+        }
         tokio::spawn(tunnel::serve(state, open, incoming_rx, outgoing_tx));
         let transport = self.transport.clone();
         tokio::spawn(async move {
