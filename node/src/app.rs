@@ -126,6 +126,8 @@ impl Application {
         let mut options = SqlOptions::new(url);
         options.max_connections = config.store.max_connections;
         options.acquire_timeout = Duration::from_millis(config.store.acquire_timeout_ms);
+        options.idle_in_transaction_timeout =
+            Duration::from_millis(config.store.idle_in_transaction_timeout_ms);
         options.sqlite_full_sync = config.store.sqlite_full_sync;
         let store = SqlStore::connect(&options)
             .await

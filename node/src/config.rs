@@ -65,6 +65,9 @@ pub struct StoreSection {
     pub url: Secret,
     pub max_connections: u32,
     pub acquire_timeout_ms: u64,
+    /// Postgres: a session idle inside a transaction this long is ended (a
+    /// stalled node then cannot hold shard lease rows locked).
+    pub idle_in_transaction_timeout_ms: u64,
     pub migrate_on_start: bool,
     /// SQLite only: fsync every commit.
     pub sqlite_full_sync: bool,
@@ -76,6 +79,7 @@ impl Default for StoreSection {
             url: Secret::new("sqlite:invigil-data/invigil.db"),
             max_connections: 16,
             acquire_timeout_ms: 5_000,
+            idle_in_transaction_timeout_ms: 2_000,
             migrate_on_start: true,
             sqlite_full_sync: true,
         }
@@ -546,6 +550,9 @@ impl Config {
             if webhook.secret.expose().len() < 16 {
                 bail!("webhook.secret must be at least 16 bytes when webhook.url is set");
             }
+        }
+        if !(100..=600_000).contains(&self.store.idle_in_transaction_timeout_ms) {
+            bail!("store.idle_in_transaction_timeout_ms must be between 100 and 600000");
         }
         if self.shards.lease_ttl_ms < 300 {
             bail!("shards.lease_ttl_ms must be at least 300");

@@ -20,6 +20,8 @@ use async_trait::async_trait;
 use invigil_node::cluster::transport::{RegionHandler, Transport, TransportConfig, TransportError};
 
 const PEER_ENV: &str = "INVIGIL_TRANSPORT_PEER";
+/// What a peer process prints once it listens.
+const READY_MARKER: &str = "invigil-transport-peer-ready";
 const COOKIE: &str = "transport-test-cookie-0123456789";
 const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 const CALL_ATTEMPTS: u32 = 3;
@@ -132,7 +134,7 @@ impl RegionHandler for PeerHandler {
 }
 
 /// Runs the peer node when this binary was started as one. It prints
-/// `ready` once it listens, dials the node that started it on each `dial`
+/// `READY_MARKER` once it listens, dials the node that started it on each `dial`
 /// line of stdin, and stops when stdin closes (or it is killed).
 #[test]
 fn peer_main() {
@@ -164,7 +166,7 @@ fn peer_main() {
                 }
             }
         });
-        println!("ready");
+        println!("{READY_MARKER}");
         while let Some(command) = commands.recv().await {
             if command == "dial" {
                 let driver = (spec.driver_id.clone(), spec.driver_addr.to_string());
@@ -179,8 +181,8 @@ fn peer_main() {
 struct PeerProcess {
     child: Child,
     commands: ChildStdin,
-    /// Kept open: the peer's stdout must not break while it runs.
-    output: BufReader<ChildStdout>,
+    /// Kept open once read: the peer's stdout must not break while it runs.
+    output: Option<BufReader<ChildStdout>>,
 }
 
 impl PeerProcess {
@@ -196,23 +198,30 @@ impl PeerProcess {
             .unwrap();
         let commands = child.stdin.take().unwrap();
         let output = BufReader::new(child.stdout.take().unwrap());
-        let peer = Self {
+        // Killed by the drop if the wait below fails, which ends the read.
+        let mut peer = Self {
             child,
             commands,
-            output,
+            output: None,
         };
-        tokio::task::spawn_blocking(move || {
-            let mut peer = peer;
+        let read_ready = tokio::task::spawn_blocking(move || {
+            let mut output = output;
             let mut line = String::new();
-            while line.trim() != "ready" {
+            // libtest prints `test peer_main ... ` before the marker.
+            while !line.contains(READY_MARKER) {
                 line.clear();
-                let read = peer.output.read_line(&mut line).unwrap();
-                assert!(read > 0, "the peer process exited before listening");
+                if output.read_line(&mut line).unwrap_or(0) == 0 {
+                    return None;
+                }
             }
-            peer
-        })
-        .await
-        .unwrap()
+            Some(output)
+        });
+        let output = tokio::time::timeout(CONNECT_WAIT, read_ready).await;
+        let Ok(Ok(Some(output))) = output else {
+            panic!("the peer process did not start listening");
+        };
+        peer.output = Some(output);
+        peer
     }
 
     /// Tells the peer to dial the test's node.
@@ -234,6 +243,7 @@ impl PeerProcess {
 impl Drop for PeerProcess {
     fn drop(&mut self) {
         self.kill();
+        drop(self.output.take());
     }
 }
 
@@ -251,12 +261,13 @@ impl Recorder {
         self.with_prefix(prefix).len()
     }
 
-    fn with_prefix(&self, prefix: &[u8]) -> Vec<Vec<u8>> {
+    /// The payloads received that start with `prefix`, in arrival order.
+    fn with_prefix(&self, prefix: &[u8]) -> Vec<String> {
         let received = self.received.lock().unwrap();
         received
             .iter()
             .filter(|payload| payload.starts_with(prefix))
-            .cloned()
+            .map(|payload| String::from_utf8_lossy(payload).into_owned())
             .collect()
     }
 }
@@ -391,9 +402,7 @@ async fn calls_and_casts_cross_processes_in_order_and_concurrently() {
     .await;
     let echoed = pair.recorder.with_prefix(b"cast-");
     assert!(all_back, "{} of 1000 casts came back", echoed.len());
-    let expected: Vec<Vec<u8>> = (0..1000)
-        .map(|i| format!("cast-{i:04}").into_bytes())
-        .collect();
+    let expected: Vec<String> = (0..1000).map(|i| format!("cast-{i:04}")).collect();
     assert_eq!(echoed, expected, "casts arrived out of order");
 
     // 200 concurrent calls of 300 ms each are handled side by side: one at

@@ -32,6 +32,10 @@ pub struct LeaseKeeper {
     /// The shards this node should host; missing ones are taken when free.
     /// A std lock: never held across an await.
     desired: RwLock<Vec<ShardId>>,
+    /// One store call at a time: a renewal that overlaps an acquisition
+    /// could otherwise read fences the acquisition is about to replace and
+    /// drop leases it just took.
+    store_calls: tokio::sync::Mutex<()>,
 }
 
 impl LeaseKeeper {
@@ -48,6 +52,7 @@ impl LeaseKeeper {
             ttl,
             held: RwLock::new(HashMap::new()),
             desired: RwLock::new(Vec::new()),
+            store_calls: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -133,6 +138,27 @@ impl LeaseKeeper {
 
     /// Takes the given shards where possible; returns how many are now held.
     pub async fn acquire(&self, shards: &[ShardId]) -> Result<usize, StoreError> {
+        let _one_at_a_time = self.store_calls.lock().await;
+        // Taken meanwhile by a call that held the lock: nothing to ask.
+        let shards: Vec<ShardId> = {
+            let held = self
+                .held
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let now = self.clock.now();
+            shards
+                .iter()
+                .filter(|shard| {
+                    held.get(shard)
+                        .is_none_or(|lease| lease.usable_until <= now)
+                })
+                .copied()
+                .collect()
+        };
+        if shards.is_empty() {
+            return Ok(0);
+        }
+        let shards = shards.as_slice();
         let sent_at = self.clock.now();
         let leases = self
             .store
@@ -160,6 +186,7 @@ impl LeaseKeeper {
 
     /// Renews every held lease in one statement; drops the ones lost.
     pub async fn renew(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.store_calls.lock().await;
         let fences = {
             let held = self
                 .held
@@ -261,6 +288,7 @@ impl LeaseKeeper {
     /// Stops using the given shards at once and gives their leases back, so
     /// their new owner takes them without waiting for the TTL (hand-off).
     pub async fn release(&self, shards: &[ShardId]) -> Result<(), StoreError> {
+        let _one_at_a_time = self.store_calls.lock().await;
         let fences = {
             let mut held = self
                 .held

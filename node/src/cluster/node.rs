@@ -143,6 +143,8 @@ pub struct ClusterNode {
     app: Mutex<Option<(AppState, Arc<poem::endpoint::BoxEndpoint<'static>>)>>,
     tunnels: Mutex<Tunnels>,
     next_tunnel: AtomicU64,
+    /// The shards held at the last step (new ones get their rooms activated).
+    known_held: Mutex<HashSet<ShardId>>,
     /// Wakes the control loop (drain, a finished hand-off).
     wake: Notify,
     /// Turns true when a drain has handed every shard off.
@@ -179,6 +181,7 @@ impl ClusterNode {
             app: Mutex::new(None),
             tunnels: Mutex::new(Tunnels::default()),
             next_tunnel: AtomicU64::new(1),
+            known_held: Mutex::new(HashSet::new()),
             wake: Notify::new(),
             drained: watch::channel(false).0,
         })
@@ -344,19 +347,40 @@ impl ClusterNode {
         if draining && self.leases.held_count() == 0 {
             let _ = self.drained.send(true);
         }
-        if !self.leases.holds_desired() {
-            match self.leases.acquire_missing().await {
-                Ok(taken) if taken > 0 => {
-                    // Rooms of the shards taken over keep their timers: activate now.
-                    match self.directory.activate_active_plans().await {
-                        Ok(live) => {
-                            info!(node_id = %self.node_id, shards = taken, actors = live, "shards taken over; active rooms activated")
-                        }
-                        Err(error) => warn!(%error, "activating the rooms of taken shards failed"),
-                    }
+        if !self.leases.holds_desired()
+            && let Err(error) = self.leases.acquire_missing().await
+        {
+            warn!(%error, "taking shards failed");
+        }
+        // Rooms of shards taken over (here or by the renewal loop) keep
+        // their timers: activate them now.
+        let held: HashSet<ShardId> = self
+            .leases
+            .fences()
+            .into_iter()
+            .map(|fence| fence.shard)
+            .collect();
+        let taken = {
+            let mut known = self
+                .known_held
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let taken = held.difference(&known).count();
+            *known = held;
+            taken
+        };
+        if taken > 0 {
+            match self.directory.activate_active_plans().await {
+                Ok(live) => {
+                    info!(node_id = %self.node_id, shards = taken, actors = live, "shards taken over; active rooms activated")
                 }
-                Ok(_) => {}
-                Err(error) => warn!(%error, "taking shards failed"),
+                Err(error) => {
+                    warn!(%error, "activating the rooms of taken shards failed; retried");
+                    self.known_held
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .clear();
+                }
             }
         }
         let sockets = u64::try_from(self.tunnels_count()).unwrap_or(u64::MAX);

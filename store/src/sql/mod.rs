@@ -60,6 +60,13 @@ pub struct SqlOptions {
     /// SQLite: fsync every commit (`synchronous=FULL`). Group commit amortizes
     /// it; turning it off trades power-loss safety for latency.
     pub sqlite_full_sync: bool,
+    /// Postgres ends a session that sits inside a transaction this long
+    /// without sending anything (`idle_in_transaction_session_timeout`). A
+    /// node stalled mid-write (SIGSTOP, a VM freeze) would otherwise keep
+    /// its shard lease rows locked, and no other node could take them over.
+    /// invigil never pauses inside a transaction, so only a stall trips it;
+    /// the stalled write is rolled back and was never acknowledged.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl SqlOptions {
@@ -69,6 +76,7 @@ impl SqlOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             sqlite_full_sync: true,
+            idle_in_transaction_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -88,7 +96,12 @@ impl SqlStore {
     pub async fn connect(options: &SqlOptions) -> Result<Self, StoreError> {
         let url = options.url.as_str();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let connect = PgConnectOptions::from_str(url).map_err(|error| bad_url(url, error))?;
+            let connect = PgConnectOptions::from_str(url)
+                .map_err(|error| bad_url(url, error))?
+                .options([(
+                    "idle_in_transaction_session_timeout",
+                    options.idle_in_transaction_timeout.as_millis().max(1),
+                )]);
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections.max(1))
                 .acquire_timeout(options.acquire_timeout)
