@@ -1,8 +1,9 @@
 //! The node-to-node transport between two real processes. ractor's registry
 //! and process groups are global to a process, so the second node is this
 //! test binary run again: with `INVIGIL_TRANSPORT_PEER` set, the `peer_main`
-//! test runs a peer node until its stdin closes (or it is killed); without
-//! it, `peer_main` returns at once.
+//! test runs a peer node, which dials the test's node when told to on stdin
+//! and stops when stdin closes (or it is killed); without it, `peer_main`
+//! returns at once.
 //!
 //! The peer echoes calls (`echo:` + payload; `slow:<ms>:…` first sleeps,
 //! `hold` tells the caller it started and never answers) and answers each cast
@@ -26,7 +27,8 @@ const COOKIE: &str = "transport-test-cookie-0123456789";
 const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 const CALL_ATTEMPTS: u32 = 3;
 /// How long a call may take at most, plus scheduling slack.
-const CALL_BOUND: Duration = Duration::from_millis(1_000 * CALL_ATTEMPTS as u64 + 750);
+const CALL_BOUND: Duration =
+    Duration::from_millis(CALL_TIMEOUT.as_millis() as u64 * CALL_ATTEMPTS as u64 + 750);
 const CONNECT_WAIT: Duration = Duration::from_secs(20);
 
 fn config(node_id: &str, listen: SocketAddr, cookie: &str) -> TransportConfig {
@@ -406,7 +408,7 @@ async fn calls_and_casts_cross_processes_in_order_and_concurrently() {
     assert_eq!(echoed, expected, "casts arrived out of order");
 
     // 200 concurrent calls of 300 ms each are handled side by side: one at
-    // a time they would take a minute and time out.
+    // a time they would take a minute, and time out.
     let started = Instant::now();
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..200 {
@@ -424,11 +426,9 @@ async fn calls_and_casts_cross_processes_in_order_and_concurrently() {
         answered += 1;
     }
     assert_eq!(answered, 200);
-    assert!(
-        started.elapsed() < CALL_TIMEOUT,
-        "took {:?}",
-        started.elapsed()
-    );
+    let elapsed = started.elapsed();
+    eprintln!("200 concurrent calls of 300 ms: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
 
     // A node nobody knows: NoRoute, at once.
     let started = Instant::now();

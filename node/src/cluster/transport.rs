@@ -100,6 +100,10 @@ const REDIAL_AFTER_FAILURE: Duration = Duration::from_millis(100);
 const FIRST_RETRY_BACKOFF: Duration = Duration::from_millis(20);
 /// How long shutdown waits for each actor to stop.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+/// Bounds of the call settings, far above sensible values; they keep
+/// deadline arithmetic from overflowing.
+const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(600);
+const MAX_CALL_ATTEMPTS: u32 = 100;
 /// Longest node id; it travels in every message.
 const MAX_NODE_ID_LEN: usize = 255;
 
@@ -121,9 +125,10 @@ pub struct TransportConfig {
     pub listen: SocketAddr,
     /// The shared secret of ractor_cluster's handshake.
     pub cookie: String,
-    /// Timeout of one attempt of a call (and of waiting for a route).
+    /// Timeout of one attempt of a call (and of waiting for a route); at
+    /// most 10 minutes.
     pub call_timeout: Duration,
-    /// Attempts of a call, the first included (0 counts as 1).
+    /// Attempts of a call, the first included (0 counts as 1; at most 100).
     pub call_attempts: u32,
     /// TLS for the transport; `Some` is refused at start (module doc).
     pub tls: Option<TlsFiles>,
@@ -255,7 +260,14 @@ impl Transport {
             "transport node id {node_id:?} must be 1 to {MAX_NODE_ID_LEN} bytes without '@'"
         );
         ensure!(!cookie.is_empty(), "transport cookie is empty");
-        ensure!(!call_timeout.is_zero(), "transport call timeout is zero");
+        ensure!(
+            !call_timeout.is_zero() && call_timeout <= MAX_CALL_TIMEOUT,
+            "transport call timeout {call_timeout:?} must be above zero and at most {MAX_CALL_TIMEOUT:?}"
+        );
+        ensure!(
+            call_attempts <= MAX_CALL_ATTEMPTS,
+            "transport call attempts {call_attempts} must be at most {MAX_CALL_ATTEMPTS}"
+        );
         if let Some(tls) = tls {
             bail!(
                 "transport TLS is not supported yet (cert {}): unset the TLS files",
@@ -1145,6 +1157,38 @@ mod tests {
         );
         from_node_2.clear();
         assert!(delivered(&log).contains(&"node-3/1/1".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn tls_files_and_bad_node_ids_are_refused_at_start() {
+        let config = |node_id: &str, tls: Option<TlsFiles>| TransportConfig {
+            node_id: node_id.to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cookie: "cookie-0123456789".to_owned(),
+            call_timeout: Duration::from_secs(1),
+            call_attempts: 3,
+            tls,
+        };
+        let tls = TlsFiles {
+            cert: "node.pem".into(),
+            key: "node.key".into(),
+            ca: "ca.pem".into(),
+        };
+        let handler = Arc::new(CastLog::default());
+        let refused = Transport::start(config("node-1", Some(tls)), handler.clone()).await;
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .contains("TLS is not supported")
+        );
+        for bad in ["", "node@1"] {
+            assert!(
+                Transport::start(config(bad, None), handler.clone())
+                    .await
+                    .is_err()
+            );
+        }
     }
 
     #[test]
