@@ -68,6 +68,8 @@ pub struct ForwardedResponse {
 pub enum SocketKind {
     Candidate,
     Proctor,
+    /// One room's proctor feed for a proctor socket served by another node.
+    ProctorRoom,
 }
 
 /// Opens a socket on the owner: what the client presented to the gateway.
@@ -76,6 +78,9 @@ pub struct TunnelOpen {
     pub kind: SocketKind,
     pub token: String,
     pub ip: Option<String>,
+    /// The room of a [`SocketKind::ProctorRoom`] feed.
+    #[serde(default)]
+    pub room: Option<String>,
 }
 
 /// One frame through a tunnel, either way.

@@ -349,7 +349,11 @@ fn plan(rooms: usize, per_room: usize) -> Value {
         "proctors": (1..=rooms).map(|r| json!({
             "id": format!("proctor-{r}"), "name": format!("Proctor {r}"), "login": format!("proctor-{r}"),
             "password": format!("password-{r}"), "room_ids": [format!("room-{r}")]
-        })).collect::<Vec<_>>(),
+        })).chain(std::iter::once(json!({
+            // A proctor of every room: its rooms live on every node.
+            "id": "proctor-all", "name": "Head proctor", "login": "proctor-all",
+            "password": "password-all", "room_ids": (1..=rooms).map(|r| format!("room-{r}")).collect::<Vec<_>>()
+        }))).collect::<Vec<_>>(),
         "candidates": (1..=rooms * per_room).map(|n| json!({
             "id": format!("cand-{n:04}"), "reg_no": format!("R{n:04}"), "name": format!("Candidate {n}"),
             "room_id": format!("room-{}", (n - 1) / per_room + 1), "seat": (n - 1) % per_room + 1,
@@ -711,7 +715,8 @@ async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_
     .await;
 
     let traffic = Traffic::start(&sandbox, "cl", Duration::from_secs(60)).await;
-    let (seen, tasks, victim) = (traffic.seen, traffic.tasks, traffic.victim);
+    let (seen, tasks, victim, traffic_owners) =
+        (traffic.seen, traffic.tasks, traffic.victim, traffic.owners);
     wait_until(
         "every candidate acked through another node",
         Duration::from_secs(20),
@@ -765,6 +770,98 @@ async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_
     )
     .await;
 
+    // A proctor of every room, on one node, sees every room's snapshot
+    // (rooms hosted elsewhere stream through feeds) and commands a
+    // candidate whose room another node hosts.
+    let head: Value = sandbox
+        .client
+        .post(format!("{}/api/v1/auth/proctor", sandbox.base(victim)))
+        .json(&json!({"plan_id": "cl", "login": "proctor-all", "password": "password-all"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let proctor_node = (victim + 1) % 3;
+    let url = format!(
+        "{}/ws/proctor?token={}",
+        sandbox.base(proctor_node).replace("http://", "ws://"),
+        head["token"].as_str().unwrap()
+    );
+    let (mut dashboard, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    dashboard
+        .send(Message::text(json!({"t": "hello"}).to_string()))
+        .await
+        .unwrap();
+    let snapshots = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
+    let acks = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let (mut dashboard_sink, mut dashboard_stream) = dashboard.split();
+    let reader = {
+        let (snapshots, acks) = (snapshots.clone(), acks.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = dashboard_stream.next().await {
+                if let Message::Text(text) = message {
+                    let frame: Value = serde_json::from_str(&text).unwrap_or_default();
+                    match frame["t"].as_str() {
+                        Some("room") => snapshots.lock().unwrap().push((
+                            frame["room_id"].as_str().unwrap_or_default().to_string(),
+                            Instant::now(),
+                        )),
+                        Some("command_ack") => acks.lock().unwrap().push(frame),
+                        _ => {}
+                    }
+                }
+            }
+        })
+    };
+    let rooms_seen = |snapshots: &Arc<Mutex<Vec<(String, Instant)>>>, since: Instant| {
+        let mut rooms: Vec<String> = snapshots
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, at)| *at >= since)
+            .map(|(room, _)| room.clone())
+            .collect();
+        rooms.sort();
+        rooms.dedup();
+        rooms
+    };
+    let connected_at = Instant::now() - Duration::from_secs(1);
+    wait_until(
+        "the head proctor sees every room",
+        Duration::from_secs(10),
+        || {
+            let count = rooms_seen(&snapshots, connected_at).len();
+            async move { count == 6 }
+        },
+    )
+    .await;
+    let remote_candidate = seen
+        .iter()
+        .find(|(_, owner, _, _)| *owner != Sandbox::node_id(proctor_node))
+        .map(|(n, _, _, _)| format!("cand-{n:04}"))
+        .unwrap();
+    dashboard_sink
+        .send(Message::text(
+            json!({"t": "command", "id": "w1", "target": {"candidate_id": remote_candidate}, "action": "warn", "reason": "head proctor"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    wait_until(
+        "the cross-node socket command is acknowledged",
+        Duration::from_secs(10),
+        || {
+            let delivered = acks
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|ack| ack["id"] == "w1" && ack["delivered"] == true);
+            async move { delivered }
+        },
+    )
+    .await;
+
     // SIGKILL the victim while everyone is answering.
     let before = ack_counts(&seen);
     let victim_base = sandbox.base(victim);
@@ -787,6 +884,24 @@ async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_
         "kill → next acked answer (candidates of the killed node's rooms): p50 {p50:?}, p99 {p99:?}"
     );
     assert!(p99 <= Duration::from_secs(15), "failover took {p99:?}");
+    // The head proctor's dashboard follows the moved rooms to their new owners.
+    let moved: Vec<String> = traffic_owners
+        .iter()
+        .enumerate()
+        .filter(|(_, owner)| **owner == Sandbox::node_id(victim))
+        .map(|(index, _)| format!("room-{}", index + 1))
+        .collect();
+    wait_until(
+        "the dashboard gets the moved rooms again",
+        Duration::from_secs(15),
+        || {
+            let rooms = rooms_seen(&snapshots, killed_at);
+            let all = moved.iter().all(|room| rooms.contains(room));
+            async move { all }
+        },
+    )
+    .await;
+    reader.abort();
     for task in tasks {
         task.abort();
     }

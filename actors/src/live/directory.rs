@@ -334,13 +334,14 @@ impl Directory {
 
     /// Retires the live actors of the given shards (hand-off: their sockets
     /// are told to reconnect, their writes in flight finish) and waits, up
-    /// to `wait`, until they have stopped. Returns how many were retired.
+    /// to `wait`, until they have stopped. Returns the shards that still
+    /// have a live actor (the caller keeps their leases and asks again).
     pub async fn retire_shards(
         &self,
         shards: &HashSet<ShardId>,
         reason: &'static str,
         wait: Duration,
-    ) -> usize {
+    ) -> HashSet<ShardId> {
         let plans: Vec<(PlanId, Arc<Vec<RoomId>>)> = self
             .plans
             .lock()
@@ -348,35 +349,37 @@ impl Directory {
             .iter()
             .map(|(plan_id, (_, rooms))| (plan_id.clone(), rooms.clone()))
             .collect();
-        let mut names = Vec::new();
+        let mut names: Vec<(ShardId, String)> = Vec::new();
         for (plan_id, rooms) in plans {
             for room_id in rooms.iter() {
-                if !shards.contains(&ShardId::of_room(&plan_id, room_id)) {
+                let shard = ShardId::of_room(&plan_id, room_id);
+                if !shards.contains(&shard) {
                     continue;
                 }
                 if let Some(room) = self.live_room(&plan_id, room_id) {
                     let _ = room.cast(RoomMsg::Retire(Retire { reason }));
-                    names.push(room_actor_name(&self.scope, &plan_id, room_id));
+                    names.push((shard, room_actor_name(&self.scope, &plan_id, room_id)));
                 }
             }
-            if shards.contains(&ShardId::of_plan(&plan_id)) {
+            let shard = ShardId::of_plan(&plan_id);
+            if shards.contains(&shard) {
                 let name = plan_actor_name(&self.scope, &plan_id);
                 if let Some(cell) = ractor::registry::where_is(name.clone()) {
                     let plan: ActorRef<PlanMsg> = cell.into();
                     let _ = plan.cast(PlanMsg::Retire);
-                    names.push(name);
+                    names.push((shard, name));
                 }
             }
         }
         let deadline = tokio::time::Instant::now() + wait;
-        while tokio::time::Instant::now() < deadline
-            && names
-                .iter()
-                .any(|name| ractor::registry::where_is(name.clone()).is_some())
-        {
+        loop {
+            names.retain(|(_, name)| ractor::registry::where_is(name.clone()).is_some());
+            if names.is_empty() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        names.len()
+        names.into_iter().map(|(shard, _)| shard).collect()
     }
 
     /// Stops every live actor (shutdown): sockets are told to reconnect.

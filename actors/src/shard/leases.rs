@@ -32,6 +32,10 @@ pub struct LeaseKeeper {
     /// The shards this node should host; missing ones are taken when free.
     /// A std lock: never held across an await.
     desired: RwLock<Vec<ShardId>>,
+    /// Shards being handed off: still held (their writes in flight commit),
+    /// but no longer usable for anything new. A std lock: never held across
+    /// an await.
+    releasing: RwLock<std::collections::HashSet<ShardId>>,
     /// One store call at a time: a renewal that overlaps an acquisition
     /// could otherwise read fences the acquisition is about to replace and
     /// drop leases it just took.
@@ -53,6 +57,7 @@ impl LeaseKeeper {
             held: RwLock::new(HashMap::new()),
             desired: RwLock::new(Vec::new()),
             store_calls: tokio::sync::Mutex::new(()),
+            releasing: RwLock::new(std::collections::HashSet::new()),
         }
     }
 
@@ -64,8 +69,12 @@ impl LeaseKeeper {
         i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Returns the fence to write `shard` under, if this node holds it now.
+    /// Returns the fence to write `shard` under, if this node holds it now
+    /// (and is not handing it off).
     pub fn fence(&self, shard: ShardId) -> Option<Fence> {
+        if self.is_releasing(shard) {
+            return None;
+        }
         let now = self.clock.now();
         let held = self
             .held
@@ -79,8 +88,43 @@ impl LeaseKeeper {
             })
     }
 
+    fn is_releasing(&self, shard: ShardId) -> bool {
+        self.releasing
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&shard)
+    }
+
+    /// Every shard whose lease is held, usable or not (hand-offs included).
+    pub fn held_shards(&self) -> Vec<ShardId> {
+        let mut shards: Vec<ShardId> = self
+            .held
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        shards.sort();
+        shards
+    }
+
+    /// Starts handing `shards` off: nothing new may use them (activations,
+    /// writes), while the leases stay held until [`Self::release`]. Shards
+    /// not listed that were being handed off are kept after all.
+    pub fn set_releasing(&self, shards: &std::collections::HashSet<ShardId>) {
+        *self
+            .releasing
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = shards.clone();
+    }
+
     /// Returns the fences of every usable lease.
     pub fn fences(&self) -> Vec<Fence> {
+        let releasing = self
+            .releasing
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         let now = self.clock.now();
         let held = self
             .held
@@ -88,7 +132,7 @@ impl LeaseKeeper {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut fences: Vec<Fence> = held
             .iter()
-            .filter(|(_, lease)| lease.usable_until > now)
+            .filter(|(shard, lease)| lease.usable_until > now && !releasing.contains(shard))
             .map(|(&shard, lease)| Fence {
                 shard,
                 epoch: lease.epoch,
@@ -304,6 +348,15 @@ impl LeaseKeeper {
                 })
                 .collect::<Vec<_>>()
         };
+        {
+            let mut releasing = self
+                .releasing
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for shard in shards {
+                releasing.remove(shard);
+            }
+        }
         if fences.is_empty() {
             return Ok(());
         }
@@ -315,6 +368,10 @@ impl LeaseKeeper {
     /// its majority: the leases run out and the majority's nodes take them).
     pub fn abandon_all(&self) {
         self.held
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+        self.releasing
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clear();

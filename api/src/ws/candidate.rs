@@ -52,6 +52,7 @@ pub async fn candidate_socket(
             kind: SocketKind::Candidate,
             token: query.token.unwrap_or_default(),
             ip,
+            room: None,
         };
         return ws
             .config(socket_config(&state.settings))

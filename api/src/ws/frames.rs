@@ -38,7 +38,7 @@ pub enum CandidateFrame {
     Submit {},
 }
 
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     #[serde(default)]

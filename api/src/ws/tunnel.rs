@@ -147,7 +147,24 @@ pub async fn serve(
         },
         SocketKind::Proctor => {
             match super::proctor::verify_token(&state, Some(&open.token), Role::Proctor).await {
-                Ok(claims) => super::proctor::serve(state, claims, sink, stream).await,
+                Ok(claims) => super::proctor::serve(state, claims, open.token, sink, stream).await,
+                Err(error) => close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
+            }
+        }
+        SocketKind::ProctorRoom => {
+            let claims = match super::proctor::verify_token(
+                &state,
+                Some(&open.token),
+                Role::Proctor,
+            )
+            .await
+            {
+                Ok(claims) => claims,
+                Err(error) => return close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
+            };
+            let room = open.room.as_deref().unwrap_or_default();
+            match crate::proctor::assigned_room(&claims, room) {
+                Ok(room_id) => super::proctor::feed(state, claims, room_id, sink, stream).await,
                 Err(error) => close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
             }
         }

@@ -326,20 +326,23 @@ impl ClusterNode {
         };
         let desired_set: HashSet<ShardId> = desired.iter().copied().collect();
         self.leases.set_desired(desired.clone());
+        // Shards held but placed elsewhere: nothing new may use them from
+        // now on; once their actors have stopped (writes in flight
+        // committed), their leases go back.
         let handoff: HashSet<ShardId> = self
             .leases
-            .fences()
+            .held_shards()
             .into_iter()
-            .map(|fence| fence.shard)
             .filter(|shard| !desired_set.contains(shard))
             .collect();
+        self.leases.set_releasing(&handoff);
         if !handoff.is_empty() {
-            let retired = self
+            let busy = self
                 .directory
                 .retire_shards(&handoff, "the room moves to another node", HANDOFF_WAIT)
                 .await;
-            let shards: Vec<ShardId> = handoff.into_iter().collect();
-            info!(node_id = %self.node_id, shards = shards.len(), actors = retired, "handing shards off");
+            let shards: Vec<ShardId> = handoff.difference(&busy).copied().collect();
+            info!(node_id = %self.node_id, shards = shards.len(), still_busy = busy.len(), "handing shards off");
             if let Err(error) = self.leases.release(&shards).await {
                 warn!(%error, "releasing handed-off leases failed; they expire on their own");
             }
@@ -903,6 +906,7 @@ mod tests {
                 kind: invigil_api::cluster::SocketKind::Candidate,
                 token: "t".into(),
                 ip: None,
+                room: None,
             },
         };
         assert!(serde_json::from_slice::<Wire>(&serde_json::to_vec(&open).unwrap()).is_ok());

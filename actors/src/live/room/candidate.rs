@@ -293,7 +293,14 @@ impl RoomState {
                 let fence = match self.fence() {
                     Ok(fence) => fence,
                     Err(error) => {
-                        self.refuse_answer(seat, answer, error);
+                        // The shard moves (hand-off) or its lease ran out:
+                        // a socket gets `control reconnect` as the room
+                        // retires and resends the answer after resuming,
+                        // like any unacknowledged one; a REST caller gets
+                        // `not_owner` (and is forwarded to the new owner).
+                        if answer.reply.is_some() {
+                            self.refuse_answer(seat, answer, error);
+                        }
                         return Some("the shard lease is lost");
                     }
                 };
