@@ -309,7 +309,10 @@ pub struct ClusterSection {
     pub call_timeout_ms: u64,
     /// Attempts of a remote call (the first included).
     pub call_attempts: u32,
-    /// TLS for the transport: PEM files; all three or none.
+    /// Mutual TLS for the transport: this node's certificate chain and key,
+    /// and the CA that signs every node's certificate (PEM); all three or
+    /// none. Every node certificate carries the DNS name `invigil-node` and
+    /// allows server and client auth (docs/cluster.md).
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub tls_ca: Option<String>,

@@ -5,6 +5,9 @@
 //! and stops when stdin closes (or it is killed); without it, `peer_main`
 //! returns at once.
 //!
+//! With TLS, each test makes its own CA and node certificates (rcgen) in a
+//! temporary directory, which the peer process reads by path.
+//!
 //! The peer echoes calls (`echo:` + payload; `slow:<ms>:…` first sleeps,
 //! `hold` tells the caller it started and never answers) and answers each cast
 //! by calling the sender back with the cast's payload, so the sender sees the
@@ -13,12 +16,20 @@
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use invigil_node::cluster::transport::{RegionHandler, Transport, TransportConfig, TransportError};
+use invigil_node::cluster::transport::{
+    RegionHandler, TLS_SERVER_NAME, TlsFiles, Transport, TransportConfig, TransportError,
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use tokio::io::AsyncReadExt;
 
 const PEER_ENV: &str = "INVIGIL_TRANSPORT_PEER";
 /// What a peer process prints once it listens.
@@ -31,14 +42,19 @@ const CALL_BOUND: Duration =
     Duration::from_millis(CALL_TIMEOUT.as_millis() as u64 * CALL_ATTEMPTS as u64 + 750);
 const CONNECT_WAIT: Duration = Duration::from_secs(20);
 
-fn config(node_id: &str, listen: SocketAddr, cookie: &str) -> TransportConfig {
+fn config(
+    node_id: &str,
+    listen: SocketAddr,
+    cookie: &str,
+    tls: Option<TlsFiles>,
+) -> TransportConfig {
     TransportConfig {
         node_id: node_id.to_owned(),
         listen,
         cookie: cookie.to_owned(),
         call_timeout: CALL_TIMEOUT,
         call_attempts: CALL_ATTEMPTS,
-        tls: None,
+        tls,
     }
 }
 
@@ -73,6 +89,79 @@ where
 }
 
 // ---------------------------------------------------------------------------
+// Certificates.
+
+/// A CA in a temporary directory of its own, which issues node certificates
+/// into that directory.
+struct TestCa {
+    dir: tempfile::TempDir,
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl TestCa {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test ca"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), issuer.pem()).unwrap();
+        Self { dir, issuer }
+    }
+
+    fn path(&self, file_name: &str) -> PathBuf {
+        self.dir.path().join(file_name)
+    }
+
+    fn ca_path(&self) -> PathBuf {
+        self.path("ca.pem")
+    }
+
+    /// A node certificate as every node needs one: the DNS name
+    /// `TLS_SERVER_NAME`, server and client auth.
+    fn node(&self, name: &str) -> TlsFiles {
+        self.issue(name, &[TLS_SERVER_NAME])
+    }
+
+    /// A certificate for `name` with the DNS names `dns_names`, written as
+    /// `<name>.pem` and `<name>.key`; the CA file is this CA's.
+    fn issue(&self, name: &str, dns_names: &[&str]) -> TlsFiles {
+        let key = KeyPair::generate().unwrap();
+        let dns_names: Vec<String> = dns_names.iter().map(|name| (*name).to_owned()).collect();
+        let mut params = CertificateParams::new(dns_names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let files = TlsFiles {
+            cert: self.path(&format!("{name}.pem")),
+            key: self.path(&format!("{name}.key")),
+            ca: self.ca_path(),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
+    }
+}
+
+/// Writes a file holding the PEM of every CA in `cas`, in `cas[0]`'s directory.
+fn ca_bundle(cas: &[&TestCa]) -> PathBuf {
+    let bundle: String = cas
+        .iter()
+        .map(|ca| std::fs::read_to_string(ca.ca_path()).unwrap())
+        .collect();
+    let path = cas[0].path("bundle.pem");
+    std::fs::write(&path, bundle).unwrap();
+    path
+}
+
+// ---------------------------------------------------------------------------
 // The peer process.
 
 /// What the peer process is told: where it listens, who it is, its cookie,
@@ -83,25 +172,42 @@ struct PeerSpec {
     cookie: String,
     driver_id: String,
     driver_addr: SocketAddr,
+    tls: Option<TlsFiles>,
 }
 
 impl PeerSpec {
     fn encode(&self) -> String {
-        format!(
-            "{},{},{},{},{}",
-            self.listen, self.node_id, self.cookie, self.driver_id, self.driver_addr
-        )
+        let mut fields = vec![
+            self.listen.to_string(),
+            self.node_id.clone(),
+            self.cookie.clone(),
+            self.driver_id.clone(),
+            self.driver_addr.to_string(),
+        ];
+        if let Some(tls) = &self.tls {
+            for path in [&tls.cert, &tls.key, &tls.ca] {
+                let path = path.to_str().unwrap().to_owned();
+                assert!(!path.contains(','), "{path}");
+                fields.push(path);
+            }
+        }
+        fields.join(",")
     }
 
     fn decode(text: &str) -> Self {
         let parts: Vec<&str> = text.split(',').collect();
-        assert_eq!(parts.len(), 5, "{PEER_ENV}={text}");
+        assert!(parts.len() == 5 || parts.len() == 8, "{PEER_ENV}={text}");
         Self {
             listen: parts[0].parse().unwrap(),
             node_id: parts[1].to_owned(),
             cookie: parts[2].to_owned(),
             driver_id: parts[3].to_owned(),
             driver_addr: parts[4].parse().unwrap(),
+            tls: (parts.len() == 8).then(|| TlsFiles {
+                cert: parts[5].into(),
+                key: parts[6].into(),
+                ca: parts[7].into(),
+            }),
         }
     }
 }
@@ -153,7 +259,7 @@ fn peer_main() {
     runtime.block_on(async {
         let handler = Arc::new(PeerHandler::default());
         let transport = Transport::start(
-            config(&spec.node_id, spec.listen, &spec.cookie),
+            config(&spec.node_id, spec.listen, &spec.cookie, spec.tls.clone()),
             handler.clone(),
         )
         .await
@@ -292,6 +398,38 @@ struct Pair {
     recorder: Arc<Recorder>,
     peer: PeerProcess,
     peer_spec: PeerSpec,
+    /// A TCP connection to this test's node that never says a word, held
+    /// open from before the peer dials (`PairSetup::silent_connection`).
+    silent_connection_opt: Option<tokio::net::TcpStream>,
+}
+
+/// How a [`Pair`] starts.
+struct PairSetup<'a> {
+    driver_id: &'a str,
+    peer_id: &'a str,
+    peer_cookie: &'a str,
+    driver_tls: Option<TlsFiles>,
+    peer_tls: Option<TlsFiles>,
+    /// Whether this test's node lists the peer, and so dials it too.
+    driver_dials: bool,
+    /// Whether to open a silent connection to this test's node before the
+    /// peer dials it.
+    silent_connection: bool,
+}
+
+impl<'a> PairSetup<'a> {
+    /// Plain TCP, both sides dialing.
+    fn new(driver_id: &'a str, peer_id: &'a str) -> Self {
+        Self {
+            driver_id,
+            peer_id,
+            peer_cookie: COOKIE,
+            driver_tls: None,
+            peer_tls: None,
+            driver_dials: true,
+            silent_connection: false,
+        }
+    }
 }
 
 impl Pair {
@@ -299,27 +437,45 @@ impl Pair {
     /// process; each lists the other and both dial at the same moment, so
     /// two sessions race (ractor_cluster keeps one).
     async fn start(driver_id: &str, peer_id: &str, peer_cookie: &str) -> Self {
+        Self::start_with(PairSetup {
+            peer_cookie,
+            ..PairSetup::new(driver_id, peer_id)
+        })
+        .await
+    }
+
+    async fn start_with(setup: PairSetup<'_>) -> Self {
         init_logs();
         let driver_addr = free_addr();
         let recorder = Arc::new(Recorder::default());
-        let transport = Transport::start(config(driver_id, driver_addr, COOKIE), recorder.clone())
+        let driver_config = config(setup.driver_id, driver_addr, COOKIE, setup.driver_tls);
+        let transport = Transport::start(driver_config, recorder.clone())
             .await
             .unwrap();
+        let silent_connection_opt = if setup.silent_connection {
+            Some(tokio::net::TcpStream::connect(driver_addr).await.unwrap())
+        } else {
+            None
+        };
         let peer_spec = PeerSpec {
             listen: free_addr(),
-            node_id: peer_id.to_owned(),
-            cookie: peer_cookie.to_owned(),
-            driver_id: driver_id.to_owned(),
+            node_id: setup.peer_id.to_owned(),
+            cookie: setup.peer_cookie.to_owned(),
+            driver_id: setup.driver_id.to_owned(),
             driver_addr,
+            tls: setup.peer_tls,
         };
         let mut peer = PeerProcess::spawn(&peer_spec).await;
         peer.dial();
-        transport.set_peers(&[peer_spec.peer()]).await;
+        if setup.driver_dials {
+            transport.set_peers(&[peer_spec.peer()]).await;
+        }
         Self {
             transport,
             recorder,
             peer,
             peer_spec,
+            silent_connection_opt,
         }
     }
 
@@ -528,11 +684,18 @@ async fn a_killed_peer_fails_calls_in_bounded_time_and_a_restarted_one_is_reache
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_another_cookie_is_never_reached() {
     let mut pair = Pair::start("node-5", "node-6", "another-cookie-0123456789").await;
+    assert_never_reached(&mut pair).await;
+}
 
+/// Asserts that the pair's peer never becomes reachable while both sides
+/// keep dialing: calls fail in bounded time with `NoRoute` or `Timeout`, no
+/// session comes up, and the peer process lives on. Shuts the pair down.
+async fn assert_never_reached(pair: &mut Pair) {
+    let peer_id = pair.peer_spec.node_id.clone();
     // Long enough for both sides to have dialed, and failed, a few times.
     for _ in 0..3 {
         let started = Instant::now();
-        let result = pair.transport.call("node-6", b"ping".to_vec()).await;
+        let result = pair.transport.call(&peer_id, b"ping".to_vec()).await;
         assert!(
             matches!(
                 result,
@@ -545,9 +708,248 @@ async fn a_peer_with_another_cookie_is_never_reached() {
             "call took {:?}",
             started.elapsed()
         );
+        pair.peer.dial();
         pair.transport.set_peers(&[pair.peer_spec.peer()]).await;
     }
     assert!(pair.transport.connected_peers().is_empty());
     assert!(pair.peer.is_running(), "the peer process died");
+    // This node still works.
+    assert_eq!(
+        pair.transport
+            .call(&pair.peer_spec.driver_id, b"self".to_vec())
+            .await,
+        Ok(b"ok".to_vec())
+    );
     pair.transport.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// TLS.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_peers_answer_calls_and_keep_casts_in_order() {
+    let ca = TestCa::new("cluster");
+    let pair = Pair::start_with(PairSetup {
+        driver_tls: Some(ca.node("node-7")),
+        peer_tls: Some(ca.node("node-8")),
+        ..PairSetup::new("node-7", "node-8")
+    })
+    .await;
+    let transport = &pair.transport;
+    assert!(pair.wait_for_echo().await, "node-8 never answered over TLS");
+    assert_eq!(transport.connected_peers(), vec!["node-8".to_owned()]);
+
+    for i in 0..300 {
+        let payload = format!("tls-call-{i}").into_bytes();
+        let reply = transport.call("node-8", payload.clone()).await.unwrap();
+        assert_eq!(reply, [b"echo:".as_slice(), &payload].concat());
+    }
+
+    // The peer calls each cast back, so the order here is the order there.
+    for i in 0..500 {
+        transport
+            .cast("node-8", format!("tls-cast-{i:04}").into_bytes())
+            .await
+            .unwrap();
+    }
+    let all_back = wait_until(Duration::from_secs(60), || async {
+        pair.recorder.count_with_prefix(b"tls-cast-") >= 500
+    })
+    .await;
+    let echoed = pair.recorder.with_prefix(b"tls-cast-");
+    assert!(all_back, "{} of 500 casts came back", echoed.len());
+    let expected: Vec<String> = (0..500).map(|i| format!("tls-cast-{i:04}")).collect();
+    assert_eq!(echoed, expected, "casts arrived out of order");
+
+    transport.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_neither_blocks_tls_peers_dialing_in_nor_stays_open() {
+    let ca = TestCa::new("cluster");
+    let mut pair = Pair::start_with(PairSetup {
+        driver_tls: Some(ca.node("node-9")),
+        peer_tls: Some(ca.node("node-10")),
+        driver_dials: false,
+        silent_connection: true,
+        ..PairSetup::new("node-9", "node-10")
+    })
+    .await;
+
+    // Only node-10 dials (again on each probe, should a dial fail), so its
+    // session is one this node accepted, silent connection or not.
+    let transport = pair.transport.clone();
+    let peer = &mut pair.peer;
+    let reached = wait_until(CONNECT_WAIT, || {
+        peer.dial();
+        let transport = transport.clone();
+        async move {
+            transport.call("node-10", b"ping".to_vec()).await.ok() == Some(b"echo:ping".to_vec())
+        }
+    })
+    .await;
+    assert!(reached, "node-10 never got a session by dialing in");
+
+    // The silent connection is closed once its handshake times out.
+    let mut silent = pair.silent_connection_opt.take().unwrap();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(CALL_TIMEOUT * 5, silent.read(&mut buffer)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "{read:?}");
+    pair.transport.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_a_cert_from_another_ca_is_never_reached() {
+    let ca = TestCa::new("cluster");
+    let other_ca = TestCa::new("other");
+    // The peer trusts this cluster's CA as well as its own: only this node's
+    // checks can keep it out, whichever side dials.
+    let mut peer_tls = other_ca.node("node-12");
+    peer_tls.ca = ca_bundle(&[&other_ca, &ca]);
+    let mut pair = Pair::start_with(PairSetup {
+        driver_tls: Some(ca.node("node-11")),
+        peer_tls: Some(peer_tls),
+        ..PairSetup::new("node-11", "node-12")
+    })
+    .await;
+    assert_never_reached(&mut pair).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_tcp_peer_never_talks_to_a_tls_node() {
+    let ca = TestCa::new("cluster");
+    let mut pair = Pair::start_with(PairSetup {
+        driver_tls: Some(ca.node("node-13")),
+        ..PairSetup::new("node-13", "node-14")
+    })
+    .await;
+    assert_never_reached(&mut pair).await;
+}
+
+/// Starts a TLS node with `tls` and returns why it failed to start.
+async fn tls_start_error(tls: TlsFiles) -> String {
+    let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let started = Transport::start(
+        config("node-15", listen, COOKIE, Some(tls)),
+        Arc::new(Recorder::default()),
+    )
+    .await;
+    match started {
+        Ok(transport) => {
+            transport.shutdown().await;
+            panic!("the transport started");
+        }
+        Err(error) => format!("{error:#}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_tls_files_fail_the_start_naming_the_file() {
+    init_logs();
+    let ca = TestCa::new("cluster");
+    let other_ca = TestCa::new("other");
+    let good = ca.node("node-15");
+    let not_pem = ca.path("not-pem.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let bad_base64 = ca.path("bad-base64.pem");
+    std::fs::write(
+        &bad_base64,
+        "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let shown = |path: &Path| path.display().to_string();
+
+    // The good files start.
+    let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config_good = config("node-15", listen, COOKIE, Some(good.clone()));
+    let transport = Transport::start(config_good, Arc::new(Recorder::default()))
+        .await
+        .unwrap();
+    transport.shutdown().await;
+
+    let missing = ca.path("missing.pem");
+    let another_nodes_key = ca.node("node-16").key;
+    let from_other_ca = TlsFiles {
+        ca: ca.ca_path(),
+        ..other_ca.node("node-17")
+    };
+    let without_server_name = ca.issue("node-18", &["node-18.example"]);
+    let cases = [
+        (
+            TlsFiles {
+                cert: missing.clone(),
+                ..good.clone()
+            },
+            format!("reading transport TLS cert {}", shown(&missing)),
+        ),
+        (
+            TlsFiles {
+                cert: not_pem.clone(),
+                ..good.clone()
+            },
+            format!(
+                "transport TLS cert {} holds no PEM certificate",
+                shown(&not_pem)
+            ),
+        ),
+        (
+            TlsFiles {
+                cert: bad_base64.clone(),
+                ..good.clone()
+            },
+            format!("transport TLS cert {} is not valid PEM", shown(&bad_base64)),
+        ),
+        (
+            TlsFiles {
+                key: good.cert.clone(),
+                ..good.clone()
+            },
+            format!(
+                "transport TLS key {} holds no usable PEM private key",
+                shown(&good.cert)
+            ),
+        ),
+        (
+            TlsFiles {
+                key: another_nodes_key.clone(),
+                ..good.clone()
+            },
+            format!(
+                "transport TLS key {} does not fit cert {}",
+                shown(&another_nodes_key),
+                shown(&good.cert)
+            ),
+        ),
+        (
+            from_other_ca.clone(),
+            format!(
+                "transport TLS cert {} is not valid",
+                shown(&from_other_ca.cert)
+            ),
+        ),
+        (
+            without_server_name.clone(),
+            format!(
+                "transport TLS cert {} is not valid",
+                shown(&without_server_name.cert)
+            ),
+        ),
+        (
+            TlsFiles {
+                ca: not_pem.clone(),
+                ..good.clone()
+            },
+            format!(
+                "transport TLS ca {} holds no PEM certificate",
+                shown(&not_pem)
+            ),
+        ),
+    ];
+    for (files, expected) in cases {
+        let error = tls_start_error(files).await;
+        assert!(
+            error.contains(&expected),
+            "expected {expected:?} in {error:?}"
+        );
+    }
 }

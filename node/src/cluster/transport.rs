@@ -56,18 +56,48 @@
 //!
 //! # Security
 //! Sessions are authenticated by ractor_cluster's challenge over the shared
-//! cookie; a node with another cookie never gets a session. The cookie does not
-//! encrypt: traffic is plain TCP. TLS is not supported yet:
-//! `IncomingEncryptionMode::Tls` takes a `tokio_rustls::TlsAcceptor` that
-//! ractor_cluster does not re-export, and invigil-node does not depend on
-//! tokio-rustls or a PEM parser, so a configured [`TlsFiles`] makes
-//! [`Transport::start`] fail instead of silently running without encryption.
+//! cookie; a node with another cookie never gets a session. The cookie does
+//! not encrypt: without [`TlsFiles`] traffic is plain TCP.
+//!
+//! With [`TlsFiles`] every connection is mutual TLS 1.3 (rustls with the
+//! aws-lc-rs provider), and the cookie challenge still runs inside it:
+//! - `cert` is this node's certificate chain (PEM, leaf first) and `key` its
+//!   private key (PEM: PKCS#8, PKCS#1 or SEC1); the node presents them both
+//!   when it accepts and when it dials.
+//! - `ca` holds the PEM certificates that sign node certificates (more than
+//!   one while a CA rotates). A peer is accepted, either way, only with a
+//!   certificate chaining to one of them.
+//! - A node dials every peer under one fixed server name, [`TLS_SERVER_NAME`]
+//!   (`invigil-node`): every node certificate carries it as a DNS subject
+//!   alternative name, and allows server and client auth. The certificate
+//!   does not bind a node id: a certificate the CA signed and the cookie
+//!   admit a node, and its node id is taken on trust as without TLS.
+//! - [`Transport::start`] reads the files once (no reload) and fails, naming
+//!   the file, when one is unreadable or holds no PEM of its kind, when the
+//!   key does not fit the certificate, or when the CA does not accept the
+//!   node's own certificate as above.
+//! - A plain-TCP node and a TLS node never get a session with each other.
+//!
+//! Inbound TLS connections are accepted by this module's own loop on
+//! `listen` (the `tls` submodule), each handshake on a task of its own with
+//! `call_timeout` to finish: ractor_cluster's listener would run them one at
+//! a time without a timeout, so one silent connection would stop every
+//! inbound session. The node server's own listener, which cannot be turned
+//! off, then sits on an ephemeral loopback port and demands the same TLS.
+//!
 //! A session's claimed node id (and a message's `from`) is trusted once the
 //! cookie is proven.
+//!
+//! # Layout
+//! - `region`: the region actor and the encoding of its messages.
+//! - `tls`: the TLS configuration from [`TlsFiles`] and the TLS accept loop.
+
+mod region;
+mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -75,26 +105,26 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use async_trait::async_trait;
-use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort, pg};
+use ractor::{Actor, ActorId, ActorRef, MessagingErr, pg};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage, NodeSessionMessage};
-use tokio::sync::mpsc;
+use ractor_cluster::{
+    IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
+    NodeSessionMessage,
+};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-/// Process-group prefix of the regions; the node id completes the name.
-const REGION_GROUP_PREFIX: &str = "invigil.region.";
-/// Wire names of the two region messages; a new encoding gets a new name, so
-/// mismatched nodes drop each other's messages instead of misreading them.
-const CALL_VARIANT: &str = "invigil.region.call.v1";
-const CAST_VARIANT: &str = "invigil.region.cast.v1";
+use self::region::{RegionCall, RegionCast, RegionMessage, ShardRegion, region_group};
+use self::tls::NodeTls;
+pub use self::tls::TLS_SERVER_NAME;
+
 /// The id of this transport's subscription to the node server's session events.
 const SESSION_SUBSCRIPTION_ID: &str = "invigil.transport";
 /// How often a caller waiting for a route looks at the process group again.
 const ROUTE_POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// The pause before redialing a peer whose TCP connect failed.
+/// The pause before redialing a peer whose connect failed.
 const REDIAL_AFTER_FAILURE: Duration = Duration::from_millis(100);
 /// The first retry backoff; it doubles, up to a tenth of the call timeout.
 const FIRST_RETRY_BACKOFF: Duration = Duration::from_millis(20);
@@ -107,12 +137,15 @@ const MAX_CALL_ATTEMPTS: u32 = 100;
 /// Longest node id; it travels in every message.
 const MAX_NODE_ID_LEN: usize = 255;
 
-/// PEM files of the transport's TLS: this node's certificate and key, and the
-/// CA that signs every node's certificate. Not supported yet (module doc).
+/// PEM files of the transport's mutual TLS (module doc, Security).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
+    /// This node's certificate chain, leaf first; it carries the DNS name
+    /// [`TLS_SERVER_NAME`].
     pub cert: PathBuf,
+    /// The private key of `cert`.
     pub key: PathBuf,
+    /// The certificates that sign every node's certificate.
     pub ca: PathBuf,
 }
 
@@ -130,7 +163,8 @@ pub struct TransportConfig {
     pub call_timeout: Duration,
     /// Attempts of a call, the first included (0 counts as 1; at most 100).
     pub call_attempts: u32,
-    /// TLS for the transport; `Some` is refused at start (module doc).
+    /// Mutual TLS for every connection; `None` is plain TCP (module doc,
+    /// Security).
     pub tls: Option<TlsFiles>,
 }
 
@@ -197,6 +231,10 @@ struct Inner {
     handler: Arc<dyn RegionHandler>,
     region: ActorRef<RegionMessage>,
     server: ActorRef<NodeServerMessage>,
+    /// What dials peers over TLS; `None` dials plain TCP.
+    tls_opt: Option<NodeTls>,
+    /// The TLS accept loop, aborted at shutdown.
+    tls_accept_loop_opt: Option<AbortHandle>,
     /// Shared with the session subscription; a std mutex: nothing awaits
     /// while holding it.
     book: Arc<Mutex<PeerBook>>,
@@ -237,10 +275,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn region_group(node_id: &str) -> String {
-    format!("{REGION_GROUP_PREFIX}{node_id}")
-}
-
 impl Transport {
     /// Starts the node server on `config.listen` and this node's region.
     pub async fn start(
@@ -268,12 +302,10 @@ impl Transport {
             call_attempts <= MAX_CALL_ATTEMPTS,
             "transport call attempts {call_attempts} must be at most {MAX_CALL_ATTEMPTS}"
         );
-        if let Some(tls) = tls {
-            bail!(
-                "transport TLS is not supported yet (cert {}): unset the TLS files",
-                tls.cert.display()
-            );
-        }
+        let tls_opt = match &tls {
+            Some(files) => Some(NodeTls::load(files).await?),
+            None => None,
+        };
 
         let (region, _) = Actor::spawn(
             None,
@@ -286,15 +318,41 @@ impl Transport {
         .await
         .context("starting the shard region")?;
 
-        let server = NodeServer::new(
-            listen.port(),
-            cookie,
-            node_id.clone(),
-            node_id.clone(),
-            None,
-            Some(NodeConnectionMode::Isolated),
-        )
-        .with_listen_addr(listen.ip());
+        // With TLS this module accepts on `listen`, and the node server's
+        // listener moves out of the way (module doc, Security).
+        let (server, tls_listener_opt) = match &tls_opt {
+            Some(node_tls) => {
+                let listener = match tls::bind(listen).await {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        region.stop(None);
+                        return Err(error);
+                    }
+                };
+                let server = NodeServer::new(
+                    0,
+                    cookie,
+                    node_id.clone(),
+                    node_id.clone(),
+                    Some(IncomingEncryptionMode::Tls(node_tls.acceptor.clone())),
+                    Some(NodeConnectionMode::Isolated),
+                )
+                .with_listen_addr(Ipv4Addr::LOCALHOST.into());
+                (server, Some(listener))
+            }
+            None => {
+                let server = NodeServer::new(
+                    listen.port(),
+                    cookie,
+                    node_id.clone(),
+                    node_id.clone(),
+                    None,
+                    Some(NodeConnectionMode::Isolated),
+                )
+                .with_listen_addr(listen.ip());
+                (server, None)
+            }
+        };
         let spawned = Actor::spawn(None, server, ())
             .await
             .with_context(|| format!("starting the transport listener on {listen}"));
@@ -318,7 +376,19 @@ impl Transport {
             server.stop(None);
             bail!("the transport node server stopped at start");
         }
-        info!(node_id = %node_id, %listen, "transport listening");
+        let tls_accept_loop_opt = match (tls_listener_opt, &tls_opt) {
+            (Some(listener), Some(node_tls)) => {
+                let accept_loop = tls::accept_loop(
+                    listener,
+                    node_tls.acceptor.clone(),
+                    server.clone(),
+                    call_timeout,
+                );
+                Some(tokio::spawn(accept_loop).abort_handle())
+            }
+            _ => None,
+        };
+        info!(node_id = %node_id, %listen, tls = tls_opt.is_some(), "transport listening");
 
         Ok(Self {
             inner: Arc::new(Inner {
@@ -329,6 +399,8 @@ impl Transport {
                 handler,
                 region,
                 server,
+                tls_opt,
+                tls_accept_loop_opt,
                 book,
                 shut_down: AtomicBool::new(false),
             }),
@@ -341,8 +413,8 @@ impl Transport {
     /// where a dropped session comes back (ractor_cluster does not redial);
     /// a call or cast to a listed peer without a route also dials it.
     ///
-    /// Returns once the TCP connects are done (at most `call_timeout`); the
-    /// handshakes finish in the background.
+    /// Returns once the TCP connects (and TLS handshakes) are done (at most
+    /// `call_timeout`); the cookie handshakes finish in the background.
     pub async fn set_peers(&self, peers: &[(String, String)]) {
         if self.is_shut_down() {
             return;
@@ -491,6 +563,9 @@ impl Transport {
         let inner = &self.inner;
         if inner.shut_down.swap(true, Ordering::SeqCst) {
             return;
+        }
+        if let Some(accept_loop) = &inner.tls_accept_loop_opt {
+            accept_loop.abort();
         }
         let _ = inner.server.cast(NodeServerMessage::UnsubscribeToEvents(
             SESSION_SUBSCRIPTION_ID.to_owned(),
@@ -643,7 +718,20 @@ impl Inner {
         let limit = deadline
             .saturating_duration_since(Instant::now())
             .min(self.call_timeout);
-        let connect = ractor_cluster::client_connect(&self.server, addr);
+        let connect = async {
+            match &self.tls_opt {
+                Some(node_tls) => {
+                    ractor_cluster::client_connect_enc(
+                        &self.server,
+                        addr,
+                        node_tls.connector.clone(),
+                        node_tls.server_name.clone(),
+                    )
+                    .await
+                }
+                None => ractor_cluster::client_connect(&self.server, addr).await,
+            }
+        };
         let failure = match tokio::time::timeout(limit, connect).await {
             Ok(Ok(())) => {
                 debug!(peer_node_id = %node_id, %addr, "transport dialed");
@@ -760,431 +848,53 @@ impl NodeEventSubscription for SessionEvents {
     }
 }
 
-// ---------------------------------------------------------------------------
-// The region: this node's inbound endpoint.
-
-/// A message to a node's region. Encoded by hand (no serde, no derive) as
-/// `payload ‖ from ‖ len(from): u16` for a call and
-/// `payload ‖ from ‖ len(from): u16 ‖ incarnation: u64 ‖ seq: u64` for a
-/// cast, integers big-endian; a call's reply is the handler's bytes as they
-/// are.
-enum RegionMessage {
-    Call(RegionCall),
-    Cast(RegionCast),
-}
-
-/// A call from another node (or this one).
-struct RegionCall {
-    from: String,
-    payload: Vec<u8>,
-    reply: RpcReplyPort<Vec<u8>>,
-}
-
-/// A one-way message. `seq` counts the sender's casts to this node, from 1;
-/// `incarnation` is random per sender process, so a restarted sender starts
-/// a new count.
-struct RegionCast {
-    from: String,
-    incarnation: u64,
-    seq: u64,
-    payload: Vec<u8>,
-}
-
-impl fmt::Debug for RegionMessage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Call(call) => f
-                .debug_struct("RegionCall")
-                .field("from", &call.from)
-                .field("payload_len", &call.payload.len())
-                .finish_non_exhaustive(),
-            Self::Cast(cast) => f
-                .debug_struct("RegionCast")
-                .field("from", &cast.from)
-                .field("seq", &cast.seq)
-                .field("payload_len", &cast.payload.len())
-                .finish_non_exhaustive(),
-        }
-    }
-}
-
-impl ractor::Message for RegionMessage {
-    fn serializable() -> bool {
-        true
-    }
-
-    fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
-        match self {
-            Self::Call(RegionCall {
-                from,
-                payload,
-                reply,
-            }) => Ok(SerializedMessage::Call {
-                variant: CALL_VARIANT.to_owned(),
-                args: seal(payload, &from, &[])?,
-                reply,
-                metadata: None,
-            }),
-            Self::Cast(RegionCast {
-                from,
-                incarnation,
-                seq,
-                payload,
-            }) => {
-                let mut counters = [0u8; 16];
-                counters[..8].copy_from_slice(&incarnation.to_be_bytes());
-                counters[8..].copy_from_slice(&seq.to_be_bytes());
-                Ok(SerializedMessage::Cast {
-                    variant: CAST_VARIANT.to_owned(),
-                    args: seal(payload, &from, &counters)?,
-                    metadata: None,
-                })
-            }
-        }
-    }
-
-    fn deserialize(message: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
-        match message {
-            SerializedMessage::Call {
-                variant,
-                args,
-                reply,
-                ..
-            } if variant == CALL_VARIANT => {
-                let (from, payload, _) = unseal::<0>(args)?;
-                Ok(Self::Call(RegionCall {
-                    from,
-                    payload,
-                    reply,
-                }))
-            }
-            SerializedMessage::Cast { variant, args, .. } if variant == CAST_VARIANT => {
-                let (from, payload, counters) = unseal::<16>(args)?;
-                let (incarnation, seq) = counters.split_at(8);
-                Ok(Self::Cast(RegionCast {
-                    from,
-                    incarnation: u64::from_be_bytes(
-                        incarnation.try_into().map_err(|_| BoxedDowncastErr)?,
-                    ),
-                    seq: u64::from_be_bytes(seq.try_into().map_err(|_| BoxedDowncastErr)?),
-                    payload,
-                }))
-            }
-            _ => Err(BoxedDowncastErr),
-        }
-    }
-}
-
-/// Appends `from`, its length and `trailer` to `payload`.
-fn seal(mut payload: Vec<u8>, from: &str, trailer: &[u8]) -> Result<Vec<u8>, BoxedDowncastErr> {
-    let from_len = u16::try_from(from.len()).map_err(|_| BoxedDowncastErr)?;
-    payload.reserve(from.len() + 2 + trailer.len());
-    payload.extend_from_slice(from.as_bytes());
-    payload.extend_from_slice(&from_len.to_be_bytes());
-    payload.extend_from_slice(trailer);
-    Ok(payload)
-}
-
-/// Splits what [`seal`] built into `from`, the payload and the trailer of
-/// `N` bytes; the payload keeps the buffer.
-fn unseal<const N: usize>(
-    mut args: Vec<u8>,
-) -> Result<(String, Vec<u8>, [u8; N]), BoxedDowncastErr> {
-    let trailer_at = args.len().checked_sub(N).ok_or(BoxedDowncastErr)?;
-    let trailer: [u8; N] = args[trailer_at..]
-        .try_into()
-        .map_err(|_| BoxedDowncastErr)?;
-    let len_at = trailer_at.checked_sub(2).ok_or(BoxedDowncastErr)?;
-    let from_len = u16::from_be_bytes([args[len_at], args[len_at + 1]]);
-    let from_at = len_at
-        .checked_sub(usize::from(from_len))
-        .ok_or(BoxedDowncastErr)?;
-    let from = std::str::from_utf8(&args[from_at..len_at])
-        .map_err(|_| BoxedDowncastErr)?
-        .to_owned();
-    args.truncate(from_at);
-    Ok((from, args, trailer))
-}
-
-/// The node's inbound endpoint: runs calls concurrently and casts in order
-/// per sender.
-struct ShardRegion {
-    node_id: String,
-    handler: Arc<dyn RegionHandler>,
-}
-
-struct RegionState {
-    /// Sender node id → its casts' queue.
-    lanes: HashMap<String, CastLane>,
-}
-
-/// One sender's casts, handled one after the other by a task of their own.
-/// Unbounded like the region's own mailbox: a lane holds what the mailbox
-/// would have held.
-struct CastLane {
-    incarnation: u64,
-    last_seq: u64,
-    queue: mpsc::UnboundedSender<Vec<u8>>,
-}
-
-impl CastLane {
-    fn open(from: &str, incarnation: u64, handler: &Arc<dyn RegionHandler>) -> Self {
-        let (queue, mut pending) = mpsc::unbounded_channel::<Vec<u8>>();
-        let from = from.to_owned();
-        let handler = Arc::clone(handler);
-        tokio::spawn(async move {
-            while let Some(payload) = pending.recv().await {
-                handler.cast(from.clone(), payload).await;
-            }
-        });
-        Self {
-            incarnation,
-            last_seq: 0,
-            queue,
-        }
-    }
-}
-
-impl ShardRegion {
-    fn admit_cast(&self, state: &mut RegionState, cast: RegionCast) {
-        let lane = state
-            .lanes
-            .entry(cast.from.clone())
-            .or_insert_with(|| CastLane::open(&cast.from, cast.incarnation, &self.handler));
-        if lane.incarnation != cast.incarnation {
-            lane.incarnation = cast.incarnation;
-            lane.last_seq = 0;
-        }
-        if cast.seq <= lane.last_seq {
-            debug!(from = %cast.from, seq = cast.seq, last_seq = lane.last_seq, "stale cast dropped");
-            return;
-        }
-        lane.last_seq = cast.seq;
-        if let Err(mpsc::error::SendError(payload)) = lane.queue.send(cast.payload) {
-            // The lane's task died with a panicking handler; start another.
-            warn!(from = %cast.from, "cast lane restarted after a handler panic");
-            let mut fresh = CastLane::open(&cast.from, cast.incarnation, &self.handler);
-            fresh.last_seq = cast.seq;
-            let _ = fresh.queue.send(payload);
-            *lane = fresh;
-        }
-    }
-}
-
-impl Actor for ShardRegion {
-    type Msg = RegionMessage;
-    type State = RegionState;
-    type Arguments = ();
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<RegionMessage>,
-        _args: (),
-    ) -> Result<RegionState, ActorProcessingErr> {
-        Ok(RegionState {
-            lanes: HashMap::new(),
-        })
-    }
-
-    /// Joins the region group; sessions copy it to every peer.
-    async fn post_start(
-        &self,
-        myself: ActorRef<RegionMessage>,
-        _state: &mut RegionState,
-    ) -> Result<(), ActorProcessingErr> {
-        pg::join(region_group(&self.node_id), vec![myself.get_cell()]);
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<RegionMessage>,
-        message: RegionMessage,
-        state: &mut RegionState,
-    ) -> Result<(), ActorProcessingErr> {
-        match message {
-            RegionMessage::Call(RegionCall {
-                from,
-                payload,
-                reply,
-            }) => {
-                let handler = Arc::clone(&self.handler);
-                tokio::spawn(async move {
-                    if reply.is_closed() {
-                        return; // the caller gave up already
-                    }
-                    let answer = handler.call(from, payload).await;
-                    let _ = reply.send(answer);
-                });
-            }
-            RegionMessage::Cast(cast) => self.admit_cast(state, cast),
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use ractor::Message;
-
     use super::*;
 
-    fn cast(from: &str, seq: u64, payload: &[u8]) -> RegionMessage {
-        RegionMessage::Cast(RegionCast {
-            from: from.to_owned(),
-            incarnation: 0xfeed_beef,
-            seq,
-            payload: payload.to_vec(),
-        })
-    }
-
-    #[test]
-    fn a_cast_survives_its_encoding() {
-        let serialized = cast("node-7", 42, br#"{"a":1}"#).serialize().unwrap();
-        let RegionMessage::Cast(decoded) = RegionMessage::deserialize(serialized).unwrap() else {
-            panic!("not a cast");
-        };
-        assert_eq!(decoded.from, "node-7");
-        assert_eq!(decoded.incarnation, 0xfeed_beef);
-        assert_eq!(decoded.seq, 42);
-        assert_eq!(decoded.payload, br#"{"a":1}"#);
-    }
-
-    #[tokio::test]
-    async fn a_call_survives_its_encoding_and_keeps_its_reply_port() {
-        let (reply, answer) = ractor::concurrency::oneshot();
-        let call = RegionMessage::Call(RegionCall {
-            from: "node-1".to_owned(),
-            payload: Vec::new(),
-            reply: reply.into(),
-        });
-        let RegionMessage::Call(decoded) =
-            RegionMessage::deserialize(call.serialize().unwrap()).unwrap()
-        else {
-            panic!("not a call");
-        };
-        assert_eq!(decoded.from, "node-1");
-        assert!(decoded.payload.is_empty());
-        decoded.reply.send(b"pong".to_vec()).unwrap();
-        assert_eq!(answer.await.unwrap(), b"pong");
-    }
-
-    #[test]
-    fn short_or_foreign_messages_are_refused_without_panicking() {
-        let SerializedMessage::Cast { args, .. } = cast("node-2", 1, b"xyz").serialize().unwrap()
-        else {
-            panic!("not a cast");
-        };
-        for len in 0..args.len() {
-            let shortened = SerializedMessage::Cast {
-                variant: CAST_VARIANT.to_owned(),
-                args: args[..len].to_vec(),
-                metadata: None,
-            };
-            let decoded = RegionMessage::deserialize(shortened);
-            // Below the trailer there is nothing to decode.
-            assert!(len >= 18 || decoded.is_err(), "{len} bytes decoded");
-        }
-        let foreign = SerializedMessage::Cast {
-            variant: "invigil.region.cast.v0".to_owned(),
-            args,
-            metadata: None,
-        };
-        assert!(RegionMessage::deserialize(foreign).is_err());
-    }
-
-    /// Records casts; calls are not expected.
-    #[derive(Default)]
-    struct CastLog {
-        casts: Mutex<Vec<(String, Vec<u8>)>>,
-    }
+    /// Answers calls with their payload and ignores casts.
+    struct Echo;
 
     #[async_trait]
-    impl RegionHandler for CastLog {
+    impl RegionHandler for Echo {
         async fn call(&self, _from: String, payload: Vec<u8>) -> Vec<u8> {
             payload
         }
 
-        async fn cast(&self, from: String, payload: Vec<u8>) {
-            lock(&self.casts).push((from, payload));
-        }
+        async fn cast(&self, _from: String, _payload: Vec<u8>) {}
     }
 
-    #[tokio::test]
-    async fn a_region_never_delivers_a_cast_older_than_one_it_delivered() {
-        let log = Arc::new(CastLog::default());
-        let region = ShardRegion {
-            node_id: "node-1".to_owned(),
-            handler: log.clone(),
-        };
-        let mut state = RegionState {
-            lanes: HashMap::new(),
-        };
-        let cast = |from: &str, incarnation: u64, seq: u64| RegionCast {
-            from: from.to_owned(),
-            incarnation,
-            seq,
-            payload: format!("{from}/{incarnation}/{seq}").into_bytes(),
-        };
-        for (from, incarnation, seq) in [
-            ("node-2", 7, 1),
-            ("node-2", 7, 2),
-            ("node-2", 7, 2), // a duplicate
-            ("node-2", 7, 4), // 3 was lost: a gap
-            ("node-2", 7, 3), // late: dropped, not reordered
-            ("node-3", 1, 1), // another sender counts on its own
-            ("node-2", 8, 1), // node-2 restarted: a new count
-        ] {
-            region.admit_cast(&mut state, cast(from, incarnation, seq));
-        }
-        let delivered = |log: &CastLog| {
-            lock(&log.casts)
-                .iter()
-                .map(|(_, payload)| String::from_utf8(payload.clone()).unwrap())
-                .collect::<Vec<_>>()
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while delivered(&log).len() < 5 && Instant::now() < deadline {
-            tokio::task::yield_now().await;
-        }
-        let mut from_node_2: Vec<String> = delivered(&log)
-            .into_iter()
-            .filter(|cast| cast.starts_with("node-2"))
-            .collect();
-        assert_eq!(
-            from_node_2,
-            ["node-2/7/1", "node-2/7/2", "node-2/7/4", "node-2/8/1"]
-        );
-        from_node_2.clear();
-        assert!(delivered(&log).contains(&"node-3/1/1".to_owned()));
-    }
-
-    #[tokio::test]
-    async fn tls_files_and_bad_node_ids_are_refused_at_start() {
-        let config = |node_id: &str, tls: Option<TlsFiles>| TransportConfig {
+    fn config(node_id: &str, tls: Option<TlsFiles>) -> TransportConfig {
+        TransportConfig {
             node_id: node_id.to_owned(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             cookie: "cookie-0123456789".to_owned(),
             call_timeout: Duration::from_secs(1),
             call_attempts: 3,
             tls,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_tls_files_and_bad_node_ids_are_refused_at_start() {
+        let dir =
+            std::env::temp_dir().join(format!("invigil-no-such-dir-{}", rand::random::<u64>()));
         let tls = TlsFiles {
-            cert: "node.pem".into(),
-            key: "node.key".into(),
-            ca: "ca.pem".into(),
+            cert: dir.join("node.pem"),
+            key: dir.join("node.key"),
+            ca: dir.join("ca.pem"),
         };
-        let handler = Arc::new(CastLog::default());
-        let refused = Transport::start(config("node-1", Some(tls)), handler.clone()).await;
+        let refused = Transport::start(config("node-1", Some(tls)), Arc::new(Echo))
+            .await
+            .unwrap_err();
+        let message = format!("{refused:#}");
         assert!(
-            refused
-                .unwrap_err()
-                .to_string()
-                .contains("TLS is not supported")
+            message.contains("transport TLS cert") && message.contains("node.pem"),
+            "{message}"
         );
         for bad in ["", "node@1"] {
             assert!(
-                Transport::start(config(bad, None), handler.clone())
+                Transport::start(config(bad, None), Arc::new(Echo))
                     .await
                     .is_err()
             );

@@ -1,31 +1,54 @@
-// ---------------------------------------------------------------------------
-// The region: this node's inbound endpoint.
+//! The region: a node's inbound endpoint, and the hand-made encoding of the
+//! messages other nodes send it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use ractor::message::{BoxedDowncastErr, SerializedMessage};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, pg};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::RegionHandler;
+
+/// Process-group prefix of the regions; the node id completes the name.
+const REGION_GROUP_PREFIX: &str = "invigil.region.";
+/// Wire names of the two region messages; a new encoding gets a new name, so
+/// mismatched nodes drop each other's messages instead of misreading them.
+const CALL_VARIANT: &str = "invigil.region.call.v1";
+const CAST_VARIANT: &str = "invigil.region.cast.v1";
+
+/// The process group `node_id`'s region joins.
+pub(super) fn region_group(node_id: &str) -> String {
+    format!("{REGION_GROUP_PREFIX}{node_id}")
+}
 
 /// A message to a node's region. Encoded by hand (no serde, no derive) as
 /// `payload ‖ from ‖ len(from): u16` for a call and
 /// `payload ‖ from ‖ len(from): u16 ‖ incarnation: u64 ‖ seq: u64` for a
 /// cast, integers big-endian; a call's reply is the handler's bytes as they
 /// are.
-enum RegionMessage {
+pub(super) enum RegionMessage {
     Call(RegionCall),
     Cast(RegionCast),
 }
 
 /// A call from another node (or this one).
-struct RegionCall {
-    from: String,
-    payload: Vec<u8>,
-    reply: RpcReplyPort<Vec<u8>>,
+pub(super) struct RegionCall {
+    pub(super) from: String,
+    pub(super) payload: Vec<u8>,
+    pub(super) reply: RpcReplyPort<Vec<u8>>,
 }
 
 /// A one-way message. `seq` counts the sender's casts to this node, from 1;
 /// `incarnation` is random per sender process, so a restarted sender starts
 /// a new count.
-struct RegionCast {
-    from: String,
-    incarnation: u64,
-    seq: u64,
-    payload: Vec<u8>,
+pub(super) struct RegionCast {
+    pub(super) from: String,
+    pub(super) incarnation: u64,
+    pub(super) seq: u64,
+    pub(super) payload: Vec<u8>,
 }
 
 impl fmt::Debug for RegionMessage {
@@ -146,12 +169,12 @@ fn unseal<const N: usize>(
 
 /// The node's inbound endpoint: runs calls concurrently and casts in order
 /// per sender.
-struct ShardRegion {
-    node_id: String,
-    handler: Arc<dyn RegionHandler>,
+pub(super) struct ShardRegion {
+    pub(super) node_id: String,
+    pub(super) handler: Arc<dyn RegionHandler>,
 }
 
-struct RegionState {
+pub(super) struct RegionState {
     /// Sender node id → its casts' queue.
     lanes: HashMap<String, CastLane>,
 }
@@ -261,11 +284,16 @@ impl Actor for ShardRegion {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
-    use ractor::Message;
+    use std::sync::Mutex;
+    use std::time::Duration;
 
+    use async_trait::async_trait;
+    use ractor::Message;
+    use tokio::time::Instant;
+
+    use super::super::lock;
     use super::*;
 
     fn cast(from: &str, seq: u64, payload: &[u8]) -> RegionMessage {
@@ -397,5 +425,4 @@ mod tests {
         from_node_2.clear();
         assert!(delivered(&log).contains(&"node-3/1/1".to_owned()));
     }
-
 }
