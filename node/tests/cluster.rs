@@ -582,6 +582,34 @@ impl Traffic {
     }
 }
 
+/// Three of `capacity` nodes in agreement, with candidates answering
+/// through nodes that do not own their rooms, each acked a few times.
+async fn cluster_with_traffic(
+    capacity: usize,
+    plan_id: &str,
+    run_for: Duration,
+) -> (Sandbox, Traffic) {
+    let mut sandbox = Sandbox::new(capacity).await;
+    for index in 0..3 {
+        sandbox.start(index);
+    }
+    wait_until("three nodes in agreement", Duration::from_secs(30), || {
+        sandbox.agreed()
+    })
+    .await;
+    let traffic = Traffic::start(&sandbox, plan_id, run_for).await;
+    wait_until(
+        "every candidate acked through another node",
+        Duration::from_secs(20),
+        || {
+            let ok = all_saved_again(&traffic.seen, &vec![0; traffic.seen.len()], 5);
+            async move { ok }
+        },
+    )
+    .await;
+    (sandbox, traffic)
+}
+
 /// Every acked answer is in the journal with its version.
 async fn assert_every_ack_durable(sandbox: &Sandbox, plan_id: &str, seen: &[Rider]) -> usize {
     let store = invigil_store::SqlStore::connect(&invigil_store::SqlOptions::new(&sandbox.url))
@@ -705,27 +733,9 @@ async fn three_nodes_agree_on_members_and_owners_and_share_the_shards() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_dying() {
-    let mut sandbox = Sandbox::new(3).await;
-    for index in 0..3 {
-        sandbox.start(index);
-    }
-    wait_until("three nodes in agreement", Duration::from_secs(30), || {
-        sandbox.agreed()
-    })
-    .await;
-
-    let traffic = Traffic::start(&sandbox, "cl", Duration::from_secs(60)).await;
+    let (mut sandbox, traffic) = cluster_with_traffic(3, "cl", Duration::from_secs(60)).await;
     let (seen, tasks, victim, traffic_owners) =
         (traffic.seen, traffic.tasks, traffic.victim, traffic.owners);
-    wait_until(
-        "every candidate acked through another node",
-        Duration::from_secs(20),
-        || {
-            let ok = all_saved_again(&seen, &vec![0; seen.len()], 5);
-            async move { ok }
-        },
-    )
-    .await;
 
     // A proctor on yet another node warns a candidate of room 1.
     let proctor: Value = sandbox
@@ -911,22 +921,9 @@ async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopped_past_its_lease_is_fenced_and_rejoins() {
-    let mut sandbox = Sandbox::new(3).await;
-    for index in 0..3 {
-        sandbox.start(index);
-    }
-    wait_until("three nodes in agreement", Duration::from_secs(30), || {
-        sandbox.agreed()
-    })
-    .await;
-    let traffic = Traffic::start(&sandbox, "st", Duration::from_secs(60)).await;
+    let (mut sandbox, traffic) = cluster_with_traffic(3, "st", Duration::from_secs(60)).await;
     let (seen, tasks, victim, owners) =
         (traffic.seen, traffic.tasks, traffic.victim, traffic.owners);
-    wait_until("every candidate acked", Duration::from_secs(20), || {
-        let ok = all_saved_again(&seen, &vec![0; seen.len()], 5);
-        async move { ok }
-    })
-    .await;
     let epochs_before = sandbox.view((victim + 1) % 3).await.unwrap()["shards"].clone();
 
     // A spare candidate of one of the victim's rooms, connected straight to
@@ -1105,21 +1102,8 @@ async fn a_node_stopped_past_its_lease_is_fenced_and_rejoins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_node_hands_off_without_failed_saves_and_a_joiner_takes_its_share() {
-    let mut sandbox = Sandbox::new(4).await;
-    for index in 0..3 {
-        sandbox.start(index);
-    }
-    wait_until("three nodes in agreement", Duration::from_secs(30), || {
-        sandbox.agreed()
-    })
-    .await;
-    let traffic = Traffic::start(&sandbox, "dr", Duration::from_secs(90)).await;
+    let (mut sandbox, traffic) = cluster_with_traffic(4, "dr", Duration::from_secs(90)).await;
     let (seen, tasks, drained) = (traffic.seen, traffic.tasks, traffic.victim);
-    wait_until("every candidate acked", Duration::from_secs(20), || {
-        let ok = all_saved_again(&seen, &vec![0; seen.len()], 5);
-        async move { ok }
-    })
-    .await;
 
     // Drain one node during answer traffic: it hands its shards off and exits.
     let before = ack_counts(&seen);

@@ -558,7 +558,7 @@ impl ClusterNode {
             return Err("the node is starting".into());
         };
         let (incoming_tx, incoming_rx) = mpsc::channel(TUNNEL_QUEUE);
-        let (outgoing_tx, mut outgoing_rx) = mpsc::channel::<TunnelFrame>(TUNNEL_QUEUE);
+        let (outgoing_tx, outgoing_rx) = mpsc::channel::<TunnelFrame>(TUNNEL_QUEUE);
         {
             let mut tunnels = self
                 .tunnels
@@ -572,34 +572,38 @@ impl ClusterNode {
             tunnels.owner.insert(key, incoming_tx);
         }
         tokio::spawn(tunnel::serve(state, open, incoming_rx, outgoing_tx));
-        let transport = self.transport.clone();
-        tokio::spawn(async move {
-            let mut closed = false;
-            while let Some(frame) = outgoing_rx.recv().await {
-                closed = matches!(frame, TunnelFrame::Close { .. });
-                if transport
-                    .cast(&from, encode(&Wire::TunnelDown { tunnel, frame }))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                if closed {
-                    break;
-                }
-            }
-            if !closed {
-                let frame = TunnelFrame::Close {
-                    code: invigil_actors::live::wire::close::RECONNECT,
-                    reason: "reconnect".into(),
-                };
-                let _ = transport
-                    .cast(&from, encode(&Wire::TunnelDown { tunnel, frame }))
-                    .await;
-            }
-        });
+        let close = TunnelFrame::Close {
+            code: invigil_actors::live::wire::close::RECONNECT,
+            reason: "reconnect".into(),
+        };
+        tokio::spawn(pump(
+            self.transport.clone(),
+            from,
+            outgoing_rx,
+            move |frame| Wire::TunnelDown { tunnel, frame },
+            close,
+        ));
         Ok(())
     }
+}
+
+/// Casts one side's tunnel frames to `peer`, in order, until a close frame
+/// or the channel ends; an end without a close sends `close`, so the other
+/// side always learns the tunnel is over (unless `peer` is unreachable).
+async fn pump(
+    transport: Transport,
+    peer: String,
+    mut frames: mpsc::Receiver<TunnelFrame>,
+    wrap: impl Fn(TunnelFrame) -> Wire,
+    close: TunnelFrame,
+) {
+    while let Some(frame) = frames.recv().await {
+        let closing = matches!(frame, TunnelFrame::Close { .. });
+        if transport.cast(&peer, encode(&wrap(frame))).await.is_err() || closing {
+            return;
+        }
+    }
+    let _ = transport.cast(&peer, encode(&wrap(close))).await;
 }
 
 /// The transport's inbound side; knows its node once it is built.
@@ -749,34 +753,18 @@ impl ClusterPort for ClusterNode {
                 .remove(&tunnel);
             return Err(error);
         }
-        let (up_tx, mut up_rx) = mpsc::channel::<TunnelFrame>(TUNNEL_QUEUE);
-        let transport = self.transport.clone();
-        let owner = node.to_string();
-        tokio::spawn(async move {
-            let mut closed = false;
-            while let Some(frame) = up_rx.recv().await {
-                closed = matches!(frame, TunnelFrame::Close { .. });
-                if transport
-                    .cast(&owner, encode(&Wire::TunnelUp { tunnel, frame }))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                if closed {
-                    break;
-                }
-            }
-            if !closed {
-                let frame = TunnelFrame::Close {
-                    code: 1000,
-                    reason: String::new(),
-                };
-                let _ = transport
-                    .cast(&owner, encode(&Wire::TunnelUp { tunnel, frame }))
-                    .await;
-            }
-        });
+        let (up_tx, up_rx) = mpsc::channel::<TunnelFrame>(TUNNEL_QUEUE);
+        let close = TunnelFrame::Close {
+            code: 1000,
+            reason: String::new(),
+        };
+        tokio::spawn(pump(
+            self.transport.clone(),
+            node.to_string(),
+            up_rx,
+            move |frame| Wire::TunnelUp { tunnel, frame },
+            close,
+        ));
         Ok(Tunnel {
             to_owner: up_tx,
             from_owner: down_rx,
