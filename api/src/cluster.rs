@@ -264,13 +264,7 @@ impl<E: Endpoint<Output = Response>> Endpoint for ForwardEndpoint<E> {
         let forwarded = ForwardedRequest {
             method: parts.method.to_string(),
             uri: parts.uri.to_string(),
-            headers: parts
-                .headers
-                .iter()
-                .filter_map(|(name, value)| {
-                    Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
-                })
-                .collect(),
+            headers: header_pairs(&parts.headers),
             body: body.to_vec(),
         };
         let local = Request::from_parts(parts, Body::from(body));
@@ -300,6 +294,16 @@ impl<E: Endpoint<Output = Response>> Endpoint for ForwardEndpoint<E> {
         }
         Ok(response)
     }
+}
+
+/// Headers as text pairs (a value that is not text is left out).
+fn header_pairs(headers: &poem::http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+        })
+        .collect()
 }
 
 /// The shard of a `not_owner` refusal.
@@ -383,13 +387,7 @@ async fn capture(response: Response) -> ForwardedResponse {
     let body = body.into_vec().await.unwrap_or_default();
     ForwardedResponse {
         status: parts.status.as_u16(),
-        headers: parts
-            .headers
-            .iter()
-            .filter_map(|(name, value)| {
-                Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
-            })
-            .collect(),
+        headers: header_pairs(&parts.headers),
         body,
     }
 }
