@@ -838,12 +838,13 @@ async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_
         rooms
     };
     let connected_at = Instant::now() - Duration::from_secs(1);
+    let rooms = traffic_owners.len();
     wait_until(
         "the head proctor sees every room",
         Duration::from_secs(10),
         || {
             let count = rooms_seen(&snapshots, connected_at).len();
-            async move { count == 6 }
+            async move { count == rooms }
         },
     )
     .await;
