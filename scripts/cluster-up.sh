@@ -89,7 +89,7 @@ for i in $(seq 1 "$N"); do
         log "node-$i already running (pid $(cat "$pidfile"))"
         continue
     fi
-    "$BIN" serve --config "cluster-config/local/node-$i.toml" >>".cluster/node-$i.log" 2>&1 &
+    INVIGIL_STORE__URL="$PG_URL" "$BIN" serve --config "cluster-config/local/node-$i.toml" >>".cluster/node-$i.log" 2>&1 &
     echo $! >"$pidfile"
     log "node-$i started (pid $!), http://127.0.0.1:808$i"
 done
