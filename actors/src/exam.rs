@@ -265,10 +265,18 @@ impl Exam {
         .await
     }
 
-    /// Connection counts of a room, if it is live here (a room that is not
-    /// live has nobody connected).
+    /// Connection counts of a room where it is live: here, or on the node
+    /// hosting it (a room that is not live has nobody connected).
     pub async fn presence(&self, plan_id: &PlanId, room_id: &RoomId) -> Option<PresenceCounts> {
-        let room = self.directory.live_room(plan_id, room_id)?;
+        let Some(room) = self.directory.live_room(plan_id, room_id) else {
+            // Hosted on another node (cluster), or not live anywhere.
+            let shard = crate::shard::ShardId::of_room(plan_id, room_id);
+            if self.directory.deps().leases.fence(shard).is_some() {
+                return None;
+            }
+            let remote = self.directory.remote()?.clone();
+            return remote.presence(plan_id, room_id).await;
+        };
         let timeout = self.directory.deps().config.call_timeout;
         match room
             .call(

@@ -736,6 +736,20 @@ async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_
     let (seen, tasks, victim, traffic_owners) =
         (traffic.seen, traffic.tasks, traffic.victim, traffic.owners);
 
+    // Any node's plan status counts the connections of every room, wherever
+    // the room is hosted.
+    let online = seen.len() as i64;
+    for index in 0..3 {
+        let status = sandbox
+            .admin(index, reqwest::Method::GET, "/plans/cl/status", None)
+            .await;
+        assert_eq!(
+            status["connection"]["online"].as_i64(),
+            Some(online),
+            "node {index}: {status}"
+        );
+    }
+
     // A proctor on yet another node warns a candidate of room 1.
     let proctor: Value = sandbox
         .client

@@ -72,6 +72,9 @@ pub trait RemoteLive: Send + Sync + 'static {
 
     /// Tells every other node that the plan was replaced.
     fn plan_replaced(&self, plan_id: &PlanId);
+
+    /// Connection counts of a room live on the owner of its shard, if any.
+    async fn presence(&self, plan_id: &PlanId, room_id: &RoomId) -> Option<wire::PresenceCounts>;
 }
 
 /// What the live actors need from the node.

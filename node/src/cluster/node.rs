@@ -78,6 +78,11 @@ enum Wire {
     PlanReplaced {
         plan_id: PlanId,
     },
+    /// call → `Option<PresenceCounts>`
+    Presence {
+        plan_id: PlanId,
+        room_id: RoomId,
+    },
     /// call → `Result<(), String>`: gateway → owner
     TunnelOpen {
         tunnel: u64,
@@ -508,6 +513,17 @@ impl ClusterNode {
                 let result = self.open_owner_side(from, tunnel, open);
                 serde_json::to_vec(&result).unwrap_or_default()
             }
+            Wire::Presence { plan_id, room_id } => {
+                // Only a room live here answers: never asked onwards.
+                let counts = match self.directory.live_room(&plan_id, &room_id) {
+                    Some(_) => match self.app() {
+                        Some((state, _)) => state.exam.presence(&plan_id, &room_id).await,
+                        None => None,
+                    },
+                    None => None,
+                };
+                serde_json::to_vec(&counts).unwrap_or_default()
+            }
             other => {
                 self.handle_cast(from, other);
                 Vec::new()
@@ -546,7 +562,10 @@ impl ClusterNode {
                     tunnels.gateway.remove(&tunnel);
                 }
             }
-            Wire::Http(_) | Wire::PlanChanged { .. } | Wire::TunnelOpen { .. } => {
+            Wire::Http(_)
+            | Wire::PlanChanged { .. }
+            | Wire::TunnelOpen { .. }
+            | Wire::Presence { .. } => {
                 warn!(from = %from, "a call arrived as a cast; dropped");
             }
         }
@@ -826,6 +845,20 @@ impl RemoteLive for RemoteRooms {
         tokio::spawn(async move {
             let _ = node.transport.cast(&owner, encode(&wire)).await;
         });
+    }
+
+    async fn presence(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+    ) -> Option<invigil_actors::live::wire::PresenceCounts> {
+        let (node, owner) = self.owner_of(ShardId::of_room(plan_id, room_id))?;
+        let wire = Wire::Presence {
+            plan_id: plan_id.clone(),
+            room_id: room_id.clone(),
+        };
+        let reply = node.transport.call(&owner, encode(&wire)).await.ok()?;
+        serde_json::from_slice(&reply).ok().flatten()
     }
 
     fn plan_replaced(&self, plan_id: &PlanId) {
