@@ -109,6 +109,7 @@ fn encode(wire: &Wire) -> Vec<u8> {
 }
 
 /// The majority rule's memory.
+#[derive(Debug)]
 struct Stability {
     /// The live set being watched, and since when it is unchanged.
     watching: BTreeSet<String>,
@@ -118,6 +119,46 @@ struct Stability {
     /// Members seen draining: they leave on purpose and do not count
     /// against a majority (a node that comes back live leaves this set).
     departed: BTreeSet<String>,
+}
+
+impl Stability {
+    fn new(now: Instant) -> Self {
+        Self {
+            watching: BTreeSet::new(),
+            since: now,
+            stable: BTreeSet::new(),
+            departed: BTreeSet::new(),
+        }
+    }
+
+    /// Takes in a view at `now`; returns whether its live, non-draining
+    /// members are a strict majority of the last stable membership (minus
+    /// the members that drained). A draining node always hands off.
+    fn observe(&mut self, view: &MembershipView, draining: bool, now: Instant) -> bool {
+        for member in &view.members {
+            if member.status == MemberStatus::Draining {
+                self.departed.insert(member.node_id.clone());
+            } else {
+                self.departed.remove(&member.node_id);
+            }
+        }
+        let live: BTreeSet<String> = view
+            .members
+            .iter()
+            .filter(|member| member.status != MemberStatus::Draining)
+            .map(|member| member.node_id.clone())
+            .collect();
+        if live != self.watching {
+            self.watching = live.clone();
+            self.since = now;
+        }
+        let baseline = self.stable.difference(&self.departed).count();
+        let majority = live.len() * 2 > baseline || draining;
+        if majority && now.duration_since(self.since) >= STABLE_AFTER {
+            self.stable = live;
+        }
+        majority
+    }
 }
 
 /// The tunnels through this node, both sides.
@@ -177,12 +218,7 @@ impl ClusterNode {
             draining: AtomicBool::new(false),
             drain_started: Mutex::new(None),
             status: Mutex::new(MemberStatus::Joining),
-            stability: Mutex::new(Stability {
-                watching: BTreeSet::new(),
-                since: Instant::now(),
-                stable: BTreeSet::new(),
-                departed: BTreeSet::new(),
-            }),
+            stability: Mutex::new(Stability::new(Instant::now())),
             app: Mutex::new(None),
             tunnels: Mutex::new(Tunnels::default()),
             next_tunnel: AtomicU64::new(1),
@@ -399,35 +435,10 @@ impl ClusterNode {
     /// membership (module doc). Nodes that said they drain do not count:
     /// they leave on purpose.
     fn has_majority(&self, view: &MembershipView) -> bool {
-        let mut stability = self
-            .stability
+        self.stability
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for member in &view.members {
-            if member.status == MemberStatus::Draining {
-                stability.departed.insert(member.node_id.clone());
-            } else {
-                stability.departed.remove(&member.node_id);
-            }
-        }
-        let live: BTreeSet<String> = view
-            .members
-            .iter()
-            .filter(|member| member.status != MemberStatus::Draining)
-            .map(|member| member.node_id.clone())
-            .collect();
-        let now = Instant::now();
-        if live != stability.watching {
-            stability.watching = live.clone();
-            stability.since = now;
-        }
-        let baseline = stability.stable.difference(&stability.departed).count();
-        // A draining node hands off whatever the others do.
-        let majority = live.len() * 2 > baseline || self.draining.load(Ordering::Relaxed);
-        if majority && now.duration_since(stability.since) >= STABLE_AFTER {
-            stability.stable = live;
-        }
-        majority
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .observe(view, self.draining.load(Ordering::Relaxed), Instant::now())
     }
 
     fn tunnels_count(&self) -> usize {
@@ -887,6 +898,64 @@ impl RemoteLive for RemoteRooms {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::membership::MemberInfo;
+
+    fn view(members: &[(&str, MemberStatus)]) -> MembershipView {
+        MembershipView {
+            members: members
+                .iter()
+                .map(|(node_id, status)| MemberInfo {
+                    node_id: (*node_id).to_string(),
+                    generation: 1,
+                    http_addr: "127.0.0.1:1".into(),
+                    actor_addr: "127.0.0.1:2".into(),
+                    status: *status,
+                    load: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_minority_of_the_last_stable_membership_stops_hosting() {
+        use MemberStatus::Ready;
+        let start = Instant::now();
+        let later = |s: u64| start + Duration::from_secs(s);
+        let mut quorum = Stability::new(start);
+        let three = view(&[("a", Ready), ("b", Ready), ("c", Ready)]);
+        assert!(quorum.observe(&three, false, start));
+        assert!(
+            quorum.observe(&three, false, later(4)),
+            "three become the stable membership"
+        );
+        // One lost: two of three is a majority.
+        let two = view(&[("a", Ready), ("b", Ready)]);
+        assert!(quorum.observe(&two, false, later(5)));
+        // A partition leaves this node alone: one of three is not (not even
+        // after a while: a minority never becomes the stable membership).
+        let alone = view(&[("a", Ready)]);
+        assert!(!quorum.observe(&alone, false, later(6)));
+        assert!(!quorum.observe(&alone, false, later(20)));
+        // Healed: hosting again.
+        assert!(quorum.observe(&three, false, later(21)));
+    }
+
+    #[test]
+    fn drained_members_do_not_count_against_a_majority() {
+        use MemberStatus::{Draining, Ready};
+        let start = Instant::now();
+        let later = |s: u64| start + Duration::from_secs(s);
+        let mut quorum = Stability::new(start);
+        let three = view(&[("a", Ready), ("b", Ready), ("c", Ready)]);
+        quorum.observe(&three, false, start);
+        quorum.observe(&three, false, later(4));
+        // Two drain at once (scale-in): the last one keeps hosting.
+        let draining = view(&[("a", Ready), ("b", Draining), ("c", Draining)]);
+        assert!(quorum.observe(&draining, false, later(5)));
+        assert!(quorum.observe(&view(&[("a", Ready)]), false, later(6)));
+        // A draining node itself always hands off.
+        assert!(Stability::new(start).observe(&view(&[("a", Draining)]), true, start));
+    }
 
     /// Every message survives JSON both ways (an internally tagged enum
     /// cannot carry a bare string, which once emptied every text frame).
