@@ -642,20 +642,34 @@ async fn assert_every_ack_durable(sandbox: &Sandbox, plan_id: &str, seen: &[Ride
     total
 }
 
-/// Kill (or stop) → first ack after it, for the candidates whose room the
-/// victim owned: p50, p99.
+/// Kill (or stop) → the ack that ends the outage, for the candidates whose
+/// room the victim owned: p50, p99. Acks already on their way when the node
+/// died arrive just after `since`; the outage ends with the first ack after
+/// a silence of more than half a second (or the first ack at all when the
+/// candidate never went silent).
 fn recoveries(seen: &[Rider], victim: &str, since: Instant) -> (Duration, Duration) {
+    const SILENCE: Duration = Duration::from_millis(500);
     let mut times: Vec<Duration> = seen
         .iter()
         .filter(|(_, owner, _, _)| owner == victim)
         .map(|(_, _, _, record)| {
             let record = record.lock().unwrap();
-            record
+            let mut previous = record
                 .acked_at
                 .iter()
-                .find(|at| **at > since)
-                .map(|at| at.duration_since(since))
-                .expect("acked again")
+                .rev()
+                .find(|at| **at <= since)
+                .copied()
+                .unwrap_or(since);
+            let mut first = None;
+            for at in record.acked_at.iter().filter(|at| **at > since) {
+                first.get_or_insert(*at);
+                if at.duration_since(previous) > SILENCE {
+                    return at.duration_since(since);
+                }
+                previous = *at;
+            }
+            first.expect("acked again").duration_since(since)
         })
         .collect();
     times.sort();
