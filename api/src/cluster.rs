@@ -32,8 +32,7 @@ use crate::tags::ApiTags;
 /// Marks a request forwarded by another node: it is served here or refused,
 /// never forwarded again.
 pub const FORWARDED_HEADER: &str = "x-invigil-forwarded-by";
-/// Names the shard of a `not_owner` problem, for the forwarding layer.
-pub const SHARD_HEADER: &str = "x-invigil-shard";
+pub use crate::error::SHARD_HEADER;
 /// How long a forwarded request keeps trying while its shard moves.
 pub const FORWARD_PATIENCE: Duration = Duration::from_secs(5);
 

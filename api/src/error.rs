@@ -12,6 +12,9 @@ use serde::Serialize;
 use tracing::error;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+/// Names the shard of a `not_owner` problem, for the forwarding layer
+/// (`crate::cluster`).
+pub const SHARD_HEADER: &str = "x-invigil-shard";
 
 /// One problem in a list of validation problems.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Object)]
@@ -148,7 +151,7 @@ impl poem::error::ResponseError for ApiError {
             response = response.header("WWW-Authenticate", "Bearer");
         }
         if let Some(shard) = self.shard {
-            response = response.header(crate::cluster::SHARD_HEADER, shard.to_string());
+            response = response.header(SHARD_HEADER, shard.to_string());
         }
         response.body(body)
     }
