@@ -598,13 +598,13 @@ async fn cluster_with_traffic(
     })
     .await;
     let traffic = Traffic::start(&sandbox, plan_id, run_for).await;
-    wait_until(
+    let none = vec![0; traffic.seen.len()];
+    wait_saved(
+        &traffic.seen,
+        &none,
+        5,
         "every candidate acked through another node",
         Duration::from_secs(20),
-        || {
-            let ok = all_saved_again(&traffic.seen, &vec![0; traffic.seen.len()], 5);
-            async move { ok }
-        },
     )
     .await;
     (sandbox, traffic)
@@ -694,6 +694,15 @@ fn longest_gap(seen: &[Rider], since: Instant) -> Duration {
         })
         .max()
         .unwrap_or_default()
+}
+
+/// Waits until every candidate got at least `more` acks beyond `before`.
+async fn wait_saved(seen: &[Rider], before: &[usize], more: usize, what: &str, timeout: Duration) {
+    wait_until(what, timeout, || {
+        let ok = all_saved_again(seen, before, more);
+        async move { ok }
+    })
+    .await;
 }
 
 /// Every candidate got at least `more` acks beyond `before`.
@@ -908,13 +917,12 @@ async fn candidates_behind_another_node_save_get_controls_and_survive_the_owner_
     }
     let killed_at = Instant::now();
     sandbox.kill(victim);
-    wait_until(
+    wait_saved(
+        &seen,
+        &before,
+        2,
         "every candidate saves again after the kill",
         Duration::from_secs(30),
-        || {
-            let ok = all_saved_again(&seen, &before, 2);
-            async move { ok }
-        },
     )
     .await;
     let (p50, p99) = recoveries(&seen, &Sandbox::node_id(victim), killed_at);
@@ -1001,13 +1009,12 @@ async fn a_node_stopped_past_its_lease_is_fenced_and_rejoins() {
         || sandbox.agreed(),
     )
     .await;
-    wait_until(
+    wait_saved(
+        &seen,
+        &before,
+        2,
         "every candidate saves again",
         Duration::from_secs(30),
-        || {
-            let ok = all_saved_again(&seen, &before, 2);
-            async move { ok }
-        },
     )
     .await;
     let (p50, p99) = recoveries(&seen, &Sandbox::node_id(victim), stopped_at);
@@ -1081,13 +1088,12 @@ async fn a_node_stopped_past_its_lease_is_fenced_and_rejoins() {
     // it had in flight when it stopped (a journal batch: refused by the
     // store); the answer sent while it slept never becomes a write (above).
     println!("old-epoch writes refused and counted on the woken node: {refused}");
-    wait_until(
+    wait_saved(
+        &seen,
+        &before,
+        2,
         "every candidate saves after the rejoin",
         Duration::from_secs(30),
-        || {
-            let ok = all_saved_again(&seen, &before, 2);
-            async move { ok }
-        },
     )
     .await;
     for task in tasks {
@@ -1155,13 +1161,12 @@ async fn a_joiner_takes_a_quarter_and_a_drained_node_hands_off_without_failed_sa
         (taken as f64 - 256.0).abs() <= 0.2 * 256.0,
         "joiner owns {taken}"
     );
-    wait_until(
+    wait_saved(
+        &seen,
+        &before,
+        2,
         "every candidate saves after the join",
         Duration::from_secs(30),
-        || {
-            let ok = all_saved_again(&seen, &before, 2);
-            async move { ok }
-        },
     )
     .await;
 
@@ -1199,13 +1204,12 @@ async fn a_joiner_takes_a_quarter_and_a_drained_node_hands_off_without_failed_sa
         || sandbox.agreed(),
     )
     .await;
-    wait_until(
+    wait_saved(
+        &seen,
+        &before,
+        2,
         "every candidate saves again",
         Duration::from_secs(30),
-        || {
-            let ok = all_saved_again(&seen, &before, 2);
-            async move { ok }
-        },
     )
     .await;
     let gap = longest_gap(&seen, drain_started);

@@ -225,18 +225,14 @@ impl Directory {
         runtime: &PlanRuntime,
         events: &[PlanEvent],
     ) -> Result<(), ExamError> {
-        let room = match self.room(plan_id, room_id).await {
-            Ok(room) => room,
-            Err(ExamError::NotOwner(_)) if self.deps.remote.get().is_some() => {
-                let remote = self.deps.remote.get().cloned();
-                return match remote {
-                    Some(remote) => remote.plan_changed(plan_id, room_id, runtime, events).await,
-                    None => Err(ExamError::NotOwner(ShardId::of_room(plan_id, room_id))),
-                };
-            }
-            Err(error) => return Err(error),
-        };
-        self.plan_change_here(room, runtime, events).await
+        match self.room(plan_id, room_id).await {
+            Ok(room) => self.plan_change_here(room, runtime, events).await,
+            Err(ExamError::NotOwner(shard)) => match self.deps.remote.get() {
+                Some(remote) => remote.plan_changed(plan_id, room_id, runtime, events).await,
+                None => Err(ExamError::NotOwner(shard)),
+            },
+            Err(error) => Err(error),
+        }
     }
 
     /// Tells a room live here that its plan changed (a remote delivery

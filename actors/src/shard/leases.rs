@@ -19,6 +19,15 @@ struct HeldLease {
     epoch: i64,
     /// Until when this node may write under the lease, by its own clock.
     usable_until: Timestamp,
+    /// Being handed off: still held (writes in flight commit under it) but
+    /// usable for nothing new.
+    releasing: bool,
+}
+
+impl HeldLease {
+    fn usable(&self, now: Timestamp) -> bool {
+        self.usable_until > now && !self.releasing
+    }
 }
 
 /// The leases held by this node and their renewal.
@@ -32,10 +41,6 @@ pub struct LeaseKeeper {
     /// The shards this node should host; missing ones are taken when free.
     /// A std lock: never held across an await.
     desired: RwLock<Vec<ShardId>>,
-    /// Shards being handed off: still held (their writes in flight commit),
-    /// but no longer usable for anything new. A std lock: never held across
-    /// an await.
-    releasing: RwLock<std::collections::HashSet<ShardId>>,
     /// One store call at a time: a renewal that overlaps an acquisition
     /// could otherwise read fences the acquisition is about to replace and
     /// drop leases it just took.
@@ -57,7 +62,6 @@ impl LeaseKeeper {
             held: RwLock::new(HashMap::new()),
             desired: RwLock::new(Vec::new()),
             store_calls: tokio::sync::Mutex::new(()),
-            releasing: RwLock::new(std::collections::HashSet::new()),
         }
     }
 
@@ -72,27 +76,17 @@ impl LeaseKeeper {
     /// Returns the fence to write `shard` under, if this node holds it now
     /// (and is not handing it off).
     pub fn fence(&self, shard: ShardId) -> Option<Fence> {
-        if self.is_releasing(shard) {
-            return None;
-        }
         let now = self.clock.now();
         let held = self
             .held
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         held.get(&shard)
-            .filter(|lease| lease.usable_until > now)
+            .filter(|lease| lease.usable(now))
             .map(|lease| Fence {
                 shard,
                 epoch: lease.epoch,
             })
-    }
-
-    fn is_releasing(&self, shard: ShardId) -> bool {
-        self.releasing
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains(&shard)
     }
 
     /// Every shard whose lease is held, usable or not (hand-offs included).
@@ -112,19 +106,17 @@ impl LeaseKeeper {
     /// writes), while the leases stay held until [`Self::release`]. Shards
     /// not listed that were being handed off are kept after all.
     pub fn set_releasing(&self, shards: &std::collections::HashSet<ShardId>) {
-        *self
-            .releasing
+        let mut held = self
+            .held
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = shards.clone();
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (shard, lease) in held.iter_mut() {
+            lease.releasing = shards.contains(shard);
+        }
     }
 
     /// Returns the fences of every usable lease.
     pub fn fences(&self) -> Vec<Fence> {
-        let releasing = self
-            .releasing
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
         let now = self.clock.now();
         let held = self
             .held
@@ -132,7 +124,7 @@ impl LeaseKeeper {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut fences: Vec<Fence> = held
             .iter()
-            .filter(|(shard, lease)| lease.usable_until > now && !releasing.contains(shard))
+            .filter(|(_, lease)| lease.usable(now))
             .map(|(&shard, lease)| Fence {
                 shard,
                 epoch: lease.epoch,
@@ -219,6 +211,7 @@ impl LeaseKeeper {
                 HeldLease {
                     epoch: lease.epoch,
                     usable_until,
+                    releasing: false,
                 },
             );
         }
@@ -348,15 +341,6 @@ impl LeaseKeeper {
                 })
                 .collect::<Vec<_>>()
         };
-        {
-            let mut releasing = self
-                .releasing
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for shard in shards {
-                releasing.remove(shard);
-            }
-        }
         if fences.is_empty() {
             return Ok(());
         }
@@ -368,10 +352,6 @@ impl LeaseKeeper {
     /// its majority: the leases run out and the majority's nodes take them).
     pub fn abandon_all(&self) {
         self.held
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
-        self.releasing
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clear();
