@@ -9,7 +9,9 @@
 //! - `login`: the candidate login storm
 //! - `exam`: the live exam: answers, heartbeats, proctor commands over WebSockets
 //! - `import`: timed plan imports and the row-by-row baseline
+//! - `disk`: the disk's flush latency, the floor under every durable ack
 
+pub mod disk;
 pub mod exam;
 pub mod import;
 pub mod login;

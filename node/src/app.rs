@@ -34,6 +34,7 @@ use crate::cluster::membership::{Membership, MembershipConfig};
 use crate::cluster::node::{ClusterNode, Region, RemoteRooms};
 use crate::cluster::transport::{TlsFiles, Transport, TransportConfig};
 use crate::config::Config;
+use crate::listener::NoDelayAcceptor;
 use crate::workers::{Workers, flush_outbox};
 
 /// A built node, bound to its listen address, not yet serving.
@@ -48,7 +49,7 @@ pub struct Application {
     workers: Workers,
     outbox: Outbox,
     outbox_task: tokio::task::JoinHandle<()>,
-    acceptor: poem::listener::TcpAcceptor,
+    acceptor: NoDelayAcceptor,
     local_addr: SocketAddr,
 }
 
@@ -116,6 +117,7 @@ impl Application {
         let acceptor = TcpListener::bind(config.node.listen)
             .into_acceptor()
             .await
+            .map(NoDelayAcceptor::new)
             .with_context(|| format!("binding {}", config.node.listen))?;
         let local_addr = acceptor
             .local_addr()

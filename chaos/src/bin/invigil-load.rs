@@ -22,6 +22,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Time 8 KiB write + fdatasync every `interval_ms` for `seconds` in a
+    /// scratch file under `dir`: the disk's flush latency, which every
+    /// durable ack waits for at least once.
+    DiskProbe {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 10)]
+        interval_ms: u64,
+    },
     /// Write a generated plan as JSON.
     GenPlan {
         #[arg(long, default_value_t = 10_000)]
@@ -134,6 +145,27 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::DiskProbe {
+            dir,
+            seconds,
+            interval_ms,
+        } => {
+            let seconds = seconds.clamp(1, 600);
+            let report = tokio::task::spawn_blocking(move || {
+                invigil_chaos::disk::probe(
+                    &dir,
+                    Duration::from_secs(seconds),
+                    Duration::from_millis(interval_ms.max(1)),
+                )
+            })
+            .await??;
+            println!(
+                "disk_flushes={} flushes_over_50ms={}",
+                report.flushes.count(),
+                report.over_50ms
+            );
+            println!("disk_flush_latency: {}", report.flushes.summary());
+        }
         Command::GenPlan {
             candidates,
             per_room,

@@ -2,7 +2,8 @@
 //! in the batch are read first (Postgres: `FOR SHARE`, so a lease takeover
 //! waits until this batch is in; SQLite: under the write lock), entries under
 //! a stale epoch are left out and reported, the rest is written with
-//! multi-row statements.
+//! multi-row statements. On Postgres a batch of nothing but answers (the hot
+//! path) is all of that in one statement: see [`COMMIT_ANSWERS`].
 
 use std::collections::HashMap;
 
@@ -343,6 +344,13 @@ impl Journal for SqlStore {
             .collect();
         shards.sort_unstable();
         shards.dedup();
+        if let super::Backend::Postgres(pool) = &self.backend
+            && batch
+                .iter()
+                .all(|fenced| matches!(fenced.entry, JournalEntry::Answer { .. }))
+        {
+            return commit_answers_postgres(pool, batch, &shards).await;
+        }
         on_backend!(self, pool => {
             let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(from_sqlx)?;
 
@@ -567,4 +575,132 @@ impl Journal for SqlStore {
         })
         .transpose()
     }
+}
+
+/// The hot path on Postgres, a batch of nothing but answers, as one
+/// statement: fence check, journal append and current-answer upsert in a
+/// single round trip and an implicit transaction, instead of five round trips
+/// (BEGIN, fence read, append, upsert, COMMIT) that each wait for the server
+/// to be scheduled. The semantics are the multi-statement path's: the lease
+/// rows are read `FOR SHARE` (a takeover waits for this commit, and a
+/// takeover that committed first is seen), entries under another epoch are
+/// not written, a cseq already in the journal (or repeated in the batch) is
+/// written once, and the current answer only moves to a higher version.
+static COMMIT_ANSWERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "\
+WITH fence AS MATERIALIZED ( \
+    SELECT shard, epoch FROM shard_lease WHERE shard = ANY($10::bigint[]) FOR SHARE \
+), incoming AS ( \
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], \
+                         $7::bigint[], $8::bigint[], $9::bigint[]) \
+        AS a(plan_id, candidate_id, cseq, question_id, value, version, shard, epoch, at_ms) \
+), appended AS ( \
+    INSERT INTO answer_journal (plan_id, candidate_id, cseq, question_id, value, version, shard, epoch, at_ms) \
+    SELECT a.* FROM incoming a JOIN fence f ON f.shard = a.shard AND f.epoch = a.epoch \
+    ON CONFLICT (plan_id, candidate_id, cseq) DO NOTHING \
+    RETURNING plan_id, candidate_id, cseq, question_id, value, version, at_ms \
+), latest AS ( \
+    SELECT DISTINCT ON (plan_id, candidate_id, question_id) * FROM appended \
+    ORDER BY plan_id, candidate_id, question_id, version DESC \
+), current AS ( \
+    INSERT INTO answers (plan_id, candidate_id, question_id, value, version, cseq, updated_at_ms) \
+    SELECT plan_id, candidate_id, question_id, value, version, cseq, at_ms FROM latest{UPSERT_CURRENT_TAIL} \
+) \
+SELECT NULL::text, NULL::text, shard, epoch FROM fence \
+UNION ALL \
+SELECT plan_id, candidate_id, cseq, NULL::bigint FROM appended"
+    )
+});
+
+async fn commit_answers_postgres(
+    pool: &sqlx::PgPool,
+    batch: &[FencedEntry],
+    shards: &[i64],
+) -> Result<Vec<EntryOutcome>, StoreError> {
+    let mut plan_ids = Vec::with_capacity(batch.len());
+    let mut candidate_ids = Vec::with_capacity(batch.len());
+    let mut cseqs = Vec::with_capacity(batch.len());
+    let mut question_ids = Vec::with_capacity(batch.len());
+    let mut values = Vec::with_capacity(batch.len());
+    let mut versions = Vec::with_capacity(batch.len());
+    let mut fence_shards = Vec::with_capacity(batch.len());
+    let mut epochs = Vec::with_capacity(batch.len());
+    let mut ats = Vec::with_capacity(batch.len());
+    // A cseq repeated within the batch is sent once (its first copy): which
+    // copy an INSERT keeps is up to the plan, which copy is written is not.
+    let mut seen = std::collections::HashSet::with_capacity(batch.len());
+    // Each entry's journal key, for its outcome.
+    let mut keys = Vec::with_capacity(batch.len());
+    for fenced in batch {
+        let JournalEntry::Answer {
+            plan_id,
+            candidate_id,
+            question_id,
+            value,
+            cseq,
+            version,
+            at,
+        } = &fenced.entry
+        else {
+            return Err(StoreError::Internal("not an answer batch".into()));
+        };
+        keys.push((plan_id.as_str(), candidate_id.as_str(), *cseq));
+        if !seen.insert((plan_id, candidate_id, *cseq, fenced.fence)) {
+            continue;
+        }
+        plan_ids.push(plan_id.as_str());
+        candidate_ids.push(candidate_id.as_str());
+        cseqs.push(*cseq);
+        question_ids.push(question_id.as_str());
+        values.push(value.to_string());
+        versions.push(*version);
+        fence_shards.push(i64::from(fenced.fence.shard.get()));
+        epochs.push(fenced.fence.epoch);
+        ats.push(at.as_millis());
+    }
+    let rows = sqlx::query(sqlx::AssertSqlSafe(COMMIT_ANSWERS.as_str()))
+        .bind(&plan_ids)
+        .bind(&candidate_ids)
+        .bind(&cseqs)
+        .bind(&question_ids)
+        .bind(&values)
+        .bind(&versions)
+        .bind(&fence_shards)
+        .bind(&epochs)
+        .bind(&ats)
+        .bind(shards)
+        .fetch_all(pool)
+        .await
+        .map_err(from_sqlx)?;
+    let mut current: HashMap<i64, i64> = HashMap::new();
+    let mut appended: std::collections::HashSet<(String, String, i64)> = Default::default();
+    for row in rows {
+        match row.get::<Option<String>, _>(0) {
+            None => {
+                current.insert(row.get(2), row.get::<Option<i64>, _>(3).unwrap_or_default());
+            }
+            Some(plan_id) => {
+                appended.insert((plan_id, row.get(1), row.get(2)));
+            }
+        }
+    }
+    Ok(batch
+        .iter()
+        .zip(keys)
+        .map(|(fenced, (plan_id, candidate_id, cseq))| {
+            let shard = i64::from(fenced.fence.shard.get());
+            if current.get(&shard) != Some(&fenced.fence.epoch) {
+                return EntryOutcome::StaleFence;
+            }
+            let key = (plan_id.to_owned(), candidate_id.to_owned(), cseq);
+            // `remove`: a cseq repeated within the batch is written once;
+            // its later copies are repeats like any other.
+            if appended.remove(&key) {
+                EntryOutcome::Written
+            } else {
+                EntryOutcome::AlreadyStored
+            }
+        })
+        .collect())
 }

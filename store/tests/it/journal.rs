@@ -430,3 +430,56 @@ async fn racing_writers_of_one_candidate_cannot_lose_an_update(store: &SqlStore)
     };
     assert_eq!(history, 2, "a refused entry leaves no transition behind");
 }
+
+/// Postgres writes a batch of answers as one statement; its fence read must
+/// still hold a takeover back (and see it once it commits), as the
+/// multi-statement transaction does.
+#[tokio::test]
+async fn postgres_an_answer_batch_waits_for_a_takeover_in_flight_and_sees_it() {
+    let backend = crate::support::TestStore::postgres().await;
+    let store = backend.store.clone();
+    let fence = setup(&store).await;
+    let invigil_store::Backend::Postgres(pool) = store.backend_for_tests().clone() else {
+        unreachable!("a Postgres store")
+    };
+    // A takeover in progress: the epoch is bumped but not yet committed.
+    let mut takeover = pool.begin().await.unwrap();
+    sqlx::query("UPDATE shard_lease SET epoch = epoch + 1 WHERE shard = $1")
+        .bind(i64::from(fence.shard.get()))
+        .execute(&mut *takeover)
+        .await
+        .unwrap();
+    let writer = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .commit(&[answer(fence, "cand-0", "q1", 1, 1, json!("A"))])
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !writer.is_finished(),
+        "the answer batch waits for the takeover's lease row"
+    );
+    takeover.commit().await.unwrap();
+    assert_eq!(
+        writer.await.unwrap().unwrap(),
+        vec![EntryOutcome::StaleFence],
+        "the batch sees the epoch the takeover committed"
+    );
+    assert_eq!(current_answers(&store).await, vec![]);
+    // And the other way round: a batch under the new epoch is written.
+    let fresh = Fence {
+        epoch: fence.epoch + 1,
+        ..fence
+    };
+    assert_eq!(
+        store
+            .commit(&[answer(fresh, "cand-0", "q1", 1, 1, json!("A"))])
+            .await
+            .unwrap(),
+        vec![EntryOutcome::Written]
+    );
+    backend.cleanup().await;
+}
