@@ -75,6 +75,9 @@ pub struct ExamReport {
     pub rss_connected_kib: Option<u64>,
     /// Candidates the node itself counted online near the end of the run.
     pub online_at_end: Option<i64>,
+    /// How busy this machine's CPUs were (all processes: the node, this
+    /// generator, the database) over the measured part of the run, in %.
+    pub machine_cpu_busy_pct: Option<f64>,
 }
 
 impl ExamReport {
@@ -89,6 +92,22 @@ impl ExamReport {
         (self.connected > 0)
             .then(|| connected.saturating_sub(before) as f64 * 1024.0 / self.connected as f64)
     }
+}
+
+/// The machine's CPU time so far as (busy, total) jiffies, from /proc/stat.
+pub fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …: idle and iowait are not busy.
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
 }
 
 /// A process's resident set size in KiB, from /proc.
@@ -336,11 +355,29 @@ pub async fn run(load: ExamLoad) -> anyhow::Result<ExamReport> {
             (peak, online)
         })
     };
+    // The machine's CPU over the measured window (after the warm-up).
+    let cpu = {
+        let (from, to) = (
+            tokio::time::Instant::from_std(measure_from),
+            tokio::time::Instant::from_std(deadline),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep_until(from).await;
+            let (busy_from, total_from) = cpu_jiffies()?;
+            tokio::time::sleep_until(to).await;
+            let (busy_to, total_to) = cpu_jiffies()?;
+            let total = total_to
+                .checked_sub(total_from)
+                .filter(|total| *total > 0)?;
+            Some(100.0 * busy_to.saturating_sub(busy_from) as f64 / total as f64)
+        })
+    };
     let mut latencies = Latencies::default();
     for task in tasks {
         latencies.merge(&task.await?);
     }
     (report.rss_connected_kib, report.online_at_end) = watcher.await?;
+    report.machine_cpu_busy_pct = cpu.await?;
     shared.stop_sending.store(true, Ordering::Relaxed);
     for task in proctor_tasks {
         task.await?;

@@ -329,6 +329,9 @@ async fn main() -> anyhow::Result<()> {
             if let Some(online) = report.online_at_end {
                 println!("online_at_end={online}");
             }
+            if let Some(busy) = report.machine_cpu_busy_pct {
+                println!("machine_cpu_busy_pct={busy:.0}");
+            }
             println!(
                 "commands_sent={} command_acks={} controls_received={} control_latency: {}",
                 report.commands_sent,
