@@ -36,6 +36,41 @@ struct AnswerRow<'a> {
     at_ms: i64,
 }
 
+impl<'a> AnswerRow<'a> {
+    /// The journal row of an answer entry (`None` for other entries).
+    fn of(index: usize, fenced: &'a FencedEntry) -> Option<Self> {
+        let JournalEntry::Answer {
+            plan_id,
+            candidate_id,
+            question_id,
+            value,
+            cseq,
+            version,
+            at,
+        } = &fenced.entry
+        else {
+            return None;
+        };
+        Some(Self {
+            index,
+            plan_id: plan_id.as_str(),
+            candidate_id: candidate_id.as_str(),
+            question_id: question_id.as_str(),
+            value: value.to_string(),
+            cseq: *cseq,
+            version: *version,
+            shard: i64::from(fenced.fence.shard.get()),
+            epoch: fenced.fence.epoch,
+            at_ms: at.as_millis(),
+        })
+    }
+
+    /// What identifies the row in the journal.
+    fn key(&self) -> (&'a str, &'a str, i64) {
+        (self.plan_id, self.candidate_id, self.cseq)
+    }
+}
+
 struct TransitionRow {
     index: usize,
     /// The row revision the entry was decided on.
@@ -76,28 +111,7 @@ fn sort<'a>(
         }
         let epoch = fenced.fence.epoch;
         match &fenced.entry {
-            JournalEntry::Answer {
-                plan_id,
-                candidate_id,
-                question_id,
-                value,
-                cseq,
-                version,
-                at,
-            } => {
-                sorted.answers.push(AnswerRow {
-                    index,
-                    plan_id: plan_id.as_str(),
-                    candidate_id: candidate_id.as_str(),
-                    question_id: question_id.as_str(),
-                    value: value.to_string(),
-                    cseq: *cseq,
-                    version: *version,
-                    shard,
-                    epoch,
-                    at_ms: at.as_millis(),
-                });
-            }
+            JournalEntry::Answer { .. } => sorted.answers.extend(AnswerRow::of(index, fenced)),
             JournalEntry::Candidate {
                 plan_id,
                 candidate_id,
@@ -613,69 +627,45 @@ SELECT plan_id, candidate_id, cseq, NULL::bigint FROM appended"
     )
 });
 
-async fn commit_answers_postgres(
+async fn commit_answers_postgres<'b>(
     pool: &sqlx::PgPool,
-    batch: &[FencedEntry],
+    batch: &'b [FencedEntry],
     shards: &[i64],
 ) -> Result<Vec<EntryOutcome>, StoreError> {
-    let mut plan_ids = Vec::with_capacity(batch.len());
-    let mut candidate_ids = Vec::with_capacity(batch.len());
-    let mut cseqs = Vec::with_capacity(batch.len());
-    let mut question_ids = Vec::with_capacity(batch.len());
-    let mut values = Vec::with_capacity(batch.len());
-    let mut versions = Vec::with_capacity(batch.len());
-    let mut fence_shards = Vec::with_capacity(batch.len());
-    let mut epochs = Vec::with_capacity(batch.len());
-    let mut ats = Vec::with_capacity(batch.len());
+    let rows: Vec<AnswerRow<'b>> = batch
+        .iter()
+        .enumerate()
+        .map(|(index, fenced)| AnswerRow::of(index, fenced))
+        .collect::<Option<_>>()
+        .ok_or_else(|| StoreError::Internal("not an answer batch".into()))?;
     // A cseq repeated within the batch is sent once (its first copy): which
     // copy an INSERT keeps is up to the plan, which copy is written is not.
-    let mut seen = std::collections::HashSet::with_capacity(batch.len());
-    // Each entry's journal key, for its outcome.
-    let mut keys = Vec::with_capacity(batch.len());
-    for fenced in batch {
-        let JournalEntry::Answer {
-            plan_id,
-            candidate_id,
-            question_id,
-            value,
-            cseq,
-            version,
-            at,
-        } = &fenced.entry
-        else {
-            return Err(StoreError::Internal("not an answer batch".into()));
-        };
-        keys.push((plan_id.as_str(), candidate_id.as_str(), *cseq));
-        if !seen.insert((plan_id, candidate_id, *cseq, fenced.fence)) {
-            continue;
-        }
-        plan_ids.push(plan_id.as_str());
-        candidate_ids.push(candidate_id.as_str());
-        cseqs.push(*cseq);
-        question_ids.push(question_id.as_str());
-        values.push(value.to_string());
-        versions.push(*version);
-        fence_shards.push(i64::from(fenced.fence.shard.get()));
-        epochs.push(fenced.fence.epoch);
-        ats.push(at.as_millis());
-    }
-    let rows = sqlx::query(sqlx::AssertSqlSafe(COMMIT_ANSWERS.as_str()))
-        .bind(&plan_ids)
-        .bind(&candidate_ids)
-        .bind(&cseqs)
-        .bind(&question_ids)
-        .bind(&values)
-        .bind(&versions)
-        .bind(&fence_shards)
-        .bind(&epochs)
-        .bind(&ats)
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let sent: Vec<&AnswerRow<'_>> = rows
+        .iter()
+        .filter(|row| seen.insert((row.key(), row.epoch)))
+        .collect();
+    let text =
+        |f: fn(&AnswerRow<'b>) -> &'b str| sent.iter().map(|row| f(row)).collect::<Vec<&str>>();
+    let number = |f: fn(&AnswerRow<'_>) -> i64| sent.iter().map(|row| f(row)).collect::<Vec<i64>>();
+    let values: Vec<&str> = sent.iter().map(|row| row.value.as_str()).collect();
+    let returned = sqlx::query(sqlx::AssertSqlSafe(COMMIT_ANSWERS.as_str()))
+        .bind(text(|row| row.plan_id))
+        .bind(text(|row| row.candidate_id))
+        .bind(number(|row| row.cseq))
+        .bind(text(|row| row.question_id))
+        .bind(values)
+        .bind(number(|row| row.version))
+        .bind(number(|row| row.shard))
+        .bind(number(|row| row.epoch))
+        .bind(number(|row| row.at_ms))
         .bind(shards)
         .fetch_all(pool)
         .await
         .map_err(from_sqlx)?;
     let mut current: HashMap<i64, i64> = HashMap::new();
     let mut appended: std::collections::HashSet<(String, String, i64)> = Default::default();
-    for row in rows {
+    for row in returned {
         match row.get::<Option<String>, _>(0) {
             None => {
                 current.insert(row.get(2), row.get::<Option<i64>, _>(3).unwrap_or_default());
@@ -685,15 +675,17 @@ async fn commit_answers_postgres(
             }
         }
     }
-    Ok(batch
+    Ok(rows
         .iter()
-        .zip(keys)
-        .map(|(fenced, (plan_id, candidate_id, cseq))| {
-            let shard = i64::from(fenced.fence.shard.get());
-            if current.get(&shard) != Some(&fenced.fence.epoch) {
+        .map(|row| {
+            if current.get(&row.shard) != Some(&row.epoch) {
                 return EntryOutcome::StaleFence;
             }
-            let key = (plan_id.to_owned(), candidate_id.to_owned(), cseq);
+            let key = (
+                row.plan_id.to_owned(),
+                row.candidate_id.to_owned(),
+                row.cseq,
+            );
             // `remove`: a cseq repeated within the batch is written once;
             // its later copies are repeats like any other.
             if appended.remove(&key) {
