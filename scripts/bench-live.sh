@@ -138,7 +138,9 @@ for trial in $(seq 1 "$TRIALS"); do
         out=$(exam ceiling $CANDIDATES --window 1 --seconds $SECONDS_RUN --warmup-s $WARMUP)
         stop_node
         add "ceiling.$mode" "$(num "$out" acks_per_s)"; add "ceiling.$mode.p99" "$(ack "$out" p99)"
-        [ "$mode" = group ] && add ceiling.share "$(awk -v r=$RATE -v c="$(num "$out" acks_per_s)" 'BEGIN { if (c > 0) printf "%.0f", 100 * r / c }')"
+        if [ "$mode" = group ]; then
+            add ceiling.share "$(awk -v r=$RATE -v c="$(num "$out" acks_per_s)" 'BEGIN { if (c > 0) printf "%.0f", 100 * r / c }')"
+        fi
     done
 
     echo "-- $SOCKETS idle candidate sockets, 10 s heartbeats, held ${HOLD} s"
