@@ -77,7 +77,14 @@ impl PlanStore for SqlStore {
                     if state != PlanState::Scheduled {
                         return Ok(ImportOutcome::Refused(state));
                     }
-                    // Children go with the plan (ON DELETE CASCADE).
+                    // The journal has no foreign key (see the migration
+                    // journal_without_candidate_fk); the other children go
+                    // with the plan (ON DELETE CASCADE).
+                    sqlx::query("DELETE FROM answer_journal WHERE plan_id = $1")
+                        .bind(plan.id.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(from_sqlx)?;
                     sqlx::query("DELETE FROM plans WHERE id = $1")
                         .bind(plan.id.as_str())
                         .execute(&mut *tx)

@@ -2,7 +2,9 @@ use invigil_actors::domain::{
     CandidateSpec, CandidateState, PlanCommand, PlanId, PlanRuntime, PlanSpec, PlanState,
     ProctorSpec,
 };
-use invigil_actors::ports::{FencedError, ImportOutcome, PlanStore, Redacted};
+use invigil_actors::ports::{
+    FencedEntry, FencedError, ImportOutcome, Journal, JournalEntry, PlanStore, Redacted,
+};
 use invigil_actors::shard::ShardId;
 use invigil_store::SqlStore;
 
@@ -11,6 +13,7 @@ use crate::support::{own_everything, plan, t};
 crate::conformance!(
     import_creates_then_is_idempotent_then_replaces,
     import_refuses_a_started_plan,
+    replacing_a_plan_removes_its_journal,
     import_is_one_transaction,
     import_handles_many_candidates,
     load_plan_returns_the_content_without_secrets,
@@ -47,6 +50,50 @@ async fn import_creates_then_is_idempotent_then_replaces(store: &SqlStore) {
     assert_eq!(
         store.plan_digest(&stored.spec.id).await.unwrap(),
         Some(("digest-2".into(), PlanState::Scheduled))
+    );
+}
+
+/// The journal has no foreign key to candidates: replacing a plan deletes its
+/// journal rows itself, and leaves another plan's alone.
+async fn replacing_a_plan_removes_its_journal(store: &SqlStore) {
+    let first = plan("p1", 1, 2);
+    let other = plan("p2", 1, 2);
+    store.import_plan(&first, "d1", t(1)).await.unwrap();
+    store.import_plan(&other, "d1", t(1)).await.unwrap();
+    let fence = own_everything(store, "node-a", t(1)).await;
+    let entries: Vec<FencedEntry> = [&first, &other]
+        .into_iter()
+        .map(|spec| FencedEntry {
+            fence: fence(ShardId::of_room(&spec.id, &spec.rooms[0].id)),
+            entry: JournalEntry::Answer {
+                plan_id: spec.id.clone(),
+                candidate_id: spec.candidates[0].id.clone(),
+                question_id: spec.questions[0].id.clone(),
+                value: serde_json::json!("A"),
+                cseq: 1,
+                version: 1,
+                at: t(2),
+            },
+        })
+        .collect();
+    store.commit(&entries).await.unwrap();
+    let saved = |id: &'static str| async move {
+        let id = PlanId::parse(id).unwrap();
+        store.plan_counts(&id).await.unwrap().unwrap().answers_saved
+    };
+    assert_eq!((saved("p1").await, saved("p2").await), (1, 1));
+
+    assert_eq!(
+        store.import_plan(&first, "d2", t(3)).await.unwrap(),
+        ImportOutcome::Replaced
+    );
+    assert_eq!((saved("p1").await, saved("p2").await), (0, 1));
+    assert_eq!(
+        store
+            .journaled_answer(&first.id, &first.candidates[0].id, 1)
+            .await
+            .unwrap(),
+        None
     );
 }
 
