@@ -65,7 +65,7 @@ SQL
 sed 's/INSERT INTO answer_journal /INSERT INTO answer_journal_fk /' "$WORK/one.sql" > "$WORK/fk.sql"
 grep -q answer_journal_fk "$WORK/fk.sql"
 
-declare -A M
+declare -A M T   # M: metric → values, one per trial; T: this trial's batches/s per variant
 add() { M[$1]="${M[$1]:-} $2"; }
 med() { echo "${M[$1]}" | tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for trial in $(seq 1 "$TRIALS"); do
@@ -79,11 +79,11 @@ for trial in $(seq 1 "$TRIALS"); do
         lat=$(echo "$out" | sed -nE 's/^latency average = ([0-9.]+) ms/\1/p')
         echo "trial $trial, $variant: $tps batches/s, $lat ms per batch"
         add "$variant.tps" "$tps"; add "$variant.lat" "$lat"
-        eval "tps_$variant=$tps"
+        T[$variant]=$tps
     done
     # Ratios within a trial: the machine's speed drifts between trials.
-    add one_five "$(awk -v a="$tps_one" -v b="$tps_five" 'BEGIN { printf "%.2f", a / b }')"
-    add one_fk "$(awk -v a="$tps_one" -v b="$tps_fk" 'BEGIN { printf "%.2f", a / b }')"
+    add one_five "$(awk -v a="${T[one]}" -v b="${T[five]}" 'BEGIN { printf "%.2f", a / b }')"
+    add one_fk "$(awk -v a="${T[one]}" -v b="${T[fk]}" 'BEGIN { printf "%.2f", a / b }')"
 done
 RATIO=$(med one_five); FK_RATIO=$(med one_fk)
 echo "one statement ÷ five round trips: ${RATIO}× batches/s"

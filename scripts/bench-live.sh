@@ -202,10 +202,8 @@ $(nproc) cores. During the timed runs the machine's CPUs were busy
 $TRIAL_BUSY % (per trial), and the offered $RATE answers/s was
 $TRIAL_SHARE % of the ceiling the group writer reached in the same trial
 (per trial). Near a server's ceiling, waiting in queues (for a core, for the
-commit in flight) sets the tail: an earlier run of this script on this
-machine (same day, before this change set) had a ceiling of 28,652 acks/s
-(70 % offered) and an ack p99 of 61.6 ms. The ratios below are stable across
-runs; the tails are not.
+commit in flight) sets the tail. The ratios below are stable across runs;
+the tails are not.
 
 ### Durable answer acks: group commit against one transaction per answer
 
