@@ -1,9 +1,10 @@
 //! [`Journal`] on sqlx: one transaction per batch. The fences of every shard
-//! in the batch are read first (Postgres: `FOR SHARE`, so a lease takeover
+//! in the batch are read with it (Postgres: `FOR SHARE`, so a lease takeover
 //! waits until this batch is in; SQLite: under the write lock), entries under
 //! a stale epoch are left out and reported, the rest is written with
-//! multi-row statements. On Postgres a batch of nothing but answers (the hot
-//! path) is all of that in one statement: see [`COMMIT_ANSWERS`].
+//! multi-row statements. On Postgres the whole batch, whatever it carries, is
+//! one statement and one round trip: see [`COMMIT_BATCH`]. On SQLite, in
+//! process, it is a transaction of several statements.
 
 use std::collections::HashMap;
 
@@ -97,15 +98,20 @@ struct Sorted<'a> {
     logs: Vec<(&'a FencedEntry, &'a invigil_actors::ports::LogEntry)>,
 }
 
+/// Sorts a batch's entries by table. With `current` (the fences read), an
+/// entry under a stale epoch is reported and left out; without, every entry
+/// is kept and the statement that writes them checks the fences itself.
 fn sort<'a>(
     batch: &'a [FencedEntry],
-    current: &HashMap<i64, i64>,
+    current: Option<&HashMap<i64, i64>>,
     outcomes: &mut [EntryOutcome],
 ) -> Result<Sorted<'a>, StoreError> {
     let mut sorted = Sorted::default();
     for (index, fenced) in batch.iter().enumerate() {
         let shard = i64::from(fenced.fence.shard.get());
-        if current.get(&shard) != Some(&fenced.fence.epoch) {
+        if let Some(current) = current
+            && current.get(&shard) != Some(&fenced.fence.epoch)
+        {
             outcomes[index] = EntryOutcome::StaleFence;
             continue;
         }
@@ -192,12 +198,14 @@ struct Chain<'r> {
 }
 
 /// Groups a table's entries by row and checks that each row's entries
-/// continue one another (revision r, r+1, …); breaks are conflicts.
+/// continue one another (revision r, r+1, …); breaks are conflicts. Entries
+/// of one row under two epochs (a takeover between them) make two chains, of
+/// which the fence lets at most one through.
 fn chains<'r>(rows: &'r [TransitionRow], outcomes: &mut [EntryOutcome]) -> Vec<Chain<'r>> {
-    let mut by_row: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut by_row: HashMap<(&str, &str, i64), usize> = HashMap::new();
     let mut chains: Vec<Chain<'r>> = Vec::new();
     for row in rows {
-        match by_row.get(&(row.plan_id.as_str(), row.entity_id.as_str())) {
+        match by_row.get(&(row.plan_id.as_str(), row.entity_id.as_str(), row.epoch)) {
             Some(&position) => {
                 let chain = &mut chains[position];
                 if row.revision == chain.last.revision + 1 {
@@ -208,7 +216,10 @@ fn chains<'r>(rows: &'r [TransitionRow], outcomes: &mut [EntryOutcome]) -> Vec<C
                 }
             }
             None => {
-                by_row.insert((row.plan_id.as_str(), row.entity_id.as_str()), chains.len());
+                by_row.insert(
+                    (row.plan_id.as_str(), row.entity_id.as_str(), row.epoch),
+                    chains.len(),
+                );
                 chains.push(Chain {
                     first: row,
                     last: row,
@@ -223,126 +234,61 @@ fn chains<'r>(rows: &'r [TransitionRow], outcomes: &mut [EntryOutcome]) -> Vec<C
 /// The keys of answer rows: (plan, candidate, cseq).
 type AnswerKeys = std::collections::HashSet<(String, String, i64)>;
 
-/// The two statements of the answer hot path, written per dialect: Postgres
-/// binds arrays to one fixed statement (`UNNEST`, planned once); SQLite takes
-/// a multi-row `VALUES` (parsing is cheap in process).
-trait AnswerStatements {
-    /// Appends to the journal; returns the keys that were new.
-    fn insert_journal(
-        &mut self,
-        rows: &[AnswerRow<'_>],
-    ) -> impl std::future::Future<Output = Result<AnswerKeys, StoreError>> + Send;
-
-    /// Raises the current answers to these versions where they are newer.
-    fn upsert_current(
-        &mut self,
-        rows: &[&AnswerRow<'_>],
-    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
-}
-
 const UPSERT_CURRENT_TAIL: &str = " ON CONFLICT (plan_id, candidate_id, question_id) DO UPDATE SET value = excluded.value, \
      version = excluded.version, cseq = excluded.cseq, updated_at_ms = excluded.updated_at_ms \
      WHERE answers.version < excluded.version";
 
-impl AnswerStatements for sqlx::Transaction<'_, sqlx::Postgres> {
-    async fn insert_journal(&mut self, rows: &[AnswerRow<'_>]) -> Result<AnswerKeys, StoreError> {
-        let column = |f: fn(&AnswerRow<'_>) -> String| rows.iter().map(f).collect::<Vec<String>>();
-        let number = |f: fn(&AnswerRow<'_>) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-        Ok(sqlx::query(
-            "INSERT INTO answer_journal (plan_id, candidate_id, cseq, question_id, value, version, shard, epoch, at_ms) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], \
-                                  $7::bigint[], $8::bigint[], $9::bigint[]) \
-             ON CONFLICT (plan_id, candidate_id, cseq) DO NOTHING RETURNING plan_id, candidate_id, cseq",
-        )
-        .bind(column(|row| row.plan_id.to_owned()))
-        .bind(column(|row| row.candidate_id.to_owned()))
-        .bind(number(|row| row.cseq))
-        .bind(column(|row| row.question_id.to_owned()))
-        .bind(column(|row| row.value.clone()))
-        .bind(number(|row| row.version))
-        .bind(number(|row| row.shard))
-        .bind(number(|row| row.epoch))
-        .bind(number(|row| row.at_ms))
-        .fetch_all(&mut **self)
+/// SQLite: appends to the journal (a multi-row `VALUES`; parsing is cheap in
+/// process) and returns the keys that were new.
+async fn sqlite_insert_journal(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    rows: &[AnswerRow<'_>],
+) -> Result<AnswerKeys, StoreError> {
+    let mut insert = QueryBuilder::new(
+        "INSERT INTO answer_journal (plan_id, candidate_id, cseq, question_id, value, version, shard, epoch, at_ms) ",
+    );
+    insert.push_values(rows, |mut row, answer| {
+        row.push_bind(answer.plan_id.to_owned())
+            .push_bind(answer.candidate_id.to_owned())
+            .push_bind(answer.cseq)
+            .push_bind(answer.question_id.to_owned())
+            .push_bind(answer.value.clone())
+            .push_bind(answer.version)
+            .push_bind(answer.shard)
+            .push_bind(answer.epoch)
+            .push_bind(answer.at_ms);
+    });
+    insert.push(" ON CONFLICT (plan_id, candidate_id, cseq) DO NOTHING RETURNING plan_id, candidate_id, cseq");
+    Ok(insert
+        .build()
+        .fetch_all(&mut **tx)
         .await
         .map_err(from_sqlx)?
         .into_iter()
         .map(|row| (row.get(0), row.get(1), row.get(2)))
         .collect())
-    }
-
-    async fn upsert_current(&mut self, rows: &[&AnswerRow<'_>]) -> Result<(), StoreError> {
-        let column = |f: fn(&AnswerRow<'_>) -> String| {
-            rows.iter().map(|row| f(row)).collect::<Vec<String>>()
-        };
-        let number =
-            |f: fn(&AnswerRow<'_>) -> i64| rows.iter().map(|row| f(row)).collect::<Vec<i64>>();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO answers (plan_id, candidate_id, question_id, value, version, cseq, updated_at_ms) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[]){UPSERT_CURRENT_TAIL}"
-        )))
-        .bind(column(|row| row.plan_id.to_owned()))
-        .bind(column(|row| row.candidate_id.to_owned()))
-        .bind(column(|row| row.question_id.to_owned()))
-        .bind(column(|row| row.value.clone()))
-        .bind(number(|row| row.version))
-        .bind(number(|row| row.cseq))
-        .bind(number(|row| row.at_ms))
-        .execute(&mut **self)
-        .await
-        .map_err(from_sqlx)?;
-        Ok(())
-    }
 }
 
-impl AnswerStatements for sqlx::Transaction<'_, sqlx::Sqlite> {
-    async fn insert_journal(&mut self, rows: &[AnswerRow<'_>]) -> Result<AnswerKeys, StoreError> {
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO answer_journal (plan_id, candidate_id, cseq, question_id, value, version, shard, epoch, at_ms) ",
-        );
-        insert.push_values(rows, |mut row, answer| {
-            row.push_bind(answer.plan_id.to_owned())
-                .push_bind(answer.candidate_id.to_owned())
-                .push_bind(answer.cseq)
-                .push_bind(answer.question_id.to_owned())
-                .push_bind(answer.value.clone())
-                .push_bind(answer.version)
-                .push_bind(answer.shard)
-                .push_bind(answer.epoch)
-                .push_bind(answer.at_ms);
-        });
-        insert.push(" ON CONFLICT (plan_id, candidate_id, cseq) DO NOTHING RETURNING plan_id, candidate_id, cseq");
-        Ok(insert
-            .build()
-            .fetch_all(&mut **self)
-            .await
-            .map_err(from_sqlx)?
-            .into_iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
-            .collect())
-    }
-
-    async fn upsert_current(&mut self, rows: &[&AnswerRow<'_>]) -> Result<(), StoreError> {
-        let mut upsert = QueryBuilder::new(
-            "INSERT INTO answers (plan_id, candidate_id, question_id, value, version, cseq, updated_at_ms) ",
-        );
-        upsert.push_values(rows, |mut row, answer| {
-            row.push_bind(answer.plan_id.to_owned())
-                .push_bind(answer.candidate_id.to_owned())
-                .push_bind(answer.question_id.to_owned())
-                .push_bind(answer.value.clone())
-                .push_bind(answer.version)
-                .push_bind(answer.cseq)
-                .push_bind(answer.at_ms);
-        });
-        upsert.push(UPSERT_CURRENT_TAIL);
-        upsert
-            .build()
-            .execute(&mut **self)
-            .await
-            .map_err(from_sqlx)?;
-        Ok(())
-    }
+/// SQLite: raises the current answers to these versions where they are newer.
+async fn sqlite_upsert_current(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    rows: &[&AnswerRow<'_>],
+) -> Result<(), StoreError> {
+    let mut upsert = QueryBuilder::new(
+        "INSERT INTO answers (plan_id, candidate_id, question_id, value, version, cseq, updated_at_ms) ",
+    );
+    upsert.push_values(rows, |mut row, answer| {
+        row.push_bind(answer.plan_id.to_owned())
+            .push_bind(answer.candidate_id.to_owned())
+            .push_bind(answer.question_id.to_owned())
+            .push_bind(answer.value.clone())
+            .push_bind(answer.version)
+            .push_bind(answer.cseq)
+            .push_bind(answer.at_ms);
+    });
+    upsert.push(UPSERT_CURRENT_TAIL);
+    upsert.build().execute(&mut **tx).await.map_err(from_sqlx)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -351,179 +297,16 @@ impl Journal for SqlStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut outcomes = vec![EntryOutcome::Written; batch.len()];
         let mut shards: Vec<i64> = batch
             .iter()
             .map(|fenced| i64::from(fenced.fence.shard.get()))
             .collect();
         shards.sort_unstable();
         shards.dedup();
-        if let super::Backend::Postgres(pool) = &self.backend
-            && batch
-                .iter()
-                .all(|fenced| matches!(fenced.entry, JournalEntry::Answer { .. }))
-        {
-            return commit_answers_postgres(pool, batch, &shards).await;
+        match &self.backend {
+            super::Backend::Postgres(pool) => commit_postgres(pool, batch, &shards).await,
+            super::Backend::Sqlite(pool) => commit_sqlite(pool, batch, &shards).await,
         }
-        on_backend!(self, pool => {
-            let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(from_sqlx)?;
-
-            let mut read_fences = QueryBuilder::new("SELECT shard, epoch FROM shard_lease WHERE shard IN (");
-            let mut list = read_fences.separated(", ");
-            for shard in &shards {
-                list.push_bind(*shard);
-            }
-            read_fences.push(")");
-            read_fences.push(self.dialect(" FOR SHARE", ""));
-            let current: HashMap<i64, i64> = read_fences
-                .build()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(from_sqlx)?
-                .into_iter()
-                .map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1)))
-                .collect();
-            let sorted = sort(batch, &current, &mut outcomes)?;
-
-            let mut fresh_answers = Vec::new();
-            for chunk in sorted.answers.chunks(ROWS_PER_STATEMENT) {
-                let mut inserted = tx.insert_journal(chunk).await?;
-                for answer in chunk {
-                    let key = (answer.plan_id.to_owned(), answer.candidate_id.to_owned(), answer.cseq);
-                    // `remove`: a cseq repeated within the batch is written
-                    // once; its later copies are repeats like any other.
-                    if inserted.remove(&key) {
-                        fresh_answers.push(answer);
-                    } else {
-                        outcomes[answer.index] = EntryOutcome::AlreadyStored;
-                    }
-                }
-            }
-            let latest = last_per_key(
-                {
-                    let mut by_version: Vec<&AnswerRow> = fresh_answers;
-                    by_version.sort_by_key(|answer| answer.version);
-                    by_version
-                },
-                |answer| (answer.plan_id, answer.candidate_id, answer.question_id),
-            );
-            for chunk in latest.chunks(ROWS_PER_STATEMENT) {
-                tx.upsert_current(chunk).await?;
-            }
-
-            for (rows, table) in [(&sorted.candidates, "candidates"), (&sorted.rooms, "rooms")] {
-                // Compare-and-set per row: a row moves only from the revision
-                // its entries were decided on; otherwise they are conflicts.
-                let chains = chains(rows, &mut outcomes);
-                let mut written: Vec<&TransitionRow> = Vec::new();
-                for chunk in chains.chunks(ROWS_PER_STATEMENT) {
-                    // VALUES columns are column1.. in both dialects.
-                    let mut update = QueryBuilder::new(format!(
-                        "UPDATE {table} SET state = v.column3, runtime = v.column4, revision = v.column6"
-                    ));
-                    if table == "candidates" {
-                        update.push(", updated_at_ms = ");
-                        update.push_bind(chunk.iter().map(|chain| chain.last.at_ms).max().unwrap_or(0));
-                    }
-                    update.push(" FROM (");
-                    update.push_values(chunk, |mut row, chain| {
-                        row.push_bind(chain.last.plan_id.clone())
-                            .push_bind(chain.last.entity_id.clone())
-                            .push_bind(chain.last.to_state)
-                            .push_bind(chain.last.runtime.clone())
-                            .push_bind(chain.first.revision)
-                            .push_bind(chain.last.revision + 1);
-                    });
-                    update.push(format!(
-                        ") AS v WHERE {table}.plan_id = v.column1 AND {table}.id = v.column2 \
-                         AND {table}.revision = v.column5 RETURNING {table}.plan_id, {table}.id"
-                    ));
-                    let updated: std::collections::HashSet<(String, String)> = update
-                        .build()
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(from_sqlx)?
-                        .into_iter()
-                        .map(|row| (row.get(0), row.get(1)))
-                        .collect();
-                    for chain in chunk {
-                        if updated.contains(&(chain.first.plan_id.clone(), chain.first.entity_id.clone())) {
-                            written.extend(chain.entries.iter().copied());
-                        } else {
-                            for entry in &chain.entries {
-                                outcomes[entry.index] = EntryOutcome::Conflict;
-                            }
-                        }
-                    }
-                }
-                for chunk in written.chunks(ROWS_PER_STATEMENT) {
-                    let mut insert = QueryBuilder::new(
-                        "INSERT INTO transitions (plan_id, entity, entity_id, event, to_state, detail, shard, epoch, at_ms) ",
-                    );
-                    insert.push_values(chunk, |mut row, transition| {
-                        row.push_bind(transition.plan_id.clone())
-                            .push_bind(transition.entity)
-                            .push_bind(transition.entity_id.clone())
-                            .push_bind(transition.event)
-                            .push_bind(transition.to_state)
-                            .push_bind(transition.detail.clone())
-                            .push_bind(transition.shard)
-                            .push_bind(transition.epoch)
-                            .push_bind(transition.at_ms);
-                    });
-                    insert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
-                }
-            }
-
-            let incidents = last_per_key(sorted.incidents.iter(), |(_, incident)| incident.id.as_str());
-            for chunk in incidents.chunks(ROWS_PER_STATEMENT) {
-                let mut upsert = QueryBuilder::new(
-                    "INSERT INTO incidents (id, plan_id, room_id, candidate_id, kind, source, severity, status, note, \
-                     action, created_at_ms, resolved_at_ms, resolved_by, shard, epoch) ",
-                );
-                upsert.push_values(chunk, |mut row, (fenced, incident)| {
-                    row.push_bind(incident.id.clone())
-                        .push_bind(incident.plan_id.to_string())
-                        .push_bind(incident.room_id.to_string())
-                        .push_bind(incident.candidate_id.as_ref().map(ToString::to_string))
-                        .push_bind(incident.kind.clone())
-                        .push_bind(incident.source.as_str())
-                        .push_bind(incident.severity.as_str())
-                        .push_bind(incident.status.as_str())
-                        .push_bind(incident.note.clone())
-                        .push_bind(incident.action.clone())
-                        .push_bind(incident.created_at.as_millis())
-                        .push_bind(incident.resolved_at.map(|at| at.as_millis()))
-                        .push_bind(incident.resolved_by.as_ref().map(ToString::to_string))
-                        .push_bind(i64::from(fenced.fence.shard.get()))
-                        .push_bind(fenced.fence.epoch);
-                });
-                upsert.push(
-                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, note = excluded.note, \
-                     action = excluded.action, resolved_at_ms = excluded.resolved_at_ms, \
-                     resolved_by = excluded.resolved_by, shard = excluded.shard, epoch = excluded.epoch",
-                );
-                upsert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
-            }
-
-            for chunk in sorted.logs.chunks(ROWS_PER_STATEMENT) {
-                let mut insert =
-                    QueryBuilder::new("INSERT INTO logs (plan_id, kind, subject, room_id, message, detail, at_ms) ");
-                insert.push_values(chunk, |mut row, (_, log)| {
-                    row.push_bind(log.plan_id.to_string())
-                        .push_bind(log.kind.as_str())
-                        .push_bind(log.subject.clone())
-                        .push_bind(log.room_id.as_ref().map(ToString::to_string))
-                        .push_bind(log.message.clone())
-                        .push_bind(log.detail.to_string())
-                        .push_bind(log.at.as_millis());
-                });
-                insert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
-            }
-
-            tx.commit().await.map_err(from_sqlx)?;
-            Ok(outcomes)
-        })
     }
 
     async fn append_logs(&self, logs: &[QueuedLog]) -> Result<u64, StoreError> {
@@ -591,23 +374,236 @@ impl Journal for SqlStore {
     }
 }
 
-/// The hot path on Postgres, a batch of nothing but answers, as one
-/// statement: fence check, journal append and current-answer upsert in a
-/// single round trip and an implicit transaction, instead of five round trips
-/// (BEGIN, fence read, append, upsert, COMMIT) that each wait for the server
-/// to be scheduled. The semantics are the multi-statement path's: the lease
-/// rows are read `FOR SHARE` (a takeover waits for this commit, and a
-/// takeover that committed first is seen), entries under another epoch are
-/// not written, a cseq already in the journal (or repeated in the batch) is
-/// written once, and the current answer only moves to a higher version.
+/// A batch on SQLite: one `BEGIN IMMEDIATE` transaction (the write lock
+/// first, so the fences read cannot change under it), a statement per table.
+async fn commit_sqlite(
+    pool: &sqlx::SqlitePool,
+    batch: &[FencedEntry],
+    shards: &[i64],
+) -> Result<Vec<EntryOutcome>, StoreError> {
+    let mut outcomes = vec![EntryOutcome::Written; batch.len()];
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(from_sqlx)?;
+
+    let mut read_fences =
+        QueryBuilder::new("SELECT shard, epoch FROM shard_lease WHERE shard IN (");
+    let mut list = read_fences.separated(", ");
+    for shard in shards {
+        list.push_bind(*shard);
+    }
+    read_fences.push(")");
+    let current: HashMap<i64, i64> = read_fences
+        .build()
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(from_sqlx)?
+        .into_iter()
+        .map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1)))
+        .collect();
+    let sorted = sort(batch, Some(&current), &mut outcomes)?;
+
+    let mut fresh_answers = Vec::new();
+    for chunk in sorted.answers.chunks(ROWS_PER_STATEMENT) {
+        let mut inserted = sqlite_insert_journal(&mut tx, chunk).await?;
+        for answer in chunk {
+            let key = (
+                answer.plan_id.to_owned(),
+                answer.candidate_id.to_owned(),
+                answer.cseq,
+            );
+            // `remove`: a cseq repeated within the batch is written
+            // once; its later copies are repeats like any other.
+            if inserted.remove(&key) {
+                fresh_answers.push(answer);
+            } else {
+                outcomes[answer.index] = EntryOutcome::AlreadyStored;
+            }
+        }
+    }
+    let latest = last_per_key(
+        {
+            let mut by_version: Vec<&AnswerRow> = fresh_answers;
+            by_version.sort_by_key(|answer| answer.version);
+            by_version
+        },
+        |answer| (answer.plan_id, answer.candidate_id, answer.question_id),
+    );
+    for chunk in latest.chunks(ROWS_PER_STATEMENT) {
+        sqlite_upsert_current(&mut tx, chunk).await?;
+    }
+
+    for (rows, table) in [(&sorted.candidates, "candidates"), (&sorted.rooms, "rooms")] {
+        // Compare-and-set per row: a row moves only from the revision
+        // its entries were decided on; otherwise they are conflicts.
+        let chains = chains(rows, &mut outcomes);
+        let mut written: Vec<&TransitionRow> = Vec::new();
+        for chunk in chains.chunks(ROWS_PER_STATEMENT) {
+            // VALUES columns are column1.. in both dialects.
+            let mut update = QueryBuilder::new(format!(
+                "UPDATE {table} SET state = v.column3, runtime = v.column4, revision = v.column6"
+            ));
+            if table == "candidates" {
+                update.push(", updated_at_ms = v.column7");
+            }
+            update.push(" FROM (");
+            update.push_values(chunk, |mut row, chain| {
+                row.push_bind(chain.last.plan_id.clone())
+                    .push_bind(chain.last.entity_id.clone())
+                    .push_bind(chain.last.to_state)
+                    .push_bind(chain.last.runtime.clone())
+                    .push_bind(chain.first.revision)
+                    .push_bind(chain.last.revision + 1)
+                    .push_bind(chain.last.at_ms);
+            });
+            update.push(format!(
+                ") AS v WHERE {table}.plan_id = v.column1 AND {table}.id = v.column2 \
+                     AND {table}.revision = v.column5 RETURNING {table}.plan_id, {table}.id"
+            ));
+            let updated: std::collections::HashSet<(String, String)> = update
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(from_sqlx)?
+                .into_iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect();
+            for chain in chunk {
+                if updated.contains(&(chain.first.plan_id.clone(), chain.first.entity_id.clone())) {
+                    written.extend(chain.entries.iter().copied());
+                } else {
+                    for entry in &chain.entries {
+                        outcomes[entry.index] = EntryOutcome::Conflict;
+                    }
+                }
+            }
+        }
+        for chunk in written.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO transitions (plan_id, entity, entity_id, event, to_state, detail, shard, epoch, at_ms) ",
+            );
+            insert.push_values(chunk, |mut row, transition| {
+                row.push_bind(transition.plan_id.clone())
+                    .push_bind(transition.entity)
+                    .push_bind(transition.entity_id.clone())
+                    .push_bind(transition.event)
+                    .push_bind(transition.to_state)
+                    .push_bind(transition.detail.clone())
+                    .push_bind(transition.shard)
+                    .push_bind(transition.epoch)
+                    .push_bind(transition.at_ms);
+            });
+            insert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+        }
+    }
+
+    let incidents = last_per_key(sorted.incidents.iter(), |(_, incident)| {
+        incident.id.as_str()
+    });
+    for chunk in incidents.chunks(ROWS_PER_STATEMENT) {
+        let mut upsert = QueryBuilder::new(
+            "INSERT INTO incidents (id, plan_id, room_id, candidate_id, kind, source, severity, status, note, \
+                 action, created_at_ms, resolved_at_ms, resolved_by, shard, epoch) ",
+        );
+        upsert.push_values(chunk, |mut row, (fenced, incident)| {
+            row.push_bind(incident.id.clone())
+                .push_bind(incident.plan_id.to_string())
+                .push_bind(incident.room_id.to_string())
+                .push_bind(incident.candidate_id.as_ref().map(ToString::to_string))
+                .push_bind(incident.kind.clone())
+                .push_bind(incident.source.as_str())
+                .push_bind(incident.severity.as_str())
+                .push_bind(incident.status.as_str())
+                .push_bind(incident.note.clone())
+                .push_bind(incident.action.clone())
+                .push_bind(incident.created_at.as_millis())
+                .push_bind(incident.resolved_at.map(|at| at.as_millis()))
+                .push_bind(incident.resolved_by.as_ref().map(ToString::to_string))
+                .push_bind(i64::from(fenced.fence.shard.get()))
+                .push_bind(fenced.fence.epoch);
+        });
+        upsert.push(
+                " ON CONFLICT (id) DO UPDATE SET status = excluded.status, note = excluded.note, \
+                 action = excluded.action, resolved_at_ms = excluded.resolved_at_ms, \
+                 resolved_by = excluded.resolved_by, shard = excluded.shard, epoch = excluded.epoch",
+            );
+        upsert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+    }
+
+    for chunk in sorted.logs.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO logs (plan_id, kind, subject, room_id, message, detail, at_ms) ",
+        );
+        insert.push_values(chunk, |mut row, (_, log)| {
+            row.push_bind(log.plan_id.to_string())
+                .push_bind(log.kind.as_str())
+                .push_bind(log.subject.clone())
+                .push_bind(log.room_id.as_ref().map(ToString::to_string))
+                .push_bind(log.message.clone())
+                .push_bind(log.detail.to_string())
+                .push_bind(log.at.as_millis());
+        });
+        insert.build().execute(&mut *tx).await.map_err(from_sqlx)?;
+    }
+
+    tx.commit().await.map_err(from_sqlx)?;
+    Ok(outcomes)
+}
+
+/// A batch on Postgres, whatever it carries, as one statement: one round
+/// trip and an implicit transaction, instead of a transaction of a statement
+/// per table that each wait for the server to be scheduled (a proctor's
+/// `warn` among the answers used to cost a batch eight round trips). Its
+/// parts, as CTEs, keep the multi-statement transaction's semantics:
+///
+/// - `fence`: the lease rows of the batch's shards, read `FOR SHARE` (a
+///   takeover waits for this commit, and a takeover that committed first is
+///   seen). Every other part joins it, so entries under another epoch are not
+///   written; they are reported from the fences the statement returns.
+/// - answers: a cseq already in the journal is written once, and the current
+///   answer only moves to a higher version (one row per key: `latest`).
+/// - `chains`: compare-and-set per candidate or room row, from the revision
+///   the entries were decided on; a chain's transitions are recorded only if
+///   its row moved, in the batch's order.
+/// - incidents are upserted, logs appended.
+///
+/// The arrays are bound per column; empty ones make empty parts. A batch of
+/// nothing but answers (the hot path) is sent as [`COMMIT_ANSWERS`], the
+/// first parts alone: Postgres plans, locks and opens every table a
+/// statement writes to on each execution, even the ones it writes no row to.
+static COMMIT_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{answer_parts}, {OTHER_PARTS} \
+SELECT 0, NULL::text, NULL::text, shard, epoch FROM fence \
+UNION ALL \
+SELECT 1, plan_id, candidate_id, cseq, NULL::bigint FROM appended \
+UNION ALL \
+SELECT 2, NULL::text, NULL::text, chain, NULL::bigint FROM moved",
+        answer_parts = ANSWER_PARTS.as_str(),
+    )
+});
+
+/// A batch of nothing but answers: [`COMMIT_BATCH`]'s fence and answer parts.
 static COMMIT_ANSWERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{answer_parts} \
+SELECT 0, NULL::text, NULL::text, shard, epoch FROM fence \
+UNION ALL \
+SELECT 1, plan_id, candidate_id, cseq, NULL::bigint FROM appended",
+        answer_parts = ANSWER_PARTS.as_str(),
+    )
+});
+
+/// Parameters $1 (the shards) to $10 (the answers' columns).
+static ANSWER_PARTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "\
 WITH fence AS MATERIALIZED ( \
-    SELECT shard, epoch FROM shard_lease WHERE shard = ANY($10::bigint[]) FOR SHARE \
+    SELECT shard, epoch FROM shard_lease WHERE shard = ANY($1::bigint[]) FOR SHARE \
 ), incoming AS ( \
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], \
-                         $7::bigint[], $8::bigint[], $9::bigint[]) \
+    SELECT * FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], \
+                         $8::bigint[], $9::bigint[], $10::bigint[]) \
         AS a(plan_id, candidate_id, cseq, question_id, value, version, shard, epoch, at_ms) \
 ), appended AS ( \
     INSERT INTO answer_journal (plan_id, candidate_id, cseq, question_id, value, version, shard, epoch, at_ms) \
@@ -620,79 +616,469 @@ WITH fence AS MATERIALIZED ( \
 ), current AS ( \
     INSERT INTO answers (plan_id, candidate_id, question_id, value, version, cseq, updated_at_ms) \
     SELECT plan_id, candidate_id, question_id, value, version, cseq, at_ms FROM latest{UPSERT_CURRENT_TAIL} \
-) \
-SELECT NULL::text, NULL::text, shard, epoch FROM fence \
-UNION ALL \
-SELECT plan_id, candidate_id, cseq, NULL::bigint FROM appended"
+)"
     )
 });
 
-async fn commit_answers_postgres<'b>(
+/// Parameters $11 to $55: transitions, incidents, logs.
+const OTHER_PARTS: &str = "\
+chains AS ( \
+    SELECT c.* FROM UNNEST($11::bigint[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], \
+                           $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[]) \
+        AS c(chain, entity, plan_id, entity_id, state, runtime, revision, next_revision, at_ms, shard, epoch) \
+    JOIN fence f ON f.shard = c.shard AND f.epoch = c.epoch \
+), moved_candidates AS ( \
+    UPDATE candidates t SET state = c.state, runtime = c.runtime, revision = c.next_revision, \
+        updated_at_ms = c.at_ms \
+    FROM chains c \
+    WHERE c.entity = 'candidate' AND t.plan_id = c.plan_id AND t.id = c.entity_id AND t.revision = c.revision \
+    RETURNING c.chain \
+), moved_rooms AS ( \
+    UPDATE rooms t SET state = c.state, runtime = c.runtime, revision = c.next_revision \
+    FROM chains c \
+    WHERE c.entity = 'room' AND t.plan_id = c.plan_id AND t.id = c.entity_id AND t.revision = c.revision \
+    RETURNING c.chain \
+), moved AS ( \
+    SELECT chain FROM moved_candidates UNION ALL SELECT chain FROM moved_rooms \
+), recorded AS ( \
+    INSERT INTO transitions (plan_id, entity, entity_id, event, to_state, detail, shard, epoch, at_ms) \
+    SELECT t.plan_id, t.entity, t.entity_id, t.event, t.to_state, t.detail, t.shard, t.epoch, t.at_ms \
+    FROM UNNEST($22::bigint[], $23::text[], $24::text[], $25::text[], $26::text[], $27::text[], $28::text[], \
+                $29::bigint[], $30::bigint[], $31::bigint[]) WITH ORDINALITY \
+        AS t(chain, plan_id, entity, entity_id, event, to_state, detail, shard, epoch, at_ms, position) \
+    WHERE t.chain IN (SELECT chain FROM moved) \
+    ORDER BY t.position \
+), noted AS ( \
+    INSERT INTO incidents (id, plan_id, room_id, candidate_id, kind, source, severity, status, note, \
+                           action, created_at_ms, resolved_at_ms, resolved_by, shard, epoch) \
+    SELECT i.* FROM UNNEST($32::text[], $33::text[], $34::text[], $35::text[], $36::text[], $37::text[], \
+                           $38::text[], $39::text[], $40::text[], $41::text[], $42::bigint[], $43::bigint[], \
+                           $44::text[], $45::bigint[], $46::bigint[]) \
+        AS i(id, plan_id, room_id, candidate_id, kind, source, severity, status, note, \
+             action, created_at_ms, resolved_at_ms, resolved_by, shard, epoch) \
+    JOIN fence f ON f.shard = i.shard AND f.epoch = i.epoch \
+    ON CONFLICT (id) DO UPDATE SET status = excluded.status, note = excluded.note, \
+        action = excluded.action, resolved_at_ms = excluded.resolved_at_ms, \
+        resolved_by = excluded.resolved_by, shard = excluded.shard, epoch = excluded.epoch \
+), logged AS ( \
+    INSERT INTO logs (plan_id, kind, subject, room_id, message, detail, at_ms) \
+    SELECT l.plan_id, l.kind, l.subject, l.room_id, l.message, l.detail, l.at_ms \
+    FROM UNNEST($47::text[], $48::text[], $49::text[], $50::text[], $51::text[], $52::text[], $53::bigint[], \
+                $54::bigint[], $55::bigint[]) WITH ORDINALITY \
+        AS l(plan_id, kind, subject, room_id, message, detail, at_ms, shard, epoch, position) \
+    JOIN fence f ON f.shard = l.shard AND f.epoch = l.epoch \
+    ORDER BY l.position \
+)";
+
+/// What a row of [`COMMIT_BATCH`]'s result is.
+const RETURNED_FENCE: i32 = 0;
+const RETURNED_APPENDED: i32 = 1;
+const RETURNED_MOVED: i32 = 2;
+
+async fn commit_postgres(
     pool: &sqlx::PgPool,
-    batch: &'b [FencedEntry],
+    batch: &[FencedEntry],
     shards: &[i64],
 ) -> Result<Vec<EntryOutcome>, StoreError> {
-    let rows: Vec<AnswerRow<'b>> = batch
-        .iter()
-        .enumerate()
-        .map(|(index, fenced)| AnswerRow::of(index, fenced))
-        .collect::<Option<_>>()
-        .ok_or_else(|| StoreError::Internal("not an answer batch".into()))?;
+    let mut outcomes = vec![EntryOutcome::Written; batch.len()];
+    // Every entry is sent; the statement checks the fences.
+    let sorted = sort(batch, None, &mut outcomes)?;
+
     // A cseq repeated within the batch is sent once (its first copy): which
     // copy an INSERT keeps is up to the plan, which copy is written is not.
-    let mut seen = std::collections::HashSet::with_capacity(rows.len());
-    let sent: Vec<&AnswerRow<'_>> = rows
+    let mut seen = std::collections::HashSet::with_capacity(sorted.answers.len());
+    let answers: Vec<&AnswerRow<'_>> = sorted
+        .answers
         .iter()
         .filter(|row| seen.insert((row.key(), row.epoch)))
         .collect();
-    let text =
-        |f: fn(&AnswerRow<'b>) -> &'b str| sent.iter().map(|row| f(row)).collect::<Vec<&str>>();
-    let number = |f: fn(&AnswerRow<'_>) -> i64| sent.iter().map(|row| f(row)).collect::<Vec<i64>>();
-    let values: Vec<&str> = sent.iter().map(|row| row.value.as_str()).collect();
-    let returned = sqlx::query(sqlx::AssertSqlSafe(COMMIT_ANSWERS.as_str()))
-        .bind(text(|row| row.plan_id))
-        .bind(text(|row| row.candidate_id))
-        .bind(number(|row| row.cseq))
-        .bind(text(|row| row.question_id))
-        .bind(values)
-        .bind(number(|row| row.version))
-        .bind(number(|row| row.shard))
-        .bind(number(|row| row.epoch))
-        .bind(number(|row| row.at_ms))
+
+    // Chains are numbered across both tables; a transition names its chain.
+    let candidate_chains = chains(&sorted.candidates, &mut outcomes);
+    let room_chains = chains(&sorted.rooms, &mut outcomes);
+    let all_chains: Vec<&Chain<'_>> = candidate_chains.iter().chain(&room_chains).collect();
+    let transitions: Vec<(i64, &TransitionRow)> = all_chains
+        .iter()
+        .enumerate()
+        .flat_map(|(number, chain)| {
+            chain
+                .entries
+                .iter()
+                .map(move |entry| (number as i64, *entry))
+        })
+        .collect();
+
+    // An incident written twice in the batch: its last state (per epoch, so
+    // that a stale copy cannot hide a current one).
+    let incidents = last_per_key(sorted.incidents.iter(), |(fenced, incident)| {
+        (incident.id.as_str(), fenced.fence.epoch)
+    });
+
+    let only_answers = sorted.candidates.is_empty()
+        && sorted.rooms.is_empty()
+        && sorted.incidents.is_empty()
+        && sorted.logs.is_empty();
+    let statement = if only_answers {
+        COMMIT_ANSWERS.as_str()
+    } else {
+        COMMIT_BATCH.as_str()
+    };
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement))
         .bind(shards)
-        .fetch_all(pool)
-        .await
-        .map_err(from_sqlx)?;
+        // Answers.
+        .bind(answers.iter().map(|row| row.plan_id).collect::<Vec<_>>())
+        .bind(
+            answers
+                .iter()
+                .map(|row| row.candidate_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(answers.iter().map(|row| row.cseq).collect::<Vec<_>>())
+        .bind(
+            answers
+                .iter()
+                .map(|row| row.question_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            answers
+                .iter()
+                .map(|row| row.value.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(answers.iter().map(|row| row.version).collect::<Vec<_>>())
+        .bind(answers.iter().map(|row| row.shard).collect::<Vec<_>>())
+        .bind(answers.iter().map(|row| row.epoch).collect::<Vec<_>>())
+        .bind(answers.iter().map(|row| row.at_ms).collect::<Vec<_>>());
+    if !only_answers {
+        query = query
+            // Chains: the row moves from the first entry's revision to the last's state.
+            .bind((0..all_chains.len() as i64).collect::<Vec<_>>())
+            .bind(
+                all_chains
+                    .iter()
+                    .map(|chain| chain.first.entity)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                all_chains
+                    .iter()
+                    .map(|chain| chain.first.plan_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                all_chains
+                    .iter()
+                    .map(|chain| chain.first.entity_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                all_chains
+                    .iter()
+                    .map(|chain| chain.last.to_state)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                all_chains
+                    .iter()
+                    .map(|chain| chain.last.runtime.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                all_chains
+                    .iter()
+                    .map(|chain| chain.first.revision)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                all_chains
+                    .iter()
+                    .map(|chain| chain.last.revision + 1)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                all_chains
+                    .iter()
+                    .map(|chain| chain.last.at_ms)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                all_chains
+                    .iter()
+                    .map(|chain| chain.first.shard)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                all_chains
+                    .iter()
+                    .map(|chain| chain.first.epoch)
+                    .collect::<Vec<_>>(),
+            )
+            // Transitions, in the order they are recorded.
+            .bind(
+                transitions
+                    .iter()
+                    .map(|(chain, _)| *chain)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                transitions
+                    .iter()
+                    .map(|(_, row)| row.plan_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                transitions
+                    .iter()
+                    .map(|(_, row)| row.entity)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                transitions
+                    .iter()
+                    .map(|(_, row)| row.entity_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                transitions
+                    .iter()
+                    .map(|(_, row)| row.event)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                transitions
+                    .iter()
+                    .map(|(_, row)| row.to_state)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                transitions
+                    .iter()
+                    .map(|(_, row)| row.detail.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                transitions
+                    .iter()
+                    .map(|(_, row)| row.shard)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                transitions
+                    .iter()
+                    .map(|(_, row)| row.epoch)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                transitions
+                    .iter()
+                    .map(|(_, row)| row.at_ms)
+                    .collect::<Vec<_>>(),
+            )
+            // Incidents.
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(_, incident)| incident.id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(_, incident)| incident.plan_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(_, incident)| incident.room_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(_, incident)| incident.candidate_id.as_ref().map(|id| id.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(_, incident)| incident.kind.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(_, incident)| incident.source.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(_, incident)| incident.severity.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(_, incident)| incident.status.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(_, incident)| incident.note.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(_, incident)| incident.action.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(_, incident)| incident.created_at.as_millis())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(_, incident)| incident.resolved_at.map(|at| at.as_millis()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(_, incident)| incident.resolved_by.as_ref().map(|by| by.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(fenced, _)| i64::from(fenced.fence.shard.get()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                incidents
+                    .iter()
+                    .map(|(fenced, _)| fenced.fence.epoch)
+                    .collect::<Vec<_>>(),
+            )
+            // Logs.
+            .bind(
+                sorted
+                    .logs
+                    .iter()
+                    .map(|(_, log)| log.plan_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                sorted
+                    .logs
+                    .iter()
+                    .map(|(_, log)| log.kind.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                sorted
+                    .logs
+                    .iter()
+                    .map(|(_, log)| log.subject.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                sorted
+                    .logs
+                    .iter()
+                    .map(|(_, log)| log.room_id.as_ref().map(|room| room.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                sorted
+                    .logs
+                    .iter()
+                    .map(|(_, log)| log.message.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                sorted
+                    .logs
+                    .iter()
+                    .map(|(_, log)| log.detail.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                sorted
+                    .logs
+                    .iter()
+                    .map(|(_, log)| log.at.as_millis())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                sorted
+                    .logs
+                    .iter()
+                    .map(|(fenced, _)| i64::from(fenced.fence.shard.get()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                sorted
+                    .logs
+                    .iter()
+                    .map(|(fenced, _)| fenced.fence.epoch)
+                    .collect::<Vec<_>>(),
+            );
+    }
+    let returned = query.fetch_all(pool).await.map_err(from_sqlx)?;
+
     let mut current: HashMap<i64, i64> = HashMap::new();
-    let mut appended: std::collections::HashSet<(String, String, i64)> = Default::default();
+    let mut appended: AnswerKeys = Default::default();
+    let mut moved: std::collections::HashSet<i64> = Default::default();
     for row in returned {
-        match row.get::<Option<String>, _>(0) {
-            None => {
-                current.insert(row.get(2), row.get::<Option<i64>, _>(3).unwrap_or_default());
+        match row.get::<i32, _>(0) {
+            RETURNED_FENCE => {
+                current.insert(row.get(3), row.get::<Option<i64>, _>(4).unwrap_or_default());
             }
-            Some(plan_id) => {
-                appended.insert((plan_id, row.get(1), row.get(2)));
+            RETURNED_APPENDED => {
+                appended.insert((row.get(1), row.get(2), row.get(3)));
+            }
+            RETURNED_MOVED => {
+                moved.insert(row.get(3));
+            }
+            kind => {
+                return Err(StoreError::Internal(format!(
+                    "unexpected result row of kind {kind}"
+                )));
             }
         }
     }
-    Ok(rows
-        .iter()
-        .map(|row| {
-            if current.get(&row.shard) != Some(&row.epoch) {
-                return EntryOutcome::StaleFence;
+    for answer in &sorted.answers {
+        let key = (
+            answer.plan_id.to_owned(),
+            answer.candidate_id.to_owned(),
+            answer.cseq,
+        );
+        // `remove`: a cseq repeated within the batch is written once; its
+        // later copies are repeats like any other.
+        if !appended.remove(&key) {
+            outcomes[answer.index] = EntryOutcome::AlreadyStored;
+        }
+    }
+    for (number, chain) in all_chains.iter().enumerate() {
+        if !moved.contains(&(number as i64)) {
+            for entry in &chain.entries {
+                outcomes[entry.index] = EntryOutcome::Conflict;
             }
-            let key = (
-                row.plan_id.to_owned(),
-                row.candidate_id.to_owned(),
-                row.cseq,
-            );
-            // `remove`: a cseq repeated within the batch is written once;
-            // its later copies are repeats like any other.
-            if appended.remove(&key) {
-                EntryOutcome::Written
-            } else {
-                EntryOutcome::AlreadyStored
-            }
-        })
-        .collect())
+        }
+    }
+    // Last, so that it wins over anything decided above: an entry under a
+    // stale epoch was not written.
+    for (index, fenced) in batch.iter().enumerate() {
+        if current.get(&i64::from(fenced.fence.shard.get())) != Some(&fenced.fence.epoch) {
+            outcomes[index] = EntryOutcome::StaleFence;
+        }
+    }
+    Ok(outcomes)
 }

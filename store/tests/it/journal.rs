@@ -20,6 +20,7 @@ crate::conformance!(
     candidate_transitions_update_the_candidate,
     racing_writers_of_one_candidate_cannot_lose_an_update,
     incidents_and_logs_are_written,
+    a_mixed_batch_decides_each_entry_on_its_own,
 );
 
 fn answer(
@@ -482,4 +483,191 @@ async fn postgres_an_answer_batch_waits_for_a_takeover_in_flight_and_sees_it() {
         vec![EntryOutcome::Written]
     );
     backend.cleanup().await;
+}
+
+/// One text column of a query, on either backend.
+async fn texts(store: &SqlStore, sql: &'static str) -> Vec<String> {
+    match store.backend_for_tests() {
+        invigil_store::Backend::Postgres(pool) => {
+            sqlx::query_scalar(sql).fetch_all(pool).await.unwrap()
+        }
+        invigil_store::Backend::Sqlite(pool) => {
+            sqlx::query_scalar(sql).fetch_all(pool).await.unwrap()
+        }
+    }
+}
+
+/// A batch carrying every kind of entry, some under a stale fence and one
+/// that breaks its chain: each entry gets its own outcome, and only what was
+/// written leaves a trace (Postgres writes such a batch as one statement,
+/// SQLite as a transaction of several).
+async fn a_mixed_batch_decides_each_entry_on_its_own(store: &SqlStore) {
+    let fence = setup(store).await;
+    let stale = Fence {
+        epoch: fence.epoch + 3,
+        ..fence
+    };
+    let mut plan_runtime = PlanRuntime::default();
+    plan_runtime
+        .handle(&invigil_actors::domain::PlanCommand::Start, t(5))
+        .unwrap();
+    let rules = ExamRules::without_questions(3_600, 600);
+    let room_before = RoomRuntime::default();
+    let context = ExamContext {
+        rules: &rules,
+        plan: &plan_runtime,
+        room: &room_before,
+        extra_time_s: 0,
+    };
+    let candidate =
+        |fence: Fence, id: &str, revision: i64, runtime: &CandidateRuntime, event| FencedEntry {
+            fence,
+            entry: JournalEntry::Candidate {
+                plan_id: "p1".parse().unwrap(),
+                candidate_id: id.parse().unwrap(),
+                revision,
+                event,
+                runtime: runtime.clone(),
+            },
+        };
+    // cand-2 checks in late, which also begins its exam: a chain of two.
+    let mut runtime = CandidateRuntime::default();
+    let events = runtime
+        .handle(&CandidateCommand::CheckIn, &context, t(6))
+        .unwrap();
+    let (checked_in, began) = (events[0].clone(), events[1].clone());
+    // cand-1: decided on revision 4, but the row is at 0.
+    let mut other = CandidateRuntime::default();
+    let conflicting = other
+        .handle(&CandidateCommand::CheckIn, &context, t(6))
+        .unwrap()
+        .remove(0);
+    // cand-0: under a stale fence.
+    let mut third = CandidateRuntime::default();
+    let fenced_out = third
+        .handle(&CandidateCommand::CheckIn, &context, t(6))
+        .unwrap()
+        .remove(0);
+    let mut room = RoomRuntime::default();
+    let started = room
+        .handle(&invigil_actors::domain::RoomCommand::Start, t(5))
+        .unwrap()
+        .remove(0);
+    let incident = |id: &str| Incident {
+        id: id.into(),
+        plan_id: "p1".parse().unwrap(),
+        room_id: "room-0".parse().unwrap(),
+        candidate_id: None,
+        kind: "focus".into(),
+        source: IncidentSource::Client,
+        severity: Severity::Low,
+        status: IncidentStatus::Open,
+        note: Some("n".into()),
+        action: None,
+        created_at: t(7),
+        resolved_at: None,
+        resolved_by: None,
+    };
+    let log = |message: &str| LogEntry {
+        plan_id: "p1".parse().unwrap(),
+        kind: LogKind::Proctor,
+        subject: None,
+        room_id: Some("room-0".parse().unwrap()),
+        message: message.into(),
+        detail: json!({}),
+        at: t(8),
+    };
+    let fenced_log = |fence: Fence, message: &str| FencedEntry {
+        fence,
+        entry: JournalEntry::Log(log(message)),
+    };
+    let fenced_incident = |fence: Fence, id: &str| FencedEntry {
+        fence,
+        entry: JournalEntry::Incident(incident(id)),
+    };
+    let batch = vec![
+        answer(fence, "cand-0", "q1", 1, 1, json!("A")),
+        candidate(fence, "cand-2", 0, &runtime, checked_in),
+        fenced_log(fence, "first"),
+        answer(stale, "cand-1", "q1", 1, 1, json!("B")),
+        candidate(fence, "cand-1", 4, &other, conflicting),
+        candidate(stale, "cand-0", 0, &third, fenced_out),
+        FencedEntry {
+            fence,
+            entry: JournalEntry::Room {
+                plan_id: "p1".parse().unwrap(),
+                room_id: "room-0".parse().unwrap(),
+                revision: 0,
+                event: started,
+                runtime: room.clone(),
+            },
+        },
+        candidate(fence, "cand-2", 1, &runtime, began),
+        fenced_incident(fence, "inc-live"),
+        fenced_incident(stale, "inc-stale"),
+        fenced_log(fence, "second"),
+        fenced_log(stale, "stale"),
+        // A repeat of the first answer's cseq.
+        answer(fence, "cand-0", "q1", 1, 1, json!("A")),
+    ];
+    use EntryOutcome::{AlreadyStored, Conflict, StaleFence, Written};
+    assert_eq!(
+        store.commit(&batch).await.unwrap(),
+        vec![
+            Written,
+            Written,
+            Written,
+            StaleFence,
+            Conflict,
+            StaleFence,
+            Written,
+            Written,
+            Written,
+            StaleFence,
+            Written,
+            StaleFence,
+            AlreadyStored,
+        ]
+    );
+    // Only the written entries left rows, transitions in the batch's order.
+    assert_eq!(
+        texts(
+            store,
+            "SELECT entity_id || ':' || event FROM transitions ORDER BY id"
+        )
+        .await,
+        vec![
+            "cand-2:checked_in".to_owned(),
+            "cand-2:began".to_owned(),
+            "room-0:started".to_owned(),
+        ]
+    );
+    assert_eq!(
+        texts(
+            store,
+            "SELECT id || ':' || state || ':' || revision FROM candidates ORDER BY id"
+        )
+        .await,
+        vec![
+            "cand-0:registered:0".to_owned(),
+            "cand-1:registered:0".to_owned(),
+            "cand-2:testing:2".to_owned(),
+        ]
+    );
+    assert_eq!(
+        texts(store, "SELECT state || ':' || revision FROM rooms").await,
+        vec!["in_progress:1".to_owned()]
+    );
+    assert_eq!(
+        texts(store, "SELECT message FROM logs ORDER BY id").await,
+        vec!["first".to_owned(), "second".to_owned()]
+    );
+    assert_eq!(
+        texts(store, "SELECT id FROM incidents").await,
+        vec!["inc-live".to_owned()]
+    );
+    assert_eq!(
+        texts(store, "SELECT candidate_id || ':' || value FROM answers").await,
+        vec!["cand-0:\"A\"".to_owned()]
+    );
 }
