@@ -670,6 +670,11 @@ chains AS ( \
     ORDER BY l.position \
 )";
 
+/// One column of `rows`: the array a statement's parameter binds.
+fn column<'r, T, U>(rows: &'r [T], field: impl Fn(&'r T) -> U) -> Vec<U> {
+    rows.iter().map(field).collect()
+}
+
 /// What a row of [`COMMIT_BATCH`]'s result is.
 const RETURNED_FENCE: i32 = 0;
 const RETURNED_APPENDED: i32 = 1;
@@ -726,310 +731,90 @@ async fn commit_postgres(
     let mut query = sqlx::query(sqlx::AssertSqlSafe(statement))
         .bind(shards)
         // Answers.
-        .bind(answers.iter().map(|row| row.plan_id).collect::<Vec<_>>())
-        .bind(
-            answers
-                .iter()
-                .map(|row| row.candidate_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(answers.iter().map(|row| row.cseq).collect::<Vec<_>>())
-        .bind(
-            answers
-                .iter()
-                .map(|row| row.question_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            answers
-                .iter()
-                .map(|row| row.value.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(answers.iter().map(|row| row.version).collect::<Vec<_>>())
-        .bind(answers.iter().map(|row| row.shard).collect::<Vec<_>>())
-        .bind(answers.iter().map(|row| row.epoch).collect::<Vec<_>>())
-        .bind(answers.iter().map(|row| row.at_ms).collect::<Vec<_>>());
+        .bind(column(&answers, |row| row.plan_id))
+        .bind(column(&answers, |row| row.candidate_id))
+        .bind(column(&answers, |row| row.cseq))
+        .bind(column(&answers, |row| row.question_id))
+        .bind(column(&answers, |row| row.value.as_str()))
+        .bind(column(&answers, |row| row.version))
+        .bind(column(&answers, |row| row.shard))
+        .bind(column(&answers, |row| row.epoch))
+        .bind(column(&answers, |row| row.at_ms));
     if !only_answers {
+        let chain_numbers: Vec<i64> = (0..all_chains.len() as i64).collect();
         query = query
-            // Chains: the row moves from the first entry's revision to the last's state.
-            .bind((0..all_chains.len() as i64).collect::<Vec<_>>())
-            .bind(
-                all_chains
-                    .iter()
-                    .map(|chain| chain.first.entity)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                all_chains
-                    .iter()
-                    .map(|chain| chain.first.plan_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                all_chains
-                    .iter()
-                    .map(|chain| chain.first.entity_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                all_chains
-                    .iter()
-                    .map(|chain| chain.last.to_state)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                all_chains
-                    .iter()
-                    .map(|chain| chain.last.runtime.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                all_chains
-                    .iter()
-                    .map(|chain| chain.first.revision)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                all_chains
-                    .iter()
-                    .map(|chain| chain.last.revision + 1)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                all_chains
-                    .iter()
-                    .map(|chain| chain.last.at_ms)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                all_chains
-                    .iter()
-                    .map(|chain| chain.first.shard)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                all_chains
-                    .iter()
-                    .map(|chain| chain.first.epoch)
-                    .collect::<Vec<_>>(),
-            )
+            // Chains: the row moves from the first entry's revision to the
+            // last entry's state.
+            .bind(chain_numbers)
+            .bind(column(&all_chains, |chain| chain.first.entity))
+            .bind(column(&all_chains, |chain| chain.first.plan_id.as_str()))
+            .bind(column(&all_chains, |chain| chain.first.entity_id.as_str()))
+            .bind(column(&all_chains, |chain| chain.last.to_state))
+            .bind(column(&all_chains, |chain| chain.last.runtime.as_str()))
+            .bind(column(&all_chains, |chain| chain.first.revision))
+            .bind(column(&all_chains, |chain| chain.last.revision + 1))
+            .bind(column(&all_chains, |chain| chain.last.at_ms))
+            .bind(column(&all_chains, |chain| chain.first.shard))
+            .bind(column(&all_chains, |chain| chain.first.epoch))
             // Transitions, in the order they are recorded.
-            .bind(
-                transitions
-                    .iter()
-                    .map(|(chain, _)| *chain)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                transitions
-                    .iter()
-                    .map(|(_, row)| row.plan_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                transitions
-                    .iter()
-                    .map(|(_, row)| row.entity)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                transitions
-                    .iter()
-                    .map(|(_, row)| row.entity_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                transitions
-                    .iter()
-                    .map(|(_, row)| row.event)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                transitions
-                    .iter()
-                    .map(|(_, row)| row.to_state)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                transitions
-                    .iter()
-                    .map(|(_, row)| row.detail.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                transitions
-                    .iter()
-                    .map(|(_, row)| row.shard)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                transitions
-                    .iter()
-                    .map(|(_, row)| row.epoch)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                transitions
-                    .iter()
-                    .map(|(_, row)| row.at_ms)
-                    .collect::<Vec<_>>(),
-            )
+            .bind(column(&transitions, |(chain, _)| *chain))
+            .bind(column(&transitions, |(_, row)| row.plan_id.as_str()))
+            .bind(column(&transitions, |(_, row)| row.entity))
+            .bind(column(&transitions, |(_, row)| row.entity_id.as_str()))
+            .bind(column(&transitions, |(_, row)| row.event))
+            .bind(column(&transitions, |(_, row)| row.to_state))
+            .bind(column(&transitions, |(_, row)| row.detail.as_str()))
+            .bind(column(&transitions, |(_, row)| row.shard))
+            .bind(column(&transitions, |(_, row)| row.epoch))
+            .bind(column(&transitions, |(_, row)| row.at_ms))
             // Incidents.
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(_, incident)| incident.id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(_, incident)| incident.plan_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(_, incident)| incident.room_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(_, incident)| incident.candidate_id.as_ref().map(|id| id.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(_, incident)| incident.kind.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(_, incident)| incident.source.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(_, incident)| incident.severity.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(_, incident)| incident.status.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(_, incident)| incident.note.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(_, incident)| incident.action.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(_, incident)| incident.created_at.as_millis())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(_, incident)| incident.resolved_at.map(|at| at.as_millis()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(_, incident)| incident.resolved_by.as_ref().map(|by| by.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(fenced, _)| i64::from(fenced.fence.shard.get()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                incidents
-                    .iter()
-                    .map(|(fenced, _)| fenced.fence.epoch)
-                    .collect::<Vec<_>>(),
-            )
+            .bind(column(&incidents, |(_, incident)| incident.id.as_str()))
+            .bind(column(&incidents, |(_, incident)| {
+                incident.plan_id.as_str()
+            }))
+            .bind(column(&incidents, |(_, incident)| {
+                incident.room_id.as_str()
+            }))
+            .bind(column(&incidents, |(_, incident)| {
+                incident.candidate_id.as_ref().map(|id| id.as_str())
+            }))
+            .bind(column(&incidents, |(_, incident)| incident.kind.as_str()))
+            .bind(column(&incidents, |(_, incident)| incident.source.as_str()))
+            .bind(column(&incidents, |(_, incident)| {
+                incident.severity.as_str()
+            }))
+            .bind(column(&incidents, |(_, incident)| incident.status.as_str()))
+            .bind(column(&incidents, |(_, incident)| incident.note.as_deref()))
+            .bind(column(&incidents, |(_, incident)| {
+                incident.action.as_deref()
+            }))
+            .bind(column(&incidents, |(_, incident)| {
+                incident.created_at.as_millis()
+            }))
+            .bind(column(&incidents, |(_, incident)| {
+                incident.resolved_at.map(|at| at.as_millis())
+            }))
+            .bind(column(&incidents, |(_, incident)| {
+                incident.resolved_by.as_ref().map(|by| by.as_str())
+            }))
+            .bind(column(&incidents, |(fenced, _)| {
+                i64::from(fenced.fence.shard.get())
+            }))
+            .bind(column(&incidents, |(fenced, _)| fenced.fence.epoch))
             // Logs.
-            .bind(
-                sorted
-                    .logs
-                    .iter()
-                    .map(|(_, log)| log.plan_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                sorted
-                    .logs
-                    .iter()
-                    .map(|(_, log)| log.kind.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                sorted
-                    .logs
-                    .iter()
-                    .map(|(_, log)| log.subject.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                sorted
-                    .logs
-                    .iter()
-                    .map(|(_, log)| log.room_id.as_ref().map(|room| room.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                sorted
-                    .logs
-                    .iter()
-                    .map(|(_, log)| log.message.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                sorted
-                    .logs
-                    .iter()
-                    .map(|(_, log)| log.detail.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                sorted
-                    .logs
-                    .iter()
-                    .map(|(_, log)| log.at.as_millis())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                sorted
-                    .logs
-                    .iter()
-                    .map(|(fenced, _)| i64::from(fenced.fence.shard.get()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                sorted
-                    .logs
-                    .iter()
-                    .map(|(fenced, _)| fenced.fence.epoch)
-                    .collect::<Vec<_>>(),
-            );
+            .bind(column(&sorted.logs, |(_, log)| log.plan_id.as_str()))
+            .bind(column(&sorted.logs, |(_, log)| log.kind.as_str()))
+            .bind(column(&sorted.logs, |(_, log)| log.subject.as_deref()))
+            .bind(column(&sorted.logs, |(_, log)| {
+                log.room_id.as_ref().map(|room| room.as_str())
+            }))
+            .bind(column(&sorted.logs, |(_, log)| log.message.as_str()))
+            .bind(column(&sorted.logs, |(_, log)| log.detail.to_string()))
+            .bind(column(&sorted.logs, |(_, log)| log.at.as_millis()))
+            .bind(column(&sorted.logs, |(fenced, _)| {
+                i64::from(fenced.fence.shard.get())
+            }))
+            .bind(column(&sorted.logs, |(fenced, _)| fenced.fence.epoch));
     }
     let returned = query.fetch_all(pool).await.map_err(from_sqlx)?;
 
