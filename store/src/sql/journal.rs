@@ -570,34 +570,40 @@ async fn commit_sqlite(
 ///
 /// The arrays are bound per column; empty ones make empty parts. A batch of
 /// nothing but answers (the hot path) is sent as [`COMMIT_ANSWERS`], the
-/// first parts alone: Postgres plans, locks and opens every table a
+/// first parts alone (see [`statement`] for the two forms of each): Postgres plans, locks and opens every table a
 /// statement writes to on each execution, even the ones it writes no row to.
-static COMMIT_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "{answer_parts}, {OTHER_PARTS} \
-SELECT 0, NULL::text, NULL::text, shard, epoch FROM fence \
-UNION ALL \
-SELECT 1, plan_id, candidate_id, cseq, NULL::bigint FROM appended \
-UNION ALL \
-SELECT 2, NULL::text, NULL::text, chain, NULL::bigint FROM moved",
-        answer_parts = ANSWER_PARTS.as_str(),
-    )
-});
+static COMMIT_BATCH: std::sync::LazyLock<[String; 2]> =
+    std::sync::LazyLock::new(|| [false, true].map(|fresh| statement(fresh, true)));
 
 /// A batch of nothing but answers: [`COMMIT_BATCH`]'s fence and answer parts.
-static COMMIT_ANSWERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "{answer_parts} \
-SELECT 0, NULL::text, NULL::text, shard, epoch FROM fence \
-UNION ALL \
-SELECT 1, plan_id, candidate_id, cseq, NULL::bigint FROM appended",
-        answer_parts = ANSWER_PARTS.as_str(),
-    )
-});
+static COMMIT_ANSWERS: std::sync::LazyLock<[String; 2]> =
+    std::sync::LazyLock::new(|| [false, true].map(|fresh| statement(fresh, false)));
 
-/// Parameters $1 (the shards) to $10 (the answers' columns).
-static ANSWER_PARTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
+/// The statement for a batch; each comes in two forms, `[careful, fresh]`.
+///
+/// The careful form appends answers `ON CONFLICT DO NOTHING` and returns
+/// the ones it appended: a cseq already in the journal is not written again
+/// and is reported `AlreadyStored`. The fresh form is a plain `INSERT`,
+/// which spares Postgres a second descent of the journal's primary key per
+/// answer and the answers' trip back: the room actor only sends a cseq above
+/// the highest it knows of, so a cseq is nearly always new. When one is not,
+/// the fresh form fails on the primary key as a whole, writing nothing, and
+/// the batch is sent again in the careful form.
+fn statement(fresh: bool, everything: bool) -> String {
+    let (append_tail, latest_from) = if fresh {
+        (
+            "",
+            "(SELECT a.* FROM incoming a JOIN fence f ON f.shard = a.shard AND f.epoch = a.epoch) a",
+        )
+    } else {
+        (
+            " ON CONFLICT (plan_id, candidate_id, cseq) DO NOTHING \
+             RETURNING plan_id, candidate_id, cseq, question_id, value, version, at_ms",
+            "appended",
+        )
+    };
+    // Parameters $1 (the shards) to $10 (the answers' columns).
+    let answer_parts = format!(
         "\
 WITH fence AS MATERIALIZED ( \
     SELECT shard, epoch FROM shard_lease WHERE shard = ANY($1::bigint[]) FOR SHARE \
@@ -607,18 +613,34 @@ WITH fence AS MATERIALIZED ( \
         AS a(plan_id, candidate_id, cseq, question_id, value, version, shard, epoch, at_ms) \
 ), appended AS ( \
     INSERT INTO answer_journal (plan_id, candidate_id, cseq, question_id, value, version, shard, epoch, at_ms) \
-    SELECT a.* FROM incoming a JOIN fence f ON f.shard = a.shard AND f.epoch = a.epoch \
-    ON CONFLICT (plan_id, candidate_id, cseq) DO NOTHING \
-    RETURNING plan_id, candidate_id, cseq, question_id, value, version, at_ms \
+    SELECT a.* FROM incoming a JOIN fence f ON f.shard = a.shard AND f.epoch = a.epoch{append_tail} \
 ), latest AS ( \
-    SELECT DISTINCT ON (plan_id, candidate_id, question_id) * FROM appended \
+    SELECT DISTINCT ON (plan_id, candidate_id, question_id) \
+        plan_id, candidate_id, question_id, value, version, cseq, at_ms FROM {latest_from} \
     ORDER BY plan_id, candidate_id, question_id, version DESC \
 ), current AS ( \
     INSERT INTO answers (plan_id, candidate_id, question_id, value, version, cseq, updated_at_ms) \
     SELECT plan_id, candidate_id, question_id, value, version, cseq, at_ms FROM latest{UPSERT_CURRENT_TAIL} \
 )"
-    )
-});
+    );
+    let mut statement = answer_parts;
+    if everything {
+        statement.push_str(", ");
+        statement.push_str(OTHER_PARTS);
+    }
+    statement.push_str(" SELECT 0, NULL::text, NULL::text, shard, epoch FROM fence");
+    if !fresh {
+        statement.push_str(
+            " UNION ALL SELECT 1, plan_id, candidate_id, cseq, NULL::bigint FROM appended",
+        );
+    }
+    if everything {
+        statement.push_str(
+            " UNION ALL SELECT 2, NULL::text, NULL::text, chain, NULL::bigint FROM moved",
+        );
+    }
+    statement
+}
 
 /// Parameters $11 to $55: transitions, incidents, logs.
 const OTHER_PARTS: &str = "\
@@ -669,6 +691,14 @@ chains AS ( \
     JOIN fence f ON f.shard = l.shard AND f.epoch = l.epoch \
     ORDER BY l.position \
 )";
+
+/// Whether the fresh form of a statement failed on a cseq already in the
+/// journal.
+fn repeats_a_cseq(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database)
+        if database.code().as_deref() == Some("23505")
+            && database.constraint() == Some("answer_journal_pkey"))
+}
 
 /// One column of `rows`: the array a statement's parameter binds.
 fn column<'r, T, U>(rows: &'r [T], field: impl Fn(&'r T) -> U) -> Vec<U> {
@@ -723,103 +753,127 @@ async fn commit_postgres(
         && sorted.rooms.is_empty()
         && sorted.incidents.is_empty()
         && sorted.logs.is_empty();
-    let statement = if only_answers {
-        COMMIT_ANSWERS.as_str()
-    } else {
-        COMMIT_BATCH.as_str()
+    let query = |statement: &'static str| {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .bind(shards)
+            // Answers.
+            .bind(column(&answers, |row| row.plan_id))
+            .bind(column(&answers, |row| row.candidate_id))
+            .bind(column(&answers, |row| row.cseq))
+            .bind(column(&answers, |row| row.question_id))
+            .bind(column(&answers, |row| row.value.as_str()))
+            .bind(column(&answers, |row| row.version))
+            .bind(column(&answers, |row| row.shard))
+            .bind(column(&answers, |row| row.epoch))
+            .bind(column(&answers, |row| row.at_ms));
+        if !only_answers {
+            let chain_numbers: Vec<i64> = (0..all_chains.len() as i64).collect();
+            query = query
+                // Chains: the row moves from the first entry's revision to the
+                // last entry's state.
+                .bind(chain_numbers)
+                .bind(column(&all_chains, |chain| chain.first.entity))
+                .bind(column(&all_chains, |chain| chain.first.plan_id.as_str()))
+                .bind(column(&all_chains, |chain| chain.first.entity_id.as_str()))
+                .bind(column(&all_chains, |chain| chain.last.to_state))
+                .bind(column(&all_chains, |chain| chain.last.runtime.as_str()))
+                .bind(column(&all_chains, |chain| chain.first.revision))
+                .bind(column(&all_chains, |chain| chain.last.revision + 1))
+                .bind(column(&all_chains, |chain| chain.last.at_ms))
+                .bind(column(&all_chains, |chain| chain.first.shard))
+                .bind(column(&all_chains, |chain| chain.first.epoch))
+                // Transitions, in the order they are recorded.
+                .bind(column(&transitions, |(chain, _)| *chain))
+                .bind(column(&transitions, |(_, row)| row.plan_id.as_str()))
+                .bind(column(&transitions, |(_, row)| row.entity))
+                .bind(column(&transitions, |(_, row)| row.entity_id.as_str()))
+                .bind(column(&transitions, |(_, row)| row.event))
+                .bind(column(&transitions, |(_, row)| row.to_state))
+                .bind(column(&transitions, |(_, row)| row.detail.as_str()))
+                .bind(column(&transitions, |(_, row)| row.shard))
+                .bind(column(&transitions, |(_, row)| row.epoch))
+                .bind(column(&transitions, |(_, row)| row.at_ms))
+                // Incidents.
+                .bind(column(&incidents, |(_, incident)| incident.id.as_str()))
+                .bind(column(&incidents, |(_, incident)| {
+                    incident.plan_id.as_str()
+                }))
+                .bind(column(&incidents, |(_, incident)| {
+                    incident.room_id.as_str()
+                }))
+                .bind(column(&incidents, |(_, incident)| {
+                    incident.candidate_id.as_ref().map(|id| id.as_str())
+                }))
+                .bind(column(&incidents, |(_, incident)| incident.kind.as_str()))
+                .bind(column(&incidents, |(_, incident)| incident.source.as_str()))
+                .bind(column(&incidents, |(_, incident)| {
+                    incident.severity.as_str()
+                }))
+                .bind(column(&incidents, |(_, incident)| incident.status.as_str()))
+                .bind(column(&incidents, |(_, incident)| incident.note.as_deref()))
+                .bind(column(&incidents, |(_, incident)| {
+                    incident.action.as_deref()
+                }))
+                .bind(column(&incidents, |(_, incident)| {
+                    incident.created_at.as_millis()
+                }))
+                .bind(column(&incidents, |(_, incident)| {
+                    incident.resolved_at.map(|at| at.as_millis())
+                }))
+                .bind(column(&incidents, |(_, incident)| {
+                    incident.resolved_by.as_ref().map(|by| by.as_str())
+                }))
+                .bind(column(&incidents, |(fenced, _)| {
+                    i64::from(fenced.fence.shard.get())
+                }))
+                .bind(column(&incidents, |(fenced, _)| fenced.fence.epoch))
+                // Logs.
+                .bind(column(&sorted.logs, |(_, log)| log.plan_id.as_str()))
+                .bind(column(&sorted.logs, |(_, log)| log.kind.as_str()))
+                .bind(column(&sorted.logs, |(_, log)| log.subject.as_deref()))
+                .bind(column(&sorted.logs, |(_, log)| {
+                    log.room_id.as_ref().map(|room| room.as_str())
+                }))
+                .bind(column(&sorted.logs, |(_, log)| log.message.as_str()))
+                .bind(column(&sorted.logs, |(_, log)| log.detail.to_string()))
+                .bind(column(&sorted.logs, |(_, log)| log.at.as_millis()))
+                .bind(column(&sorted.logs, |(fenced, _)| {
+                    i64::from(fenced.fence.shard.get())
+                }))
+                .bind(column(&sorted.logs, |(fenced, _)| fenced.fence.epoch));
+        }
+        query
     };
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement))
-        .bind(shards)
-        // Answers.
-        .bind(column(&answers, |row| row.plan_id))
-        .bind(column(&answers, |row| row.candidate_id))
-        .bind(column(&answers, |row| row.cseq))
-        .bind(column(&answers, |row| row.question_id))
-        .bind(column(&answers, |row| row.value.as_str()))
-        .bind(column(&answers, |row| row.version))
-        .bind(column(&answers, |row| row.shard))
-        .bind(column(&answers, |row| row.epoch))
-        .bind(column(&answers, |row| row.at_ms));
-    if !only_answers {
-        let chain_numbers: Vec<i64> = (0..all_chains.len() as i64).collect();
-        query = query
-            // Chains: the row moves from the first entry's revision to the
-            // last entry's state.
-            .bind(chain_numbers)
-            .bind(column(&all_chains, |chain| chain.first.entity))
-            .bind(column(&all_chains, |chain| chain.first.plan_id.as_str()))
-            .bind(column(&all_chains, |chain| chain.first.entity_id.as_str()))
-            .bind(column(&all_chains, |chain| chain.last.to_state))
-            .bind(column(&all_chains, |chain| chain.last.runtime.as_str()))
-            .bind(column(&all_chains, |chain| chain.first.revision))
-            .bind(column(&all_chains, |chain| chain.last.revision + 1))
-            .bind(column(&all_chains, |chain| chain.last.at_ms))
-            .bind(column(&all_chains, |chain| chain.first.shard))
-            .bind(column(&all_chains, |chain| chain.first.epoch))
-            // Transitions, in the order they are recorded.
-            .bind(column(&transitions, |(chain, _)| *chain))
-            .bind(column(&transitions, |(_, row)| row.plan_id.as_str()))
-            .bind(column(&transitions, |(_, row)| row.entity))
-            .bind(column(&transitions, |(_, row)| row.entity_id.as_str()))
-            .bind(column(&transitions, |(_, row)| row.event))
-            .bind(column(&transitions, |(_, row)| row.to_state))
-            .bind(column(&transitions, |(_, row)| row.detail.as_str()))
-            .bind(column(&transitions, |(_, row)| row.shard))
-            .bind(column(&transitions, |(_, row)| row.epoch))
-            .bind(column(&transitions, |(_, row)| row.at_ms))
-            // Incidents.
-            .bind(column(&incidents, |(_, incident)| incident.id.as_str()))
-            .bind(column(&incidents, |(_, incident)| {
-                incident.plan_id.as_str()
-            }))
-            .bind(column(&incidents, |(_, incident)| {
-                incident.room_id.as_str()
-            }))
-            .bind(column(&incidents, |(_, incident)| {
-                incident.candidate_id.as_ref().map(|id| id.as_str())
-            }))
-            .bind(column(&incidents, |(_, incident)| incident.kind.as_str()))
-            .bind(column(&incidents, |(_, incident)| incident.source.as_str()))
-            .bind(column(&incidents, |(_, incident)| {
-                incident.severity.as_str()
-            }))
-            .bind(column(&incidents, |(_, incident)| incident.status.as_str()))
-            .bind(column(&incidents, |(_, incident)| incident.note.as_deref()))
-            .bind(column(&incidents, |(_, incident)| {
-                incident.action.as_deref()
-            }))
-            .bind(column(&incidents, |(_, incident)| {
-                incident.created_at.as_millis()
-            }))
-            .bind(column(&incidents, |(_, incident)| {
-                incident.resolved_at.map(|at| at.as_millis())
-            }))
-            .bind(column(&incidents, |(_, incident)| {
-                incident.resolved_by.as_ref().map(|by| by.as_str())
-            }))
-            .bind(column(&incidents, |(fenced, _)| {
-                i64::from(fenced.fence.shard.get())
-            }))
-            .bind(column(&incidents, |(fenced, _)| fenced.fence.epoch))
-            // Logs.
-            .bind(column(&sorted.logs, |(_, log)| log.plan_id.as_str()))
-            .bind(column(&sorted.logs, |(_, log)| log.kind.as_str()))
-            .bind(column(&sorted.logs, |(_, log)| log.subject.as_deref()))
-            .bind(column(&sorted.logs, |(_, log)| {
-                log.room_id.as_ref().map(|room| room.as_str())
-            }))
-            .bind(column(&sorted.logs, |(_, log)| log.message.as_str()))
-            .bind(column(&sorted.logs, |(_, log)| log.detail.to_string()))
-            .bind(column(&sorted.logs, |(_, log)| log.at.as_millis()))
-            .bind(column(&sorted.logs, |(fenced, _)| {
-                i64::from(fenced.fence.shard.get())
-            }))
-            .bind(column(&sorted.logs, |(fenced, _)| fenced.fence.epoch));
-    }
-    let returned = query.fetch_all(pool).await.map_err(from_sqlx)?;
+    let [careful, fresh] = if only_answers {
+        &*COMMIT_ANSWERS
+    } else {
+        &*COMMIT_BATCH
+    };
+    let (returned, sent_fresh) = match query(fresh.as_str()).fetch_all(pool).await {
+        Ok(rows) => (rows, true),
+        Err(error) if repeats_a_cseq(&error) => (
+            query(careful.as_str())
+                .fetch_all(pool)
+                .await
+                .map_err(from_sqlx)?,
+            false,
+        ),
+        Err(error) => return Err(from_sqlx(error)),
+    };
 
     let mut current: HashMap<i64, i64> = HashMap::new();
     let mut appended: AnswerKeys = Default::default();
+    if sent_fresh {
+        // Every answer sent was appended (those under a stale fence are
+        // reported below).
+        appended.extend(answers.iter().map(|row| {
+            (
+                row.plan_id.to_owned(),
+                row.candidate_id.to_owned(),
+                row.cseq,
+            )
+        }));
+    }
     let mut moved: std::collections::HashSet<i64> = Default::default();
     for row in returned {
         match row.get::<i32, _>(0) {

@@ -670,4 +670,30 @@ async fn a_mixed_batch_decides_each_entry_on_its_own(store: &SqlStore) {
         texts(store, "SELECT candidate_id || ':' || value FROM answers").await,
         vec!["cand-0:\"A\"".to_owned()]
     );
+    // A later batch repeating a stored cseq among other entries: the repeat
+    // is reported, the rest written (Postgres sends such a batch again in
+    // the form that tolerates repeats).
+    assert_eq!(
+        store
+            .commit(&[
+                fenced_log(fence, "third"),
+                answer(fence, "cand-0", "q1", 1, 1, json!("A")),
+                answer(fence, "cand-1", "q2", 2, 1, json!("C")),
+            ])
+            .await
+            .unwrap(),
+        vec![Written, AlreadyStored, Written]
+    );
+    assert_eq!(
+        texts(store, "SELECT message FROM logs ORDER BY id").await,
+        vec!["first".to_owned(), "second".to_owned(), "third".to_owned()]
+    );
+    assert_eq!(
+        texts(
+            store,
+            "SELECT candidate_id || ':' || value FROM answers ORDER BY candidate_id"
+        )
+        .await,
+        vec!["cand-0:\"A\"".to_owned(), "cand-1:\"C\"".to_owned()]
+    );
 }
