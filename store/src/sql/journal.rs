@@ -721,12 +721,16 @@ async fn commit_postgres(
 
     // A cseq repeated within the batch is sent once (its first copy): which
     // copy an INSERT keeps is up to the plan, which copy is written is not.
+    // Its later copies are repeats like any other.
     let mut seen = std::collections::HashSet::with_capacity(sorted.answers.len());
-    let answers: Vec<&AnswerRow<'_>> = sorted
-        .answers
-        .iter()
-        .filter(|row| seen.insert((row.key(), row.epoch)))
-        .collect();
+    let mut answers: Vec<&AnswerRow<'_>> = Vec::with_capacity(sorted.answers.len());
+    for row in &sorted.answers {
+        if seen.insert((row.key(), row.epoch)) {
+            answers.push(row);
+        } else {
+            outcomes[row.index] = EntryOutcome::AlreadyStored;
+        }
+    }
 
     // Chains are numbered across both tables; a transition names its chain.
     let candidate_chains = chains(&sorted.candidates, &mut outcomes);
@@ -863,17 +867,6 @@ async fn commit_postgres(
 
     let mut current: HashMap<i64, i64> = HashMap::new();
     let mut appended: AnswerKeys = Default::default();
-    if sent_fresh {
-        // Every answer sent was appended (those under a stale fence are
-        // reported below).
-        appended.extend(answers.iter().map(|row| {
-            (
-                row.plan_id.to_owned(),
-                row.candidate_id.to_owned(),
-                row.cseq,
-            )
-        }));
-    }
     let mut moved: std::collections::HashSet<i64> = Default::default();
     for row in returned {
         match row.get::<i32, _>(0) {
@@ -893,16 +886,18 @@ async fn commit_postgres(
             }
         }
     }
-    for answer in &sorted.answers {
-        let key = (
-            answer.plan_id.to_owned(),
-            answer.candidate_id.to_owned(),
-            answer.cseq,
-        );
-        // `remove`: a cseq repeated within the batch is written once; its
-        // later copies are repeats like any other.
-        if !appended.remove(&key) {
-            outcomes[answer.index] = EntryOutcome::AlreadyStored;
+    // The fresh form appended every answer it was sent (those under a stale
+    // fence are reported below); the careful form says which it appended.
+    if !sent_fresh {
+        for answer in &answers {
+            let key = (
+                answer.plan_id.to_owned(),
+                answer.candidate_id.to_owned(),
+                answer.cseq,
+            );
+            if !appended.contains(&key) {
+                outcomes[answer.index] = EntryOutcome::AlreadyStored;
+            }
         }
     }
     for (number, chain) in all_chains.iter().enumerate() {
