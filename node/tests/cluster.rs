@@ -39,20 +39,27 @@ where
     }
 }
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port below the kernel's ephemeral range (32768–60999 by default) that
+/// is free for TCP and UDP now. Ports from `bind(":0")` come from the
+/// ephemeral range, where any outgoing connection (to Postgres, to Redis, a
+/// client's) may take one between picking it and the node binding it, which
+/// can be seconds later for a node started mid-test. Random, so parallel test
+/// processes rarely pick the same one; checked, so a port in use is skipped.
+fn free_port() -> u16 {
+    let seed = uuid::Uuid::now_v7().as_u128() ^ u128::from(std::process::id());
+    let mut state = (seed as u64) ^ ((seed >> 64) as u64);
+    for _ in 0..1_000 {
+        // xorshift: cheap, and different per process and call.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let port = 20_000 + (state % 12_000) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if tcp && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000")
 }
 
 struct Ports {
@@ -99,9 +106,9 @@ impl Sandbox {
         let url = format!("{server}{separator}options=-c%20search_path%3D{schema}");
         let ports = (0..capacity)
             .map(|_| Ports {
-                http: free_tcp_port(),
-                gossip: free_udp_port(),
-                actor: free_tcp_port(),
+                http: free_port(),
+                gossip: free_port(),
+                actor: free_port(),
             })
             .collect();
         Self {
@@ -179,10 +186,20 @@ impl Sandbox {
         let (found, serving) = std::sync::mpsc::channel();
         let name = Self::node_id(index);
         let echo = std::env::var_os("INVIGIL_TEST_NODE_LOGS").is_some();
+        // The last lines the node wrote: why it stopped, if it does not serve.
+        let tail = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+        let kept = tail.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if echo {
                     eprintln!("[{name}] {line}");
+                }
+                {
+                    let mut kept = kept.lock().unwrap();
+                    if kept.len() == 20 {
+                        kept.pop_front();
+                    }
+                    kept.push_back(line.clone());
                 }
                 if let Ok(log) = serde_json::from_str::<Value>(&line)
                     && log["message"] == "serving"
@@ -191,9 +208,16 @@ impl Sandbox {
                 }
             }
         });
-        serving
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the node serves");
+        if let Err(error) = serving.recv_timeout(Duration::from_secs(60)) {
+            // The reader may still be taking the last lines in.
+            std::thread::sleep(Duration::from_millis(200));
+            let tail = tail.lock().unwrap();
+            panic!(
+                "node {} did not serve ({error}); its last log lines:\n{}",
+                Self::node_id(index),
+                tail.iter().cloned().collect::<Vec<_>>().join("\n")
+            );
+        }
         self.nodes[index] = Some(NodeProcess {
             child,
             serving_at: Instant::now(),
