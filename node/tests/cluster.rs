@@ -178,6 +178,8 @@ impl Sandbox {
             .env("INVIGIL_CLUSTER__COOKIE", "cluster-test-cookie-0123456789")
             .env("INVIGIL_TELEMETRY__LOG_FORMAT", "json")
             .env("RUST_LOG", "info,chitchat=warn,ractor_cluster=warn")
+            // Startup errors in a line, not under a backtrace (see `tail`).
+            .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -209,7 +211,10 @@ impl Sandbox {
             }
         });
         if let Err(error) = serving.recv_timeout(Duration::from_secs(60)) {
-            // The reader may still be taking the last lines in.
+            // Not left running past the test; the reader then takes the
+            // last lines in.
+            let _ = child.kill();
+            let _ = child.wait();
             std::thread::sleep(Duration::from_millis(200));
             let tail = tail.lock().unwrap();
             panic!(
