@@ -11,17 +11,27 @@
 #   4. thousands of idle candidate sockets with heartbeats: node memory per
 #      connection.
 # Every measurement starts a fresh node on a fresh database. Prints the
-# numbers and updates its section of docs/benchmarks.md.
+# numbers and updates its section of docs/benchmarks.md ("live", or
+# "live-redis" with --redis).
 #
-# Usage: scripts/bench-live.sh [--quick]   (--quick: one short trial each)
+# Usage: scripts/bench-live.sh [--quick] [--redis]
+#   --quick: one short trial each
+#   --redis: the hot state (resume buffers, sessions) and the work queue on
+#            Redis (INVIGIL_BENCH_REDIS, default redis://127.0.0.1:6379), as
+#            in a cluster; each node gets a key prefix of its own, deleted after
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUST_BACKTRACE=0
 
 TRIALS=3; SECONDS_RUN=20; WARMUP=5; CANDIDATES=2000; RATE=20000; SOCKETS=5000; HOLD=30
-if [ "${1:-}" = "--quick" ]; then
-    TRIALS=1; SECONDS_RUN=8; WARMUP=3; RATE=10000; SOCKETS=2000; HOLD=12
-fi
+REDIS_URL=""
+for arg in "$@"; do
+    case "$arg" in
+        --quick) TRIALS=1; SECONDS_RUN=8; WARMUP=3; RATE=10000; SOCKETS=2000; HOLD=12 ;;
+        --redis) REDIS_URL="${INVIGIL_BENCH_REDIS:-redis://127.0.0.1:6379}" ;;
+        *) echo "unknown argument: $arg (usage: $0 [--quick] [--redis])" >&2; exit 2 ;;
+    esac
+done
 PER_ROOM=30
 ROOMS=$(( (CANDIDATES + PER_ROOM - 1) / PER_ROOM ))
 COMMAND_RATE=200
@@ -32,6 +42,7 @@ PG_SERVER="${INVIGIL_BENCH_PG:-postgres://postgres:postgres@127.0.0.1:5432}"
 DB=invigil_bench_live
 WORK=$(mktemp -d /tmp/invigil-bench-live.XXXXXX)
 NODE_PID=""
+REDIS_PREFIX=""
 
 stop_node() {
     [ -n "$NODE_PID" ] || return 0
@@ -41,6 +52,13 @@ stop_node() {
     kill -9 "$NODE_PID" 2>/dev/null || true
     wait "$NODE_PID" 2>/dev/null || true
     NODE_PID=""
+    drop_redis_keys
+}
+# Deletes the keys of the last node's prefix (its buffers, sessions, queue).
+drop_redis_keys() {
+    [ -n "$REDIS_PREFIX" ] || return 0
+    redis-cli -u "$REDIS_URL" --scan --pattern "$REDIS_PREFIX*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
+    REDIS_PREFIX=""
 }
 cleanup() { stop_node; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -63,9 +81,13 @@ fresh_pg() {
 
 # start_node [ENV=VALUE ...]: a fresh node on a fresh database.
 start_node() {
-    local url
+    local url redis=()
     url=$(fresh_pg)
-    env INVIGIL_NODE__ID=bench INVIGIL_NODE__LISTEN="127.0.0.1:$PORT" INVIGIL_STORE__URL="$url" \
+    if [ -n "$REDIS_URL" ]; then
+        REDIS_PREFIX="invigil-bench-live-$$-$RANDOM:"
+        redis=(INVIGIL_REDIS__URL="$REDIS_URL" INVIGIL_REDIS__KEY_PREFIX="$REDIS_PREFIX")
+    fi
+    env "${redis[@]}" INVIGIL_NODE__ID=bench INVIGIL_NODE__LISTEN="127.0.0.1:$PORT" INVIGIL_STORE__URL="$url" \
         INVIGIL_AUTH__API_KEYS="[\"$KEY\"]" \
         INVIGIL_AUTH__JWT_SECRET=bench-jwt-secret-0123456789-0123456789 \
         INVIGIL_AUTH__ACCESS_CODE_SECRET=bench-code-secret-0123456789-01234567 \
@@ -172,16 +194,27 @@ T_CTL=$(verdict "$(med ctl.p99)" 50 le)
 T_RSS=$(verdict "$(med sockets.per)" 20480 le)
 T_RATIO=$(verdict "$(ratio "$(med ceiling.group)" "$(med ceiling.per_entry)")" 5 ge)
 SECTION="$WORK/section.md"
+if [ -n "$REDIS_URL" ]; then
+    SECTION_NAME=live-redis; STORES="Postgres and Redis"
+    HOT_NOTE="The hot state (resume buffers, session claims) and the work queue are on
+Redis (\`--redis\`), as in a cluster: every frame to a candidate is also
+appended to its resume buffer there."
+else
+    SECTION_NAME=live; STORES="Postgres"
+    HOT_NOTE="The hot state and the work queue are in process (embedded mode);
+\`scripts/bench-live.sh --redis\` puts them on Redis."
+fi
 cat > "$SECTION" <<MD
-## Live exam on one node, Postgres ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))
+## Live exam on one node, $STORES ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))
 
-Reproduce: \`scripts/bench-live.sh\` (release build; the node, \`invigil-load\`
+Reproduce: \`scripts/bench-live.sh${REDIS_URL:+ --redis}\` (release build; the node, \`invigil-load\`
 and Postgres share this machine, so the load generator's own CPU is in every
 number). Each row is the median of $TRIALS trial(s); every trial starts a fresh
 node on a fresh database. $CANDIDATES candidates in $ROOMS rooms of $PER_ROOM,
 answers over WebSockets, acks timed by the client from send to \`ack\`; the
 first ${WARMUP} s of each timed run are warm-up, acked but not measured.
 Default configuration (\`journal.lanes = 2\`, \`journal.linger_ms = 1\`).
+$HOT_NOTE
 
 Targets (issue 3), judged on this run's medians: ≥ 20,000 durable acks/s —
 $T_ACKS; ack p99 ≤ 50 ms — $T_P99 (per trial: $TRIAL_P99 ms); proctor
@@ -251,4 +284,4 @@ in-memory hot state: in the answer run above the node held
 $(awk -v b="$(med group.rss_per)" 'BEGIN { printf "%.1f", b / 1024 }') KiB per connected candidate, buffers full. With Redis as hot state
 those buffers leave the node.
 MD
-scripts/splice-bench.sh live "$SECTION"
+scripts/splice-bench.sh "$SECTION_NAME" "$SECTION"
