@@ -1,9 +1,8 @@
 //! The node-to-node transport between two real processes. ractor's registry
-//! and process groups are global to a process, so the second node is this
-//! test binary run again: with `INVIGIL_TRANSPORT_PEER` set, the `peer_main`
-//! test runs a peer node, which dials the test's node when told to on stdin
-//! and stops when stdin closes (or it is killed); without it, `peer_main`
-//! returns at once.
+//! and process groups are global to a process, so the second node is a
+//! process of its own: the `invigil-transport-peer` binary
+//! (node/src/bin/transport_peer.rs), which dials the test's node when told
+//! to on stdin and stops when stdin closes (or it is killed).
 //!
 //! With TLS, each test makes its own CA and node certificates (rcgen) in a
 //! temporary directory, which the peer process reads by path.
@@ -18,7 +17,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -31,8 +30,9 @@ use rcgen::{
 };
 use tokio::io::AsyncReadExt;
 
-const PEER_ENV: &str = "INVIGIL_TRANSPORT_PEER";
-/// What a peer process prints once it listens.
+/// The peer binary, built by cargo for this test.
+const PEER_BIN: &str = env!("CARGO_BIN_EXE_invigil-transport-peer");
+/// What the peer process prints, alone on its line, once it listens.
 const READY_MARKER: &str = "invigil-transport-peer-ready";
 const COOKIE: &str = "transport-test-cookie-0123456789";
 const CALL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -176,113 +176,29 @@ struct PeerSpec {
 }
 
 impl PeerSpec {
-    fn encode(&self) -> String {
-        let mut fields = vec![
-            self.listen.to_string(),
-            self.node_id.clone(),
-            self.cookie.clone(),
-            self.driver_id.clone(),
-            self.driver_addr.to_string(),
-        ];
+    /// The peer binary with this spec as its arguments (the cookie in its
+    /// environment, as the binary takes it).
+    fn command(&self) -> Command {
+        let mut command = Command::new(PEER_BIN);
+        command
+            .args(["--node-id", &self.node_id])
+            .args(["--listen", &self.listen.to_string()])
+            .args(["--dial-node-id", &self.driver_id])
+            .args(["--dial-addr", &self.driver_addr.to_string()])
+            .args(["--call-timeout-ms", &CALL_TIMEOUT.as_millis().to_string()])
+            .args(["--call-attempts", &CALL_ATTEMPTS.to_string()])
+            .env("INVIGIL_TRANSPORT_PEER_COOKIE", &self.cookie);
         if let Some(tls) = &self.tls {
-            for path in [&tls.cert, &tls.key, &tls.ca] {
-                let path = path.to_str().unwrap().to_owned();
-                assert!(!path.contains(','), "{path}");
-                fields.push(path);
-            }
+            command
+                .arg("--tls-cert")
+                .arg(&tls.cert)
+                .arg("--tls-key")
+                .arg(&tls.key)
+                .arg("--tls-ca")
+                .arg(&tls.ca);
         }
-        fields.join(",")
+        command
     }
-
-    fn decode(text: &str) -> Self {
-        let parts: Vec<&str> = text.split(',').collect();
-        assert!(parts.len() == 5 || parts.len() == 8, "{PEER_ENV}={text}");
-        Self {
-            listen: parts[0].parse().unwrap(),
-            node_id: parts[1].to_owned(),
-            cookie: parts[2].to_owned(),
-            driver_id: parts[3].to_owned(),
-            driver_addr: parts[4].parse().unwrap(),
-            tls: (parts.len() == 8).then(|| TlsFiles {
-                cert: parts[5].into(),
-                key: parts[6].into(),
-                ca: parts[7].into(),
-            }),
-        }
-    }
-}
-
-#[derive(Default)]
-struct PeerHandler {
-    transport: OnceLock<Transport>,
-}
-
-#[async_trait]
-impl RegionHandler for PeerHandler {
-    async fn call(&self, from: String, payload: Vec<u8>) -> Vec<u8> {
-        if payload == b"hold" {
-            if let Some(transport) = self.transport.get() {
-                let _ = transport.cast(&from, b"holding".to_vec()).await;
-            }
-            std::future::pending::<()>().await;
-        }
-        if let Some(rest) = payload.strip_prefix(b"slow:") {
-            let text = String::from_utf8_lossy(rest);
-            let millis: u64 = text.split(':').next().unwrap().parse().unwrap();
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-        }
-        [b"echo:".as_slice(), &payload].concat()
-    }
-
-    async fn cast(&self, from: String, payload: Vec<u8>) {
-        if let Some(transport) = self.transport.get() {
-            let _ = transport.call(&from, payload).await;
-        }
-    }
-}
-
-/// Runs the peer node when this binary was started as one. It prints
-/// `READY_MARKER` once it listens, dials the node that started it on each `dial`
-/// line of stdin, and stops when stdin closes (or it is killed).
-#[test]
-fn peer_main() {
-    let Ok(spec) = std::env::var(PEER_ENV) else {
-        return;
-    };
-    let spec = PeerSpec::decode(&spec);
-    init_logs();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let handler = Arc::new(PeerHandler::default());
-        let transport = Transport::start(
-            config(&spec.node_id, spec.listen, &spec.cookie, spec.tls.clone()),
-            handler.clone(),
-        )
-        .await
-        .unwrap();
-        let _ = handler.transport.set(transport.clone());
-        let (lines, mut commands) = tokio::sync::mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in std::io::stdin().lines() {
-                let Ok(line) = line else { break };
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        println!("{READY_MARKER}");
-        while let Some(command) = commands.recv().await {
-            if command == "dial" {
-                let driver = (spec.driver_id.clone(), spec.driver_addr.to_string());
-                transport.set_peers(&[driver]).await;
-            }
-        }
-        transport.shutdown().await;
-    });
 }
 
 /// A peer process, killed when dropped (a failing test included).
@@ -296,9 +212,8 @@ struct PeerProcess {
 impl PeerProcess {
     /// Starts a peer and waits until it listens. It does not dial until told.
     async fn spawn(spec: &PeerSpec) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "peer_main", "--nocapture", "--test-threads=1"])
-            .env(PEER_ENV, spec.encode())
+        let mut child = spec
+            .command()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -315,8 +230,7 @@ impl PeerProcess {
         let read_ready = tokio::task::spawn_blocking(move || {
             let mut output = output;
             let mut line = String::new();
-            // libtest prints `test peer_main ... ` before the marker.
-            while !line.contains(READY_MARKER) {
+            while line.trim_end() != READY_MARKER {
                 line.clear();
                 if output.read_line(&mut line).unwrap_or(0) == 0 {
                     return None;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use invigil_chaos::disk::Bound;
 use invigil_chaos::import::{argon2_hashes_per_second, naive_import, timed_import};
 use invigil_chaos::login::{LoginStorm, run};
 use invigil_chaos::plans::{PlanShape, plan};
@@ -154,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
             let report = tokio::task::spawn_blocking(move || {
                 invigil_chaos::disk::probe(
                     &dir,
-                    Duration::from_secs(seconds),
+                    Bound::Duration(Duration::from_secs(seconds)),
                     Duration::from_millis(interval_ms.max(1)),
                 )
             })

@@ -1,0 +1,203 @@
+//! One candidate on its socket: answers on a schedule (paced, or a window
+//! kept full), heartbeats, and the acks and proctor controls that come back,
+//! each timed against when it was sent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::shared::Shared;
+use super::socket::Socket;
+use crate::stats::Latencies;
+
+/// When one candidate sends.
+pub(super) struct Schedule {
+    /// Open loop: the time between two answers; `None` sends none on a clock.
+    pub(super) interval: Option<Duration>,
+    /// How far into the first interval the first answer leaves, so that the
+    /// candidates' answers spread evenly.
+    pub(super) phase: Option<Duration>,
+    pub(super) heartbeat: Duration,
+    /// When answers stop; acks are awaited a little longer.
+    pub(super) deadline: Instant,
+    /// Continue after the highest cseq the server has (as a real client does).
+    pub(super) last_cseq: i64,
+    /// Closed loop: answers kept in flight, the next sent as one is acked.
+    pub(super) window: Option<usize>,
+    /// Answers sent before this are warm-up: acked but not measured.
+    pub(super) measure_from: Instant,
+}
+
+/// One candidate: answers on schedule, heartbeats, acks timed.
+pub(super) async fn candidate(
+    socket: Socket,
+    shared: Arc<Shared>,
+    schedule: Schedule,
+) -> Latencies {
+    let Schedule {
+        interval,
+        phase,
+        heartbeat,
+        deadline,
+        last_cseq,
+        window,
+        measure_from,
+    } = schedule;
+    let (mut sink, mut stream) = socket.split();
+    let mut latencies = Latencies::default();
+    let mut in_flight: HashMap<i64, Instant> = HashMap::new();
+    let mut cseq = last_cseq;
+    let start = tokio::time::Instant::now();
+    let mut next_answer = interval.map(|_| start + phase.unwrap_or_default());
+    let mut next_heartbeat = start + heartbeat;
+    // After the deadline, wait a little for the acks still on their way.
+    let drain_until = tokio::time::Instant::from_std(deadline) + Duration::from_secs(3);
+    loop {
+        let now = tokio::time::Instant::now();
+        let sending = Instant::now() < deadline;
+        // Closed loop: top the window up before waiting.
+        if let Some(window) = window
+            && sending
+        {
+            while in_flight.len() < window {
+                cseq += 1;
+                if !send_answer(&mut sink, &shared, &mut in_flight, cseq).await {
+                    return latencies;
+                }
+            }
+        }
+        if !sending && now >= drain_until {
+            break;
+        }
+        if !sending && in_flight.is_empty() {
+            // Stay for controls still on their way to some candidate.
+            let controls_pending = !shared
+                .commands
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            if !controls_pending {
+                break;
+            }
+        }
+        let wake = match (sending, next_answer) {
+            (true, Some(at)) => at.min(next_heartbeat),
+            (true, None) => next_heartbeat,
+            // Draining: look again soon whether anything is still awaited.
+            (false, _) => next_heartbeat
+                .min(drain_until)
+                .min(now + Duration::from_millis(100)),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {
+                let now = tokio::time::Instant::now();
+                if sending && let (Some(at), Some(interval)) = (next_answer, interval) && now >= at {
+                    cseq += 1;
+                    if !send_answer(&mut sink, &shared, &mut in_flight, cseq).await {
+                        break;
+                    }
+                    next_answer = Some(at + interval);
+                }
+                if now >= next_heartbeat {
+                    let frame = format!(r#"{{"t":"hb","ts":{}}}"#, start.elapsed().as_millis());
+                    if sink.send(Message::text(frame)).await.is_err() {
+                        shared.disconnects.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    next_heartbeat = now + heartbeat;
+                }
+            }
+            message = stream.next() => {
+                let text = match message {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(_)) => continue,
+                    _ => {
+                        shared.disconnects.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                };
+                // Acks are the bulk: read them without building a JSON tree.
+                if let Some(cseq) = ack_cseq(&text) {
+                    if let Some(sent) = in_flight.remove(&cseq) {
+                        acked(&shared, &mut latencies, sent, measure_from);
+                    }
+                    continue;
+                }
+                let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
+                match frame["t"].as_str() {
+                    Some("ack") => {
+                        if let Some(sent) = frame["cseq"].as_i64().and_then(|cseq| in_flight.remove(&cseq)) {
+                            acked(&shared, &mut latencies, sent, measure_from);
+                        }
+                    }
+                    Some("error") => {
+                        if let Some(cseq) = frame["cseq"].as_i64() {
+                            in_flight.remove(&cseq);
+                        }
+                        shared.error(frame.to_string());
+                    }
+                    Some("control") => {
+                        let id = frame["reason"].as_str().and_then(|reason| reason.strip_prefix("load:")).and_then(|id| id.parse::<u64>().ok());
+                        if let Some(id) = id {
+                            let sent = shared.commands.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                            if let Some(sent) = sent {
+                                shared.control_latency.lock().unwrap_or_else(|p| p.into_inner()).record(sent.elapsed());
+                                shared.controls.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+    latencies
+}
+
+/// Sends answer `cseq` (cycling over 12 single-choice questions) and starts
+/// its clock; false when the socket is gone.
+async fn send_answer(
+    sink: &mut futures::stream::SplitSink<Socket, Message>,
+    shared: &Shared,
+    in_flight: &mut HashMap<i64, Instant>,
+    cseq: i64,
+) -> bool {
+    let frame = format!(
+        r#"{{"t":"answer","q":"q{:02}","value":"{}","cseq":{cseq}}}"#,
+        cseq % 12 + 1,
+        cseq % 4 + 1
+    );
+    if sink.send(Message::text(frame)).await.is_err() {
+        shared.disconnects.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    in_flight.insert(cseq, Instant::now());
+    shared.answers_sent.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// Counts an ack; times it when its answer was sent after the warm-up.
+fn acked(shared: &Shared, latencies: &mut Latencies, sent: Instant, measure_from: Instant) {
+    shared.acks.fetch_add(1, Ordering::Relaxed);
+    if sent >= measure_from {
+        latencies.record(sent.elapsed());
+        shared.measured_acks.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The cseq of an `{"t":"ack",…,"cseq":N,…}` frame.
+fn ack_cseq(text: &str) -> Option<i64> {
+    let rest = text.strip_prefix(r#"{"t":"ack","#)?;
+    let start = rest.find(r#""cseq":"#)? + 7;
+    let digits: &str = &rest[start..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
