@@ -50,6 +50,138 @@ pub enum ExamError {
     Unavailable(&'static str),
 }
 
+/// What kind of refusal an error is. REST answers with the matching HTTP
+/// status; sockets send only the code, and clients act on the code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The request carries an invalid value (HTTP 422).
+    Invalid,
+    /// Not allowed for this candidate or role (HTTP 403).
+    Forbidden,
+    /// What the request names does not exist (HTTP 404).
+    NotFound,
+    /// The current state does not allow it (HTTP 409).
+    Conflict,
+    /// Too many requests in a window; slow down (HTTP 429).
+    TooMany,
+    /// Not done now, nothing stored: send the same again later (HTTP 503).
+    Unavailable,
+    /// A bug or corrupt data: logged in full, answered without internals (HTTP 500).
+    Internal,
+}
+
+impl StoreError {
+    /// The stable code clients see for this failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            // A failed operation stored nothing: the caller sends it again
+            // (an answer is resent after the room's reconnect).
+            Self::Unavailable(_) | Self::Internal(_) => "store_unavailable",
+            Self::Conflict(_) => "concurrent_update",
+            // The same value would be refused again: final, like an invalid answer.
+            Self::Rejected(_) => "invalid_value",
+            Self::Corrupt(_) => "internal_error",
+        }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Unavailable(_) | Self::Internal(_) => ErrorClass::Unavailable,
+            Self::Conflict(_) => ErrorClass::Conflict,
+            Self::Rejected(_) => ErrorClass::Invalid,
+            Self::Corrupt(_) => ErrorClass::Internal,
+        }
+    }
+}
+
+impl ExamError {
+    /// The stable code of the one table every surface uses: the
+    /// problem+json `code` on REST, `error.code` on the sockets.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Domain(domain) => domain.code(),
+            Self::NotFound(_) => "not_found",
+            Self::NotOwner(_) => "not_owner",
+            Self::Contended => "concurrent_update",
+            Self::Store(store) => store.code(),
+            Self::Stopped => "shutting_down",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// What a client may read about it: store internals (driver messages,
+    /// table names) stay in the node's log.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Store(StoreError::Unavailable(_) | StoreError::Internal(_)) => {
+                "the database did not store it; nothing was changed, retry shortly".into()
+            }
+            Self::Store(StoreError::Corrupt(_)) => {
+                "an unexpected error occurred; it was logged".into()
+            }
+            Self::Store(StoreError::Conflict(detail) | StoreError::Rejected(detail)) => {
+                detail.clone()
+            }
+            Self::NotOwner(shard) => {
+                format!("shard {shard} is not hosted on this node right now; retry")
+            }
+            Self::Contended => "too many concurrent updates; retry".into(),
+            Self::Stopped => "this node is shutting down; retry on another".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The kind of refusal (REST maps it to the HTTP status).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Domain(domain) => domain_class(domain),
+            Self::NotFound(_) => ErrorClass::NotFound,
+            Self::Contended => ErrorClass::Conflict,
+            Self::Store(store) => store.class(),
+            Self::NotOwner(_) | Self::Stopped | Self::Unavailable(_) => ErrorClass::Unavailable,
+        }
+    }
+}
+
+/// Domain refusals: a bad value, a candidate who may no longer act, too
+/// many events; the rest are states that do not allow the command.
+fn domain_class(error: &crate::domain::DomainError) -> ErrorClass {
+    use crate::domain::DomainError;
+    match error {
+        DomainError::UnknownQuestion(_)
+        | DomainError::InvalidAnswer(_)
+        | DomainError::InvalidCseq
+        | DomainError::InvalidExtension { .. }
+        | DomainError::InvalidIncident(_)
+        | DomainError::InvalidText(_) => ErrorClass::Invalid,
+        DomainError::TooManyEvents => ErrorClass::TooMany,
+        DomainError::Expelled | DomainError::Absent => ErrorClass::Forbidden,
+        DomainError::PlanNotOpen
+        | DomainError::PlanAlreadyStarted
+        | DomainError::PlanNotRunning
+        | DomainError::PlanAlreadyPaused
+        | DomainError::PlanNotPaused
+        | DomainError::PlanEnded
+        | DomainError::PlanNotEnded
+        | DomainError::PlanFinalized
+        | DomainError::RoomNotRunning
+        | DomainError::RoomAlreadyPaused
+        | DomainError::RoomNotPaused
+        | DomainError::LateEntryClosed
+        | DomainError::NotCheckedIn
+        | DomainError::ExamNotRunning
+        | DomainError::ExamPaused
+        | DomainError::CandidateAlreadyPaused
+        | DomainError::CandidateNotPaused
+        | DomainError::TimeUp
+        | DomainError::AlreadySubmitted
+        | DomainError::CseqNotIncreasing { .. }
+        | DomainError::CseqConflict(_)
+        | DomainError::TooManyPauses
+        | DomainError::IncidentAlreadyResolved(_) => ErrorClass::Conflict,
+    }
+}
+
 impl From<crate::journal_writer::JournalError> for ExamError {
     fn from(error: crate::journal_writer::JournalError) -> Self {
         match error {

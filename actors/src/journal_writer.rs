@@ -114,8 +114,12 @@ impl JournalWriter {
             tasks.push(tokio::spawn(run(journal.clone(), config, receiver)));
         }
         let all = tokio::spawn(async move {
-            for task in tasks {
-                let _ = task.await;
+            for (lane, task) in tasks.into_iter().enumerate() {
+                // A lane that panicked dropped its writes' reply ports: their
+                // callers saw `Stopped` and acknowledged nothing.
+                if let Err(error) = task.await {
+                    tracing::error!(lane, %error, "a journal lane ended abnormally");
+                }
             }
         });
         (

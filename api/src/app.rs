@@ -76,11 +76,8 @@ pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .at(
-            "/ws/candidate",
-            poem::get(crate::ws::candidate::candidate_socket),
-        )
-        .at("/ws/proctor", poem::get(crate::ws::proctor::proctor_socket))
+        .at("/ws/candidate", poem::get(crate::ws::candidate_socket))
+        .at("/ws/proctor", poem::get(crate::ws::proctor_socket))
         .data(state)
         .data(limits)
         .catch_all_error(|error| async move { problem_response(error) })

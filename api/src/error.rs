@@ -2,7 +2,7 @@
 //! status and stable `code`, rendered as RFC 7807 `application/problem+json`.
 
 use invigil_actors::domain::{DomainError, SpecProblem, SpecProblems};
-use invigil_actors::error::{ExamError, StoreError};
+use invigil_actors::error::{ErrorClass, ExamError, StoreError};
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
@@ -201,7 +201,9 @@ impl ApiResponse for ApiError {
 
 impl From<SpecProblems> for ApiError {
     fn from(problems: SpecProblems) -> Self {
-        let first = &problems.problems[0];
+        let Some(first) = problems.problems.first() else {
+            return Self::internal("a validation failure listed no problem");
+        };
         let items: Vec<ProblemItem> = problems.problems.iter().map(problem_item).collect();
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -232,61 +234,45 @@ fn problem_item(problem: &SpecProblem) -> ProblemItem {
 
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
-        let status = match &error {
-            DomainError::UnknownQuestion(_)
-            | DomainError::InvalidAnswer(_)
-            | DomainError::InvalidCseq
-            | DomainError::InvalidExtension { .. }
-            | DomainError::InvalidIncident(_)
-            | DomainError::InvalidText(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            DomainError::TooManyEvents => StatusCode::TOO_MANY_REQUESTS,
-            DomainError::Expelled | DomainError::Absent => StatusCode::FORBIDDEN,
-            _ => StatusCode::CONFLICT,
-        };
-        Self::new(status, error.code(), error.to_string())
+        ExamError::Domain(error).into()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Unavailable(detail) => {
-                error!(%detail, "store unavailable");
-                Self::unavailable(
-                    "store_unavailable",
-                    "the database is not reachable right now; retry shortly",
-                )
-            }
-            StoreError::Conflict(detail) => Self::conflict("concurrent_update", detail),
-            StoreError::Rejected(detail) => Self::unprocessable("invalid_value", detail),
-            other => Self::internal(other),
-        }
+        ExamError::Store(error).into()
     }
 }
 
+/// The HTTP status of a class of refusal.
+pub fn status_of(class: ErrorClass) -> StatusCode {
+    match class {
+        ErrorClass::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorClass::Forbidden => StatusCode::FORBIDDEN,
+        ErrorClass::NotFound => StatusCode::NOT_FOUND,
+        ErrorClass::Conflict => StatusCode::CONFLICT,
+        ErrorClass::TooMany => StatusCode::TOO_MANY_REQUESTS,
+        ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Code, class and detail come from the one table in
+/// `invigil_actors::error`; the sockets send the same code and detail.
 impl From<ExamError> for ApiError {
     fn from(error: ExamError) -> Self {
-        match error {
-            ExamError::Domain(domain) => domain.into(),
-            ExamError::NotFound(what) => Self::not_found("not_found", format!("{what} not found")),
-            ExamError::NotOwner(shard) => {
-                let mut error = Self::unavailable(
-                    "not_owner",
-                    format!("shard {shard} is not hosted on this node right now; retry"),
-                );
-                error.shard = Some(shard.get());
-                error
+        match &error {
+            ExamError::Store(store @ (StoreError::Unavailable(_) | StoreError::Internal(_))) => {
+                error!(error = %store, "store failure");
             }
-            ExamError::Contended => {
-                Self::conflict("concurrent_update", "too many concurrent updates; retry")
-            }
-            ExamError::Store(store) => store.into(),
-            ExamError::Stopped => Self::unavailable(
-                "shutting_down",
-                "this node is shutting down; retry on another",
-            ),
-            ExamError::Unavailable(detail) => Self::unavailable("unavailable", detail),
+            ExamError::Store(corrupt @ StoreError::Corrupt(_)) => return Self::internal(corrupt),
+            _ => {}
         }
+        let mut refusal = Self::new(status_of(error.class()), error.code(), error.detail());
+        if let ExamError::NotOwner(shard) = error {
+            refusal.shard = Some(shard.get());
+        }
+        refusal
     }
 }
 

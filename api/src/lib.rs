@@ -13,6 +13,7 @@
 //! - `auth`: credential hashing, tokens, guards, login limits
 //! - `body`: JSON bodies with size limits and field-path errors
 //! - `error`: the one mapping from errors to status and code
+//! - `settings`: what the node configures (limits, lifetimes, sizes)
 //! - `state`, `views`, `tags`, `time`: shared pieces
 
 pub mod admin;
@@ -27,10 +28,12 @@ pub mod login;
 pub mod monitoring;
 pub mod ops;
 pub mod proctor;
+pub mod settings;
 pub mod state;
 pub mod tags;
 pub mod time;
 pub mod views;
 pub mod ws;
 
-pub use state::{ApiSettings, AppInner, AppState, Check, Readiness};
+pub use settings::{ApiSettings, FileSettings};
+pub use state::{AppInner, AppState, Check, Readiness};

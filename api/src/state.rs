@@ -5,10 +5,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use invigil_actors::exam::Exam;
 use invigil_actors::ports::{Clock, FileStore, HotState, PlanStore, StatisticsStore, WorkQueue};
+use invigil_actors::shard::ShardId;
 
 use crate::auth::{AdminKeys, CredentialHasher, LoginLimiter, TokenIssuer};
-use crate::body::BodyLimits;
-use crate::files::FileSettings;
+use crate::cluster::port::{ClusterPort, Route};
+use crate::settings::ApiSettings;
 
 /// One readiness check's result.
 #[derive(Clone, Debug)]
@@ -23,40 +24,6 @@ pub struct Check {
 #[async_trait]
 pub trait Readiness: Send + Sync + 'static {
     async fn checks(&self) -> Vec<Check>;
-}
-
-/// Token lifetimes and login limits.
-#[derive(Clone, Copy, Debug)]
-pub struct ApiSettings {
-    pub candidate_token_ttl_s: i64,
-    pub proctor_token_ttl_s: i64,
-    pub login_max_failures: u32,
-    pub login_window_s: i64,
-    pub body_limits: BodyLimits,
-    /// The largest WebSocket message accepted (bigger closes with 1009).
-    pub ws_max_message_bytes: usize,
-    /// How long a new socket has to send a valid `hello`.
-    pub ws_hello_timeout: std::time::Duration,
-    /// Frames a socket may send per second; beyond, they are refused.
-    pub ws_frames_per_second: u32,
-    /// Upload size limit and download caching.
-    pub files: FileSettings,
-}
-
-impl Default for ApiSettings {
-    fn default() -> Self {
-        Self {
-            candidate_token_ttl_s: 12 * 3600,
-            proctor_token_ttl_s: 12 * 3600,
-            login_max_failures: 10,
-            login_window_s: 300,
-            body_limits: BodyLimits::default(),
-            ws_max_message_bytes: 256 * 1024,
-            ws_hello_timeout: std::time::Duration::from_secs(5),
-            ws_frames_per_second: 100,
-            files: FileSettings::default(),
-        }
-    }
 }
 
 pub struct AppInner {
@@ -74,8 +41,8 @@ pub struct AppInner {
     pub readiness: Arc<dyn Readiness>,
     pub settings: ApiSettings,
     pub login_limiter: LoginLimiter,
-    /// The cluster (set once at start); none when the node runs alone.
-    pub cluster: std::sync::OnceLock<Arc<dyn crate::cluster::ClusterPort>>,
+    /// The cluster; none when the node runs alone.
+    pub cluster: Option<Arc<dyn ClusterPort>>,
 }
 
 /// Shared application state; cheap to clone.
@@ -85,6 +52,16 @@ pub struct AppState(Arc<AppInner>);
 impl AppState {
     pub fn new(inner: AppInner) -> Self {
         Self(Arc::new(inner))
+    }
+}
+
+impl AppInner {
+    /// The node that owns `shard`, when it is not this one (cluster).
+    pub fn owner_elsewhere(&self, shard: ShardId) -> Option<String> {
+        match self.cluster.as_ref()?.route(shard) {
+            Route::Node(node) => Some(node),
+            Route::Here | Route::Nowhere => None,
+        }
     }
 }
 

@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 
 use invigil_actors::domain::PlanId;
-use invigil_actors::domain::{
-    CandidateClock, CandidateRuntime, CandidateState, PlanRuntime, RoomRuntime, Timestamp,
-};
+use invigil_actors::domain::{CandidateState, PlanRuntime, Timestamp};
 use invigil_actors::live::wire::PresenceCounts;
 use invigil_actors::ports::RoomCounts;
 
@@ -13,15 +11,7 @@ use crate::admin::dto::{CandidateCounts, ConnectionCounts, PlanClockView, RoomSt
 use crate::time::to_datetime;
 
 pub fn plan_clock(runtime: &PlanRuntime, duration_s: i64, now: Timestamp) -> PlanClockView {
-    let room = RoomRuntime::default();
-    let candidate = CandidateRuntime::default();
-    let clock = CandidateClock {
-        duration_s,
-        extra_time_s: 0,
-        plan: runtime,
-        room: &room,
-        candidate: &candidate,
-    };
+    let clock = runtime.clock(duration_s);
     PlanClockView {
         state: runtime.state.as_str().to_string(),
         opened_at: runtime.opened_at.map(to_datetime),

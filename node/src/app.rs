@@ -1,5 +1,6 @@
-//! Wiring: store, leases, journal writer, exam service, HTTP. Built from a
-//! [`Config`], run until a shutdown signal, then stopped in order.
+//! Wiring: store, leases, journal writer, cluster, live exam, HTTP — built
+//! in dependency order from a [`Config`], every part set once; run until a
+//! shutdown signal, then stopped in order.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,31 +9,31 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use invigil_actors::domain::Timestamp;
 use invigil_actors::exam::Exam;
-use invigil_actors::journal_writer::{JournalWriter, JournalWriterConfig, WriteMode};
+use invigil_actors::journal_writer::JournalWriter;
 use invigil_actors::live::directory::Directory;
-use invigil_actors::live::{LiveConfig, LiveDeps};
-use invigil_actors::ports::{Clock, SystemClock, owner_id};
-use invigil_actors::ports::{HotState, WorkQueue};
-use invigil_actors::shard::ShardId;
+use invigil_actors::live::{LiveDeps, RemoteLive};
+use invigil_actors::ports::{Clock, HotState, SystemClock, WorkQueue, owner_id};
 use invigil_actors::shard::leases::LeaseKeeper;
+use invigil_actors::shard::{SHARD_COUNT, ShardId};
 use invigil_actors::workers::Outbox;
-use invigil_api::auth::{AdminKeys, Argon2Cost, CredentialHasher, LoginLimiter, TokenIssuer};
-use invigil_api::body::BodyLimits;
-use invigil_api::files::FileSettings;
-use invigil_api::{ApiSettings, AppInner, AppState, Check, Readiness};
+use invigil_api::auth::{AdminKeys, CredentialHasher, LoginLimiter, TokenIssuer};
+use invigil_api::{AppInner, AppState, Check, Readiness};
 use invigil_store::{
-    MemoryHotState, MemoryWorkQueue, RedisConnection, RedisHotState, RedisOptions, RedisWorkQueue,
-    SqlOptions, SqlStore, redact_url,
+    MemoryHotState, MemoryWorkQueue, RedisConnection, RedisHotState, RedisWorkQueue, SqlStore,
+    redact_url,
 };
 use poem::EndpointExt;
 use poem::listener::{Acceptor, Listener, TcpListener};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::cluster::membership::{Membership, MembershipConfig};
-use crate::cluster::node::{ClusterNode, Region, RemoteRooms};
-use crate::cluster::transport::{TlsFiles, Transport, TransportConfig};
+use crate::cluster::control;
+use crate::cluster::inbound::{Inbound, InboundServer, Inbox};
+use crate::cluster::membership::Membership;
+use crate::cluster::node::ClusterNode;
+use crate::cluster::transport::Transport;
 use crate::config::Config;
 use crate::listener::NoDelayAcceptor;
 use crate::workers::{Workers, flush_outbox};
@@ -44,7 +45,7 @@ pub struct Application {
     state: AppState,
     directory: Arc<Directory>,
     leases: Arc<LeaseKeeper>,
-    cluster: Option<Arc<ClusterNode>>,
+    cluster: Option<Joined>,
     journal_task: tokio::task::JoinHandle<()>,
     workers: Workers,
     outbox: Outbox,
@@ -53,12 +54,19 @@ pub struct Application {
     local_addr: SocketAddr,
 }
 
+/// This node's part of the cluster, and what other nodes have sent it
+/// while it was being built (served once it runs).
+struct Joined {
+    node: Arc<ClusterNode>,
+    inbox: mpsc::Receiver<Inbound>,
+}
+
 /// Store reachable and every shard lease held (in a cluster: ready, with
 /// a majority, holding every shard placed here).
 struct NodeReadiness {
     store: SqlStore,
     leases: Arc<LeaseKeeper>,
-    cluster: Arc<std::sync::OnceLock<Arc<ClusterNode>>>,
+    cluster: Option<Arc<ClusterNode>>,
 }
 
 #[async_trait]
@@ -82,14 +90,11 @@ impl Readiness for NodeReadiness {
             },
         };
         let held = self.leases.held_count();
-        let leases = match self.cluster.get() {
+        let leases = match &self.cluster {
             None => Check {
                 name: "shard_leases",
-                ok: held == usize::from(invigil_actors::shard::SHARD_COUNT),
-                detail: format!(
-                    "{held} of {} shards held",
-                    invigil_actors::shard::SHARD_COUNT
-                ),
+                ok: held == usize::from(SHARD_COUNT),
+                detail: format!("{held} of {SHARD_COUNT} shards held"),
             },
             Some(cluster) => Check {
                 name: "cluster",
@@ -114,72 +119,23 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         // Bind first: a second process on a taken port must fail before it
         // touches shard leases (taking them would fence the running node).
-        let acceptor = TcpListener::bind(config.node.listen)
-            .into_acceptor()
-            .await
-            .map(NoDelayAcceptor::new)
-            .with_context(|| format!("binding {}", config.node.listen))?;
-        let local_addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|addr| addr.as_socket_addr().copied())
-            .context("the listener has no address")?;
-        let url = config.store.url.expose();
-        let mut options = SqlOptions::new(url);
-        options.max_connections = config.store.max_connections;
-        options.acquire_timeout = Duration::from_millis(config.store.acquire_timeout_ms);
-        options.idle_in_transaction_timeout =
-            Duration::from_millis(config.store.idle_in_transaction_timeout_ms);
-        options.sqlite_full_sync = config.store.sqlite_full_sync;
-        let store = SqlStore::connect(&options)
-            .await
-            .with_context(|| format!("opening {}", redact_url(url)))?;
-        if config.store.migrate_on_start {
-            store.migrate().await.context("migrating the database")?;
-        }
-
+        let (acceptor, local_addr) = bind(&config).await?;
+        let store = open_store(&config).await?;
         // A restarted node is a new incarnation: its owner id changes, and
         // taking its old leases bumps their epochs.
         let started = clock.now();
         let owner = owner_id(&config.node.id, started);
-        let leases = Arc::new(LeaseKeeper::new(
-            owner.clone(),
-            Arc::new(store.clone()),
-            clock.clone(),
-            Duration::from_millis(config.shards.lease_ttl_ms),
-        ));
-        // Alone, the node hosts every shard; in a cluster, the shards its
-        // placement gives it, once it is a ready member.
-        if !config.cluster.enabled {
-            let all_shards: Vec<ShardId> = ShardId::all().collect();
-            let held = leases
-                .host(all_shards.clone())
-                .await
-                .context("acquiring shard leases")?;
-            if held < all_shards.len() {
-                warn!(
-                    held,
-                    "another node holds some shards; they are taken over when their leases expire"
-                );
-            }
-        }
-
-        let (journal, journal_task) = JournalWriter::spawn(
-            Arc::new(store.clone()),
-            JournalWriterConfig {
-                max_batch: config.journal.max_batch,
-                linger: Duration::from_millis(config.journal.linger_ms),
-                queue_capacity: config.journal.queue_capacity,
-                max_attempts: 3,
-                lanes: config.journal.lanes.clamp(1, 64),
-                mode: match config.journal.mode {
-                    crate::config::JournalMode::Group => WriteMode::Group,
-                    crate::config::JournalMode::PerEntry => WriteMode::PerEntry,
-                },
-            },
-        );
+        let leases = take_leases(&config, &owner, &store, &clock).await?;
+        let (journal, journal_task) =
+            JournalWriter::spawn(Arc::new(store.clone()), config.journal_writer());
         let (hot, queue) = hot_state_and_queue(&config)?;
         let (outbox, outbox_task) = Outbox::start(queue.clone(), config.workers.outbox_capacity);
+        let cluster = if config.cluster.enabled {
+            Some(join_cluster(&config, &owner, started, local_addr, &store, &leases).await?)
+        } else {
+            None
+        };
+        let cluster_node = cluster.as_ref().map(|joined| joined.node.clone());
         let directory = Directory::new(Arc::new(LiveDeps {
             node_id: config.node.id.clone(),
             plans: Arc::new(store.clone()),
@@ -188,16 +144,10 @@ impl Application {
             hot: hot.clone(),
             leases: leases.clone(),
             clock: clock.clone(),
-            config: LiveConfig {
-                tick: Duration::from_millis(config.live.tick_ms),
-                resume_buffer: config.live.resume_buffer,
-                socket_queue: config.live.socket_queue,
-                events_per_minute: config.live.events_per_minute,
-                call_timeout: Duration::from_millis(config.live.call_timeout_ms),
-            },
+            config: config.live(),
             outbox: outbox.clone(),
             webhooks: !config.webhook.url.is_empty(),
-            remote: std::sync::OnceLock::new(),
+            remote: cluster_node.clone().map(|node| node as Arc<dyn RemoteLive>),
         }));
         let workers = Workers::start(
             &config,
@@ -210,17 +160,7 @@ impl Application {
         )
         .await
         .context("starting the queue workers")?;
-        let exam = Arc::new(Exam::new(directory.clone()));
-        let cluster_slot: Arc<std::sync::OnceLock<Arc<ClusterNode>>> = Arc::default();
         let auth = &config.auth;
-        let hasher = CredentialHasher::new(
-            auth.access_code_secret.expose().as_bytes(),
-            Argon2Cost {
-                memory_kib: auth.argon2_memory_kib,
-                iterations: auth.argon2_iterations,
-                parallelism: auth.argon2_parallelism,
-            },
-        )?;
         let mut login_limiter = LoginLimiter::new(auth.login_max_failures, auth.login_window_s);
         if config.redis.url_opt().is_some() {
             // Failures count across the cluster.
@@ -233,56 +173,30 @@ impl Application {
             statistics: Arc::new(store.clone()),
             hot,
             queue,
-            exam,
+            exam: Arc::new(Exam::new(directory.clone())),
             clock,
-            hasher,
+            hasher: CredentialHasher::new(
+                auth.access_code_secret.expose().as_bytes(),
+                config.argon2_cost(),
+            )?,
             tokens: TokenIssuer::new(auth.jwt_secret.expose().as_bytes()),
             admin_keys: AdminKeys::new(auth.api_keys.iter().map(|key| key.expose())),
             readiness: Arc::new(NodeReadiness {
                 store: store.clone(),
                 leases: leases.clone(),
-                cluster: cluster_slot.clone(),
+                cluster: cluster_node.clone(),
             }),
-            settings: ApiSettings {
-                candidate_token_ttl_s: auth.candidate_token_ttl_s,
-                proctor_token_ttl_s: auth.proctor_token_ttl_s,
-                login_max_failures: auth.login_max_failures,
-                login_window_s: auth.login_window_s,
-                body_limits: BodyLimits {
-                    default_bytes: config.limits.body_bytes,
-                    import_bytes: config.limits.import_body_bytes,
-                },
-                ws_max_message_bytes: config.limits.ws_message_bytes,
-                ws_hello_timeout: Duration::from_millis(config.limits.ws_hello_timeout_ms),
-                ws_frames_per_second: config.limits.ws_frames_per_second.max(1),
-                files: FileSettings {
-                    max_bytes: config.files.max_bytes,
-                    cache_max_age: Duration::from_secs(config.files.cache_max_age_s),
-                },
-            },
+            settings: config.api_settings(),
             login_limiter,
-            cluster: std::sync::OnceLock::new(),
+            cluster: cluster_node.map(|node| node as Arc<dyn invigil_api::cluster::ClusterPort>),
         });
-        if config.cluster.enabled {
-            let node = join_cluster(
-                &config, &owner, local_addr, started, &store, &leases, &directory,
-            )
-            .await?;
-            node.attach(
-                state.clone(),
-                invigil_api::app::build(state.clone()).boxed(),
-            );
-            let port: Arc<dyn invigil_api::cluster::ClusterPort> = node.clone();
-            let _ = state.cluster.set(port);
-            let _ = cluster_slot.set(node);
-        }
         Ok(Self {
             config,
             store,
             state,
             directory,
             leases,
-            cluster: cluster_slot.get().cloned(),
+            cluster,
             journal_task,
             workers,
             outbox,
@@ -327,9 +241,26 @@ impl Application {
             directory.clone(),
             background_stopped.clone(),
         ));
-        let control = cluster
-            .clone()
-            .map(|node| tokio::spawn(node.run(background_stopped)));
+        // In a cluster: the control loop, and the server of what other
+        // nodes send (it answers with the same app as clients get).
+        let (node, cluster_tasks) = match cluster {
+            Some(Joined { node, inbox }) => {
+                let control = tokio::spawn(control::run(
+                    node.clone(),
+                    directory.clone(),
+                    background_stopped.clone(),
+                ));
+                let inbound = InboundServer {
+                    node: node.clone(),
+                    directory: directory.clone(),
+                    state: state.clone(),
+                    endpoint: Arc::new(invigil_api::app::build(state.clone()).boxed()),
+                };
+                let inbound = tokio::spawn(inbound.run(inbox, background_stopped));
+                (Some(node), vec![control, inbound])
+            }
+            None => (None, Vec::new()),
+        };
         info!(node_id = %config.node.id, addr = %local_addr, store = store.backend_name(), "serving");
 
         let app = invigil_api::app::build(state);
@@ -341,7 +272,7 @@ impl Application {
         // first: every shard is handed off (its rooms flushed, its sockets
         // told to reconnect) before the node stops.
         let retiring = directory.clone();
-        let draining = cluster.clone();
+        let draining = node.clone();
         let shutdown = async move {
             match &draining {
                 Some(node) => {
@@ -369,12 +300,12 @@ impl Application {
         info!("http stopped; flushing");
         let _ = stop_background.send(true);
         let _ = keeper.await;
-        if let Some(control) = control {
-            let _ = control.await;
+        for task in cluster_tasks {
+            let _ = task.await;
         }
-        // The cluster is left (shards handed off); its transport stops and
-        // it lets go of the app, so the journal's last handles drop.
-        if let Some(node) = cluster {
+        // The cluster is left (shards handed off): its transport stops, and
+        // with the inbound server gone the journal's last handles can drop.
+        if let Some(node) = node {
             node.shutdown().await;
         }
         drop(directory);
@@ -401,22 +332,75 @@ impl Application {
     }
 }
 
+/// Binds the HTTP listener.
+async fn bind(config: &Config) -> anyhow::Result<(NoDelayAcceptor, SocketAddr)> {
+    let acceptor = TcpListener::bind(config.node.listen)
+        .into_acceptor()
+        .await
+        .map(NoDelayAcceptor::new)
+        .with_context(|| format!("binding {}", config.node.listen))?;
+    let local_addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|addr| addr.as_socket_addr().copied())
+        .context("the listener has no address")?;
+    Ok((acceptor, local_addr))
+}
+
+/// Connects to the database and migrates it (unless told not to).
+async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
+    let store = SqlStore::connect(&config.sql_options())
+        .await
+        .with_context(|| format!("opening {}", redact_url(config.store.url.expose())))?;
+    if config.store.migrate_on_start {
+        store.migrate().await.context("migrating the database")?;
+    }
+    Ok(store)
+}
+
+/// The lease keeper of this incarnation. Alone, the node takes every shard
+/// now; in a cluster, the control loop takes the shards placement gives it
+/// once it is a ready member.
+async fn take_leases(
+    config: &Config,
+    owner: &str,
+    store: &SqlStore,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Arc<LeaseKeeper>> {
+    let leases = Arc::new(LeaseKeeper::new(
+        owner.to_string(),
+        Arc::new(store.clone()),
+        clock.clone(),
+        config.lease_ttl(),
+    ));
+    if !config.cluster.enabled {
+        let all_shards: Vec<ShardId> = ShardId::all().collect();
+        let held = leases
+            .host(all_shards.clone())
+            .await
+            .context("acquiring shard leases")?;
+        if held < all_shards.len() {
+            warn!(
+                held,
+                "another node holds some shards; they are taken over when their leases expire"
+            );
+        }
+    }
+    Ok(leases)
+}
+
 /// The hot state and the work queue: on Redis when `redis.url` is set (one
 /// connection shared by both), in process otherwise. Nothing connects here:
 /// a node starts while Redis is down — the hot state is a cache and the
 /// queue's producers hold their work — and the adapters connect (and
 /// reconnect) on their own. A background ping tells the log how it went.
 fn hot_state_and_queue(config: &Config) -> anyhow::Result<(Arc<dyn HotState>, Arc<dyn WorkQueue>)> {
-    let Some(url) = config.redis.url_opt() else {
+    let Some(options) = config.redis_options() else {
         return Ok((
             Arc::new(MemoryHotState::default()),
             Arc::new(MemoryWorkQueue::default()),
         ));
     };
-    let mut options = RedisOptions::new(url);
-    options.key_prefix = config.redis.key_prefix.clone();
-    options.op_timeout = Duration::from_millis(config.redis.op_timeout_ms);
-    options.buffer_ttl = Duration::from_secs(config.redis.resume_ttl_s);
     let connection = RedisConnection::new(options).context("redis.url")?;
     let probe = connection.clone();
     tokio::spawn(async move {
@@ -435,57 +419,26 @@ fn hot_state_and_queue(config: &Config) -> anyhow::Result<(Arc<dyn HotState>, Ar
     ))
 }
 
-/// Starts membership and the transport and builds this node's part of the
-/// cluster (docs/cluster.md).
+/// Starts the transport (its inbound messages wait in the inbox until the
+/// node runs) and membership, and builds this node's part of the cluster
+/// (docs/cluster.md).
 async fn join_cluster(
     config: &Config,
     owner: &str,
+    started: Timestamp,
     local_addr: SocketAddr,
-    started: invigil_actors::domain::Timestamp,
     store: &SqlStore,
     leases: &Arc<LeaseKeeper>,
-    directory: &Arc<Directory>,
-) -> anyhow::Result<Arc<ClusterNode>> {
+) -> anyhow::Result<Joined> {
+    let (inbox_handler, inbox) = Inbox::new();
+    let transport = Transport::start(config.transport(), Arc::new(inbox_handler))
+        .await
+        .context("starting the cluster transport")?;
+    let generation = u64::try_from(started.as_millis()).unwrap_or(0);
+    let membership = Membership::start(config.membership(generation, local_addr))
+        .await
+        .context("starting cluster membership")?;
     let cluster = &config.cluster;
-    let region = Region::default();
-    let slot = region.0.clone();
-    let transport = Transport::start(
-        TransportConfig {
-            node_id: config.node.id.clone(),
-            listen: cluster.actor_listen,
-            cookie: cluster.cookie.expose().to_string(),
-            call_timeout: Duration::from_millis(cluster.call_timeout_ms),
-            call_attempts: cluster.call_attempts,
-            tls: match (&cluster.tls_cert, &cluster.tls_key, &cluster.tls_ca) {
-                (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
-                    cert: cert.into(),
-                    key: key.into(),
-                    ca: ca.into(),
-                }),
-                _ => None,
-            },
-        },
-        Arc::new(region),
-    )
-    .await
-    .context("starting the cluster transport")?;
-    let membership = Membership::start(MembershipConfig {
-        cluster_id: cluster.cluster_id.clone(),
-        node_id: config.node.id.clone(),
-        generation: u64::try_from(started.as_millis()).unwrap_or(0),
-        gossip_listen: cluster.gossip_listen,
-        gossip_advertise: cluster.gossip_advertise.unwrap_or(cluster.gossip_listen),
-        seeds: cluster.seeds.clone(),
-        gossip_interval: Duration::from_millis(cluster.gossip_interval_ms),
-        phi_threshold: cluster.phi_threshold,
-        http_addr: cluster.http_advertise.unwrap_or(local_addr).to_string(),
-        actor_addr: cluster
-            .actor_advertise
-            .unwrap_or(cluster.actor_listen)
-            .to_string(),
-    })
-    .await
-    .context("starting cluster membership")?;
     info!(node_id = %config.node.id, owner, gossip = %cluster.gossip_listen, actor = %cluster.actor_listen, "joined the cluster gossip");
     let node = ClusterNode::new(
         config.node.id.clone(),
@@ -493,11 +446,8 @@ async fn join_cluster(
         transport,
         leases.clone(),
         Arc::new(store.clone()),
-        directory.clone(),
     );
-    let _ = slot.set(Arc::downgrade(&node));
-    directory.set_remote(Arc::new(RemoteRooms(Arc::downgrade(&node))));
-    Ok(node)
+    Ok(Joined { node, inbox })
 }
 
 /// Activates the live plans held here now and every few seconds (a plan

@@ -2,8 +2,11 @@
 //! telemetry, the demo, graceful shutdown.
 //!
 //! # Layout
-//! - `config`: typed, layered configuration
-//! - `app`: [`Application`]: build, serve, stop in order
+//! - `config`: typed, layered configuration, and the settings it gives each part
+//! - `app`: [`Application`]: build in dependency order, serve, stop in order
+//! - `cluster`: membership, transport, placement, hand-off, forwarding
+//! - `workers`: the node's queue workers (logs, incident rules, statistics, webhooks)
+//! - `listener`: the HTTP acceptor (`TCP_NODELAY` on every connection)
 //! - `demo`: `invigil demo`
 //! - `telemetry`: logging setup
 

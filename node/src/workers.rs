@@ -47,14 +47,7 @@ impl Workers {
             info!("queue workers disabled on this node");
             return Ok(workers);
         }
-        let section = &config.workers;
-        let consumer = ConsumerConfig {
-            batch: section.batch,
-            wait: Duration::from_millis(section.fetch_wait_ms),
-            min_idle: Duration::from_millis(section.min_idle_ms),
-            reclaim_every: Duration::from_millis(section.reclaim_every_ms),
-            max_deliveries: section.max_deliveries,
-        };
+        let consumer = config.consumer();
         workers
             .spawn(
                 "logs",
@@ -103,7 +96,7 @@ impl Workers {
                 store: statistics,
                 hot,
                 clock,
-                refresh: Duration::from_millis(section.statistics_refresh_ms),
+                refresh: Duration::from_millis(config.workers.statistics_refresh_ms),
             },
         )
         .await?;

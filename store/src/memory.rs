@@ -14,7 +14,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use invigil_actors::ports::{CandidateKey, HotState, HotStateError, OutboundFrame, SessionClaim};
+use invigil_actors::ports::{
+    CandidateKey, HotState, HotStateError, OutboundFrame, ResumePosition, SessionClaim,
+};
 
 /// Independent locks, so rooms on different cores rarely contend.
 const SHARDS: usize = 64;
@@ -88,6 +90,20 @@ impl HotState for MemoryHotState {
             .get(key)
             .and_then(|buffer| buffer.back())
             .map_or(0, |frame| frame.seq))
+    }
+
+    async fn resume_positions(
+        &self,
+        keys: &[CandidateKey],
+    ) -> Result<Vec<ResumePosition>, HotStateError> {
+        let mut positions = Vec::with_capacity(keys.len());
+        for key in keys {
+            positions.push(ResumePosition {
+                last_seq: self.last_outbound_seq(key).await?,
+                session: self.session(key).await?,
+            });
+        }
+        Ok(positions)
     }
 
     async fn outbound_after(

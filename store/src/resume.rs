@@ -37,7 +37,7 @@ mod tests {
         seqs.iter()
             .map(|&seq| OutboundFrame {
                 seq,
-                text: String::new(),
+                text: "".into(),
             })
             .collect()
     }

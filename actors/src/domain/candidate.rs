@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::answer::{AnswerSheet, KnownCseq};
-use super::clock::CandidateClock;
+use super::clock::{CandidateClock, ClockShare, check_extension};
 use super::error::DomainError;
 use super::ids::QuestionId;
-use super::plan::{PlanRuntime, PlanState, check_extension};
+use super::plan::{PlanRuntime, PlanState};
 use super::question::Question;
 use super::room::RoomRuntime;
 use super::spec::PlanSpec;
@@ -266,9 +266,33 @@ pub struct ExamContext<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AnswerDecision {
     /// A new version to journal; ack once it is durable.
-    Accepted(CandidateEvent),
+    Accepted(AcceptedAnswer),
     /// The same `cseq` for the same question again: ack with the stored version.
     Repeat { version: i64 },
+}
+
+/// A new version of one answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptedAnswer {
+    pub question_id: QuestionId,
+    pub cseq: i64,
+    pub version: i64,
+    /// `answer::value_digest` of the value.
+    pub digest: u64,
+    pub at: Timestamp,
+}
+
+impl AcceptedAnswer {
+    /// The event that records it on the sheet.
+    pub fn event(&self) -> CandidateEvent {
+        CandidateEvent::AnswerSaved {
+            question_id: self.question_id.clone(),
+            cseq: self.cseq,
+            version: self.version,
+            digest: self.digest,
+            at: self.at,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,9 +317,14 @@ impl CandidateRuntime {
         CandidateClock {
             duration_s: context.rules.duration_s,
             extra_time_s: context.extra_time_s,
-            plan: context.plan,
-            room: context.room,
-            candidate: self,
+            started_at: context.plan.started_at,
+            ended_at: context.plan.ended_at,
+            plan: context.plan.clock_share(),
+            room: context.room.clock_share(),
+            candidate: ClockShare {
+                pauses: &self.pauses,
+                extension_s: self.extension_s,
+            },
         }
     }
 
@@ -456,7 +485,7 @@ impl CandidateRuntime {
         question
             .check_value(value, context.rules.max_text_chars)
             .map_err(|problem| DomainError::InvalidAnswer(problem.0))?;
-        Ok(AnswerDecision::Accepted(CandidateEvent::AnswerSaved {
+        Ok(AnswerDecision::Accepted(AcceptedAnswer {
             question_id: question_id.clone(),
             cseq,
             version: self.sheet.next_version(question_id),

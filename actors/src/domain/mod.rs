@@ -10,6 +10,7 @@
 //! - `spec`: the imported plan and its validation
 //! - `question`: question kinds and which answers fit them
 //! - `plan`, `room`, `candidate`: the lifecycles
+//! - `fanout`: what a plan's state asks of its rooms and candidates
 //! - `answer`: the answer sheet
 //! - `grading`: scores of answers against the questions' keys
 //! - `incident`, `proctor`: incidents and proctor presence
@@ -20,6 +21,7 @@ pub mod candidate;
 pub mod clock;
 pub mod connection;
 pub mod error;
+pub mod fanout;
 pub mod grading;
 pub mod ids;
 pub mod incident;
@@ -36,12 +38,13 @@ mod properties;
 
 pub use answer::{AnswerSheet, KnownCseq, SavedAnswer};
 pub use candidate::{
-    AnswerDecision, CandidateCommand, CandidateEvent, CandidateRuntime, CandidateState,
-    ExamContext, ExamRules, SubmitReason,
+    AcceptedAnswer, AnswerDecision, CandidateCommand, CandidateEvent, CandidateRuntime,
+    CandidateState, ExamContext, ExamRules, SubmitReason,
 };
-pub use clock::CandidateClock;
+pub use clock::{CandidateClock, ClockShare};
 pub use connection::{Connection, Hysteresis, Presence};
 pub use error::DomainError;
+pub use fanout::implied_commands;
 pub use ids::{CandidateId, InvalidId, PlanId, ProctorId, QuestionId, RoomId};
 pub use incident::{Incident, IncidentSource, IncidentStatus, Severity};
 pub use plan::{PlanCommand, PlanEvent, PlanRuntime, PlanState};

@@ -2,13 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::candidate::{CandidateCommand, SubmitReason};
+use super::clock::{CandidateClock, ClockShare, check_extension};
 use super::error::DomainError;
-use super::room::RoomCommand;
 use super::time::{PauseLog, Timestamp};
-
-/// The longest single extension: a day.
-pub const MAX_EXTENSION_S: i64 = 24 * 3600;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,28 +81,6 @@ pub enum PlanEvent {
 }
 
 impl PlanEvent {
-    /// What this plan event asks of every room of the plan.
-    pub fn room_command(&self) -> Option<RoomCommand> {
-        match self {
-            Self::Started { .. } => Some(RoomCommand::Start),
-            Self::Ended { .. } => Some(RoomCommand::End),
-            _ => None,
-        }
-    }
-
-    /// What this plan event asks of every candidate of the plan: the start
-    /// begins the exam of everyone checked in, the end submits every sheet
-    /// still open and marks who never came absent.
-    pub fn candidate_command(&self) -> Option<CandidateCommand> {
-        match self {
-            Self::Started { .. } => Some(CandidateCommand::Begin),
-            Self::Ended { .. } => Some(CandidateCommand::AutoSubmit {
-                reason: SubmitReason::PlanEnded,
-            }),
-            _ => None,
-        }
-    }
-
     /// When it happened.
     pub fn at(&self) -> Timestamp {
         match *self {
@@ -250,23 +224,25 @@ impl PlanRuntime {
         Ok(events)
     }
 
-    /// What this plan's state asks of every room and candidate of the plan,
-    /// whatever happened before: running → rooms started, candidates who
-    /// checked in begun; over → rooms ended, sheets submitted, absentees
-    /// marked. Applying it is idempotent, so it repairs any fan-out that was
-    /// interrupted.
-    pub fn implied_commands(&self) -> (Option<RoomCommand>, Option<CandidateCommand>) {
-        match self.state {
-            PlanState::InProgress | PlanState::Paused => {
-                (Some(RoomCommand::Start), Some(CandidateCommand::Begin))
-            }
-            PlanState::Ended | PlanState::Finalized => (
-                Some(RoomCommand::End),
-                Some(CandidateCommand::AutoSubmit {
-                    reason: SubmitReason::PlanEnded,
-                }),
-            ),
-            PlanState::Scheduled | PlanState::Open => (None, None),
+    /// The plan's part of its candidates' clocks.
+    pub fn clock_share(&self) -> ClockShare<'_> {
+        ClockShare {
+            pauses: &self.pauses,
+            extension_s: self.extension_s,
+        }
+    }
+
+    /// The plan's own clock: the time of a candidate without extra time,
+    /// extensions or pauses of their own, in a room that never paused.
+    pub fn clock(&self, duration_s: i64) -> CandidateClock<'_> {
+        CandidateClock {
+            duration_s,
+            extra_time_s: 0,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            plan: self.clock_share(),
+            room: ClockShare::none(),
+            candidate: ClockShare::none(),
         }
     }
 
@@ -286,17 +262,6 @@ impl PlanRuntime {
             PlanState::Ended | PlanState::Finalized => Err(DomainError::PlanEnded),
         }
     }
-}
-
-/// Checks one extension against the per-command and total bounds.
-pub(crate) fn check_extension(seconds: i64, already_s: i64) -> Result<(), DomainError> {
-    let max = MAX_EXTENSION_S;
-    if !(1..=max).contains(&seconds)
-        || already_s.saturating_add(seconds) > super::spec::MAX_DURATION_S
-    {
-        return Err(DomainError::InvalidExtension { max });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

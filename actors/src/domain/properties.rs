@@ -206,7 +206,7 @@ impl Run {
                     room: &self.world.room,
                     extra_time_s: 30,
                 };
-                if let Ok(AnswerDecision::Accepted(event)) = self.world.candidate.decide_answer(
+                if let Ok(AnswerDecision::Accepted(accepted)) = self.world.candidate.decide_answer(
                     &question_id,
                     &values[*value],
                     cseq,
@@ -214,6 +214,7 @@ impl Run {
                     now,
                 ) {
                     self.next_cseq = cseq + 1;
+                    let event = accepted.event();
                     self.world.candidate.apply(&event);
                     self.record(vec![Recorded::Candidate(event)]);
                 }

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::clock::{ClockShare, check_extension};
 use super::error::DomainError;
-use super::plan::check_extension;
 use super::time::{PauseLog, Timestamp};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -89,6 +89,14 @@ pub struct RoomRuntime {
 }
 
 impl RoomRuntime {
+    /// The room's part of its candidates' clocks.
+    pub fn clock_share(&self) -> ClockShare<'_> {
+        ClockShare {
+            pauses: &self.pauses,
+            extension_s: self.extension_s,
+        }
+    }
+
     pub fn decide(
         &self,
         command: &RoomCommand,

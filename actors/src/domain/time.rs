@@ -56,6 +56,11 @@ pub struct PauseInterval {
 pub struct PauseLog(Vec<PauseInterval>);
 
 impl PauseLog {
+    /// A log without pauses.
+    pub const fn new() -> Self {
+        Self(Vec::new())
+    }
+
     pub fn intervals(&self) -> &[PauseInterval] {
         &self.0
     }

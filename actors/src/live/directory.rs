@@ -11,12 +11,12 @@ use std::time::Duration;
 use ractor::{Actor, ActorRef, SpawnErr};
 use tracing::warn;
 
-use super::plan::{PlanActor, PlanArgs, PlanMsg, RoomDone, plan_actor_name};
+use super::plan::{PlanActor, PlanArgs, PlanMsg, plan_actor_name, report_room_done};
 use super::room::state::PlanShared;
 use super::room::{
     PlanChanged, Retire, RoomActor, RoomArgs, RoomMsg, plan_rooms_group, room_actor_name,
 };
-use super::{LiveDeps, RemoteLive};
+use super::{LiveDeps, PlanRooms, RemoteLive};
 use crate::domain::{ExamRules, PlanEvent, PlanId, PlanRuntime, RoomId};
 use crate::error::ExamError;
 use crate::shard::ShardId;
@@ -45,13 +45,9 @@ impl Directory {
         })
     }
 
-    /// Connects the directory to the rest of the cluster.
-    pub fn set_remote(&self, remote: Arc<dyn RemoteLive>) {
-        let _ = self.deps.remote.set(remote);
-    }
-
+    /// The actors other nodes host (cluster).
     pub fn remote(&self) -> Option<&Arc<dyn RemoteLive>> {
-        self.deps.remote.get()
+        self.deps.remote.as_ref()
     }
 
     pub fn scope(&self) -> &str {
@@ -116,7 +112,7 @@ impl Directory {
 
     /// The room's actor, activated (restored from the store) if needed.
     pub async fn room(
-        self: &Arc<Self>,
+        &self,
         plan_id: &PlanId,
         room_id: &RoomId,
     ) -> Result<ActorRef<RoomMsg>, ExamError> {
@@ -178,7 +174,8 @@ impl Directory {
             return Err(ExamError::NotFound("plan"));
         }
         let args = PlanArgs {
-            directory: self.clone(),
+            deps: self.deps.clone(),
+            rooms: self.clone(),
             plan_id: plan_id.clone(),
         };
         match Actor::spawn(Some(plan_actor_name(&self.scope, plan_id)), PlanActor, args).await {
@@ -213,25 +210,6 @@ impl Directory {
         if let Some(cell) = ractor::registry::where_is(plan_actor_name(&self.scope, plan_id)) {
             let plan: ActorRef<PlanMsg> = cell.into();
             let _ = plan.cast(PlanMsg::Retire);
-        }
-    }
-
-    /// Tells a room that its plan changed, here or on the owner of its
-    /// shard; `Ok` once the room made the consequences durable.
-    pub async fn deliver_plan_change(
-        self: &Arc<Self>,
-        plan_id: &PlanId,
-        room_id: &RoomId,
-        runtime: &PlanRuntime,
-        events: &[PlanEvent],
-    ) -> Result<(), ExamError> {
-        match self.room(plan_id, room_id).await {
-            Ok(room) => self.plan_change_here(room, runtime, events).await,
-            Err(ExamError::NotOwner(shard)) => match self.deps.remote.get() {
-                Some(remote) => remote.plan_changed(plan_id, room_id, runtime, events).await,
-                None => Err(ExamError::NotOwner(shard)),
-            },
-            Err(error) => Err(error),
         }
     }
 
@@ -272,14 +250,14 @@ impl Directory {
         }
     }
 
-    /// A room done on another node, reported to the coordinator live here.
-    pub fn room_done_here(&self, plan_id: &PlanId, room_id: &RoomId) {
-        if let Some(cell) = ractor::registry::where_is(plan_actor_name(&self.scope, plan_id)) {
-            let coordinator: ActorRef<PlanMsg> = cell.into();
-            let _ = coordinator.cast(PlanMsg::RoomDone(RoomDone {
-                room_id: room_id.clone(),
-            }));
-        }
+    /// A room done on another node, reported to the coordinator live here;
+    /// `Ok` once it recorded it.
+    pub async fn room_done_here(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+    ) -> Result<(), ExamError> {
+        report_room_done(&self.scope, plan_id, room_id, self.deps.config.call_timeout).await
     }
 
     /// Activates, for every open or running plan, its coordinator if the
@@ -396,6 +374,31 @@ impl Directory {
                 let plan: ActorRef<PlanMsg> = cell.into();
                 let _ = plan.cast(PlanMsg::Retire);
             }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PlanRooms for Directory {
+    async fn keep_live(&self, plan_id: &PlanId, room_id: &RoomId) -> Result<(), ExamError> {
+        self.room(plan_id, room_id).await.map(drop)
+    }
+
+    /// Here, or on the owner of the room's shard.
+    async fn deliver_plan_change(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+        runtime: &PlanRuntime,
+        events: &[PlanEvent],
+    ) -> Result<(), ExamError> {
+        match self.room(plan_id, room_id).await {
+            Ok(room) => self.plan_change_here(room, runtime, events).await,
+            Err(ExamError::NotOwner(shard)) => match self.remote() {
+                Some(remote) => remote.plan_changed(plan_id, room_id, runtime, events).await,
+                None => Err(ExamError::NotOwner(shard)),
+            },
+            Err(error) => Err(error),
         }
     }
 }

@@ -66,15 +66,34 @@ pub trait RemoteLive: Send + Sync + 'static {
     ) -> Result<(), ExamError>;
 
     /// Tells the plan's coordinator, on the owner of the plan's shard, that
-    /// every candidate of the room is done. Best effort: the coordinator
-    /// also learns it when the room reconciles.
-    fn room_done(&self, plan_id: &PlanId, room_id: &RoomId);
+    /// every candidate of the room is done; `Ok` once it recorded it (the
+    /// room reports again until then).
+    async fn room_done(&self, plan_id: &PlanId, room_id: &RoomId) -> Result<(), ExamError>;
 
     /// Tells every other node that the plan was replaced.
     fn plan_replaced(&self, plan_id: &PlanId);
 
     /// Connection counts of a room live on the owner of its shard, if any.
     async fn presence(&self, plan_id: &PlanId, room_id: &RoomId) -> Option<wire::PresenceCounts>;
+}
+
+/// What a plan's coordinator asks of its rooms, wherever they live (the
+/// directory answers: here, or through [`RemoteLive`] on their owners).
+#[async_trait]
+pub trait PlanRooms: Send + Sync + 'static {
+    /// Activates the room if it is not live here (its timers must run with
+    /// nobody connected).
+    async fn keep_live(&self, plan_id: &PlanId, room_id: &RoomId) -> Result<(), ExamError>;
+
+    /// Tells the room that its plan changed; `Ok` once the room made the
+    /// consequences durable.
+    async fn deliver_plan_change(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+        runtime: &PlanRuntime,
+        events: &[PlanEvent],
+    ) -> Result<(), ExamError>;
 }
 
 /// What the live actors need from the node.
@@ -92,6 +111,6 @@ pub struct LiveDeps {
     pub outbox: crate::workers::Outbox,
     /// Whether plan notices are published (an admin webhook is configured).
     pub webhooks: bool,
-    /// The actors other nodes host; set once when the node joins a cluster.
-    pub remote: std::sync::OnceLock<Arc<dyn RemoteLive>>,
+    /// The actors other nodes host; none when the node runs alone.
+    pub remote: Option<Arc<dyn RemoteLive>>,
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{info, warn};
 
-use super::directory::Directory;
+use super::{LiveDeps, PlanRooms};
 use crate::domain::{DomainError, PlanCommand, PlanEvent, PlanId, PlanState, RoomId};
 use crate::error::{ExamError, StoreError};
 use crate::ports::{FencedError, VersionedPlanRuntime};
@@ -45,19 +45,51 @@ pub struct Command {
     pub reply: ractor::RpcReplyPort<Result<VersionedPlanRuntime, ExamError>>,
 }
 
+/// Every candidate of a room is done; answered once the coordinator
+/// recorded it (the room reports again until it hears so).
 pub struct RoomDone {
     pub room_id: RoomId,
+    pub reply: ractor::RpcReplyPort<()>,
+}
+
+/// Tells the plan's coordinator live in `scope` that every candidate of the
+/// room is done; `Ok` once it recorded it.
+pub async fn report_room_done(
+    scope: &str,
+    plan_id: &PlanId,
+    room_id: &RoomId,
+    timeout: Duration,
+) -> Result<(), ExamError> {
+    let Some(cell) = ractor::registry::where_is(plan_actor_name(scope, plan_id)) else {
+        return Err(ExamError::NotOwner(ShardId::of_plan(plan_id)));
+    };
+    let coordinator: ActorRef<PlanMsg> = cell.into();
+    let message = |reply| {
+        PlanMsg::RoomDone(RoomDone {
+            room_id: room_id.clone(),
+            reply,
+        })
+    };
+    match coordinator.call(message, Some(timeout)).await {
+        Ok(ractor::rpc::CallResult::Success(())) => Ok(()),
+        _ => Err(ExamError::Unavailable(
+            "the plan's coordinator did not confirm; retry",
+        )),
+    }
 }
 
 pub struct PlanActor;
 
 pub struct PlanArgs {
-    pub directory: Arc<Directory>,
+    pub deps: Arc<LiveDeps>,
+    /// The plan's rooms, wherever they live.
+    pub rooms: Arc<dyn PlanRooms>,
     pub plan_id: PlanId,
 }
 
 pub struct PlanActorState {
-    directory: Arc<Directory>,
+    deps: Arc<LiveDeps>,
+    live_rooms: Arc<dyn PlanRooms>,
     plan_id: PlanId,
     shard: ShardId,
     plan: VersionedPlanRuntime,
@@ -78,7 +110,7 @@ impl Actor for PlanActor {
         _myself: ActorRef<PlanMsg>,
         args: PlanArgs,
     ) -> Result<PlanActorState, ActorProcessingErr> {
-        let deps = args.directory.deps();
+        let deps = &args.deps;
         let shard = ShardId::of_plan(&args.plan_id);
         if deps.leases.fence(shard).is_none() {
             return Err(format!("shard {shard} is not held here").into());
@@ -89,7 +121,8 @@ impl Actor for PlanActor {
             .await?
             .ok_or_else(|| format!("plan {} does not exist", args.plan_id))?;
         Ok(PlanActorState {
-            directory: args.directory,
+            deps: args.deps,
+            live_rooms: args.rooms,
             plan_id: args.plan_id,
             shard,
             plan: VersionedPlanRuntime {
@@ -127,6 +160,7 @@ impl Actor for PlanActor {
             }
             PlanMsg::RoomDone(done) => {
                 state.done.insert(done.room_id);
+                let _ = done.reply.send(());
                 if state.plan.runtime.state.is_running()
                     && state.rooms.iter().all(|room| state.done.contains(room))
                 {
@@ -137,7 +171,7 @@ impl Actor for PlanActor {
                 }
             }
             PlanMsg::Keep => {
-                if state.directory.deps().leases.fence(state.shard).is_none() {
+                if state.deps.leases.fence(state.shard).is_none() {
                     myself.stop(Some("the shard lease is lost".into()));
                     return Ok(());
                 }
@@ -167,7 +201,7 @@ impl PlanActorState {
             return;
         }
         // Rooms in shards held elsewhere are kept live by their owners.
-        let leases = &self.directory.deps().leases;
+        let leases = &self.deps.leases;
         let here: Vec<&RoomId> = self
             .rooms
             .iter()
@@ -179,7 +213,7 @@ impl PlanActorState {
             .collect();
         let activations = here
             .iter()
-            .map(|room_id| self.directory.room(&self.plan_id, room_id));
+            .map(|room_id| self.live_rooms.keep_live(&self.plan_id, room_id));
         for (room_id, result) in here
             .iter()
             .zip(futures::future::join_all(activations).await)
@@ -195,7 +229,7 @@ impl PlanActorState {
     /// Returns whether every room confirmed.
     async fn broadcast(&mut self, events: Vec<PlanEvent>) -> bool {
         let deliveries = self.rooms.iter().map(|room_id| {
-            self.directory
+            self.live_rooms
                 .deliver_plan_change(&self.plan_id, room_id, &self.plan.runtime, &events)
         });
         let mut confirmed = true;
@@ -238,7 +272,7 @@ impl PlanActorState {
     }
 
     async fn command(&mut self, command: &PlanCommand) -> Result<VersionedPlanRuntime, ExamError> {
-        let deps = self.directory.deps().clone();
+        let deps = self.deps.clone();
         let fence = deps
             .leases
             .fence(self.shard)

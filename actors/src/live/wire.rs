@@ -296,6 +296,12 @@ pub fn error(seq: u64, code: &str, message: &str, cseq: Option<i64>) -> String {
     value.to_string()
 }
 
+/// An error frame for a refused request: the code and detail every
+/// surface shares (REST sends the same as problem+json).
+pub fn exam_error(seq: u64, error: &crate::error::ExamError, cseq: Option<i64>) -> String {
+    self::error(seq, error.code(), &error.detail(), cseq)
+}
+
 pub fn submit_reason(runtime: &CandidateRuntime) -> Option<&'static str> {
     runtime.submit_reason.map(SubmitReason::as_str)
 }
@@ -369,5 +375,16 @@ pub mod proctor {
 
     pub fn notice_sent(room_id: &str, text: &str) -> String {
         json!({"t": "notice", "room_id": room_id, "text": text}).to_string()
+    }
+
+    /// A refusal on the proctor socket (not numbered: the dashboard does
+    /// not resume); `room_id` names the room it concerns, if one.
+    pub fn error(code: &str, message: &str, room_id: Option<&str>) -> String {
+        json!({"t": "error", "code": code, "message": message, "room_id": room_id}).to_string()
+    }
+
+    /// [`error`] for an exam error, with the code and detail REST sends.
+    pub fn exam_error(error: &crate::error::ExamError, room_id: Option<&str>) -> String {
+        self::error(error.code(), &error.detail(), room_id)
     }
 }

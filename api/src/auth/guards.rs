@@ -2,6 +2,7 @@
 //! bearer tokens per role. A missing or bad credential is 401; a valid token
 //! of the wrong role is 403.
 
+use invigil_actors::domain::{CandidateId, PlanId, RoomId};
 use poem::Request;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::{ApiKey, Bearer};
@@ -107,6 +108,45 @@ pub async fn check_plan_version(state: &AppState, claims: &Claims) -> Result<(),
         _ => Err(ApiError::unauthorized(
             "token_stale",
             "the plan was imported again since this login; log in again",
+        )),
+    }
+}
+
+/// Verifies a socket's `?token=`: present, valid, of the right role, and
+/// (for a proctor) issued under the plan's current import. Sockets cannot
+/// send headers from a browser, so the bearer token comes in the query.
+pub async fn verify_socket_token(
+    state: &AppState,
+    token: Option<&str>,
+    role: Role,
+) -> Result<Claims, ApiError> {
+    let token = token.ok_or_else(|| {
+        ApiError::unauthorized("missing_credentials", "connect with ?token=<bearer token>")
+    })?;
+    let claims = state.tokens.verify(token)?;
+    if claims.role != role {
+        return Err(ApiError::forbidden(
+            "wrong_role",
+            "this socket is for another role",
+        ));
+    }
+    check_plan_version(state, &claims).await?;
+    Ok(claims)
+}
+
+/// The seat a candidate's socket token names: plan, room, candidate.
+pub async fn candidate_seat(
+    state: &AppState,
+    token: Option<&str>,
+) -> Result<(PlanId, RoomId, CandidateId), ApiError> {
+    let claims = verify_socket_token(state, token, Role::Candidate).await?;
+    match (claims.candidate_id(), claims.rooms.first()) {
+        (Ok(candidate_id), Some(room_id)) => {
+            Ok((claims.plan.clone(), room_id.clone(), candidate_id))
+        }
+        _ => Err(ApiError::unauthorized(
+            "invalid_token",
+            "the token names no candidate room",
         )),
     }
 }

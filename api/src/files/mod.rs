@@ -10,8 +10,6 @@
 pub mod download;
 pub mod upload;
 
-use std::time::Duration;
-
 use invigil_actors::domain::ids::FileId;
 use invigil_actors::ports::{NewFile, PutFileOutcome, StoredFile};
 use poem::Request;
@@ -30,24 +28,6 @@ use crate::auth::{AdminKey, CandidateToken, Claims, ProctorToken};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tags::ApiTags;
-
-/// Upload limit and download caching, from the node's `files.*` config.
-#[derive(Clone, Copy, Debug)]
-pub struct FileSettings {
-    /// The largest file accepted; larger uploads are 413 `file_too_large`.
-    pub max_bytes: usize,
-    /// `Cache-Control: private, max-age` of downloads.
-    pub cache_max_age: Duration,
-}
-
-impl Default for FileSettings {
-    fn default() -> Self {
-        Self {
-            max_bytes: 10 * 1024 * 1024,
-            cache_max_age: Duration::from_secs(86_400),
-        }
-    }
-}
 
 pub struct FilesApi {
     pub state: AppState,

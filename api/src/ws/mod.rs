@@ -2,103 +2,97 @@
 //!
 //! The token is checked before the upgrade (a bad one is an HTTP 401/403
 //! problem). After the upgrade a socket must say `hello` within
-//! `ws_hello_timeout`; frames above `ws_max_message_bytes` close it with
-//! 1009. The socket task is a pipe: it parses and forwards frames to the
-//! room actor and writes what the room sends; all state lives in the room.
+//! `ws_hello_timeout`; messages above `ws_max_message_bytes` close it with
+//! 1009. The socket task is a pipe: it parses frames and hands them to the
+//! exam through the `Exam` facade, and writes what the room sends; all
+//! state lives in the room.
+//!
+//! This module decides where a socket is served: here, or — when the room
+//! a candidate's token names is hosted on another node — on that node,
+//! through a tunnel this node opens as a gateway. A proctor's socket is
+//! always served here; rooms hosted elsewhere stream into it.
 //!
 //! # Layout
+//! - `socket`: reading frames under the size limit, the frame rate, closing
 //! - `frames`: the client frames, parsed strictly
 //! - `candidate`: the candidate socket
 //! - `proctor`: the proctor dashboard socket
+//! - `proctor_remote`: a dashboard's rooms and commands on other nodes
 //! - `tunnel`: sockets whose room is hosted on another node
 
 pub mod candidate;
 pub mod frames;
 pub mod proctor;
+mod proctor_remote;
+pub mod socket;
 pub mod tunnel;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use invigil_actors::shard::ShardId;
+use poem::web::websocket::WebSocket;
+use poem::web::{Data, Query, RemoteAddr};
+use poem::{IntoResponse, Response, handler};
 
-use futures::{Sink, SinkExt};
-use poem::web::websocket::{CloseCode, Message, WebSocketConfig};
-use serde::Deserialize;
+use self::socket::{TokenQuery, socket_config};
+use crate::auth::{Role, candidate_seat, verify_socket_token};
+use crate::cluster::{SocketKind, TunnelOpen};
+use crate::state::AppState;
 
-use crate::state::ApiSettings;
-
-/// Distinguishes the sockets of one node.
-static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
-
-pub fn next_connection_id() -> u64 {
-    NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed)
-}
-
-/// `?token=…`
-#[derive(Debug, Deserialize)]
-pub struct TokenQuery {
-    pub token: Option<String>,
-}
-
-/// Small buffers: thousands of mostly idle sockets per node. Writes go out
-/// at once (no write batching) so a control reaches the candidate without
-/// waiting for company.
-pub fn socket_config(settings: &ApiSettings) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(1024 * 1024)
-        .max_message_size(Some(settings.ws_max_message_bytes))
-        .max_frame_size(Some(settings.ws_max_message_bytes))
-}
-
-/// Sends a close frame with a reason; the connection is over either way.
-pub async fn close<S>(sink: &mut S, code: u16, reason: &str)
-where
-    S: Sink<Message> + Unpin,
-{
-    let _ = sink
-        .send(Message::close_with(
-            CloseCode::from(code),
-            reason.to_string(),
-        ))
-        .await;
-    let _ = sink.close().await;
-}
-
-/// Frames a socket may send per second. Beyond the limit each frame is
-/// refused with a `rate_limited` error frame and the socket stays open: a
-/// buggy client is slowed down, not cut off, and cannot make the node queue
-/// unbounded work.
-pub struct FrameRate {
-    window_started: tokio::time::Instant,
-    in_window: u32,
-    per_second: u32,
-}
-
-impl FrameRate {
-    pub fn new(per_second: u32) -> Self {
-        Self {
-            window_started: tokio::time::Instant::now(),
-            in_window: 0,
-            per_second: per_second.max(1),
-        }
+/// `GET /ws/candidate?token=…`: checks the token (role candidate), then
+/// upgrades; the socket is served here or tunnelled to the room's owner.
+#[handler]
+pub async fn candidate_socket(
+    ws: WebSocket,
+    Query(query): Query<TokenQuery>,
+    Data(state): Data<&AppState>,
+    remote: &RemoteAddr,
+) -> Response {
+    // The peer's address (the load balancer's when there is one in front).
+    let ip = remote
+        .as_socket_addr()
+        .map(|address| address.ip().to_string());
+    let (plan_id, room_id, candidate_id) = match candidate_seat(state, query.token.as_deref()).await
+    {
+        Ok(seat) => seat,
+        Err(error) => return error.into_response(),
+    };
+    let state = state.clone();
+    let ws = ws.config(socket_config(&state.settings));
+    if let Some(node) = state.owner_elsewhere(ShardId::of_room(&plan_id, &room_id)) {
+        let open = TunnelOpen {
+            kind: SocketKind::Candidate,
+            token: query.token.unwrap_or_default(),
+            ip,
+            room: None,
+        };
+        return ws
+            .on_upgrade(move |socket| tunnel::gateway(state, node, open, socket))
+            .into_response();
     }
-
-    /// Counts a frame; false when it is over the limit.
-    pub fn admit(&mut self) -> bool {
-        let now = tokio::time::Instant::now();
-        if now.duration_since(self.window_started) >= std::time::Duration::from_secs(1) {
-            self.window_started = now;
-            self.in_window = 0;
-        }
-        self.in_window = self.in_window.saturating_add(1);
-        self.in_window <= self.per_second
-    }
+    ws.on_upgrade(move |socket| {
+        let (sink, stream) = futures::StreamExt::split(socket);
+        candidate::serve(state, plan_id, room_id, candidate_id, ip, sink, stream)
+    })
+    .into_response()
 }
 
-pub const RATE_LIMITED: (&str, &str) = ("rate_limited", "too many frames per second; slow down");
-
-/// Whether a read error means "message too big".
-pub fn too_big(error: &std::io::Error) -> bool {
-    let text = error.to_string();
-    text.contains("too long") || text.contains("too big") || text.contains("Space limit")
+/// `GET /ws/proctor?token=…`: served here whichever nodes host the rooms
+/// (rooms hosted elsewhere stream through a feed from their owner).
+#[handler]
+pub async fn proctor_socket(
+    ws: WebSocket,
+    Query(query): Query<TokenQuery>,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let claims = match verify_socket_token(state, query.token.as_deref(), Role::Proctor).await {
+        Ok(claims) => claims,
+        Err(error) => return error.into_response(),
+    };
+    let state = state.clone();
+    let token = query.token.unwrap_or_default();
+    ws.config(socket_config(&state.settings))
+        .on_upgrade(move |socket| {
+            let (sink, stream) = futures::StreamExt::split(socket);
+            proctor::serve(state, claims, token, sink, stream)
+        })
+        .into_response()
 }

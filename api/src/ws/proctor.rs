@@ -1,242 +1,124 @@
-//! `GET /ws/proctor?token=…`: after `hello`, a `room` snapshot per assigned
-//! room, then deltas (`seat`, `incident`, `progress`, `room_state`).
-//! Commands sent on the socket are answered with `command_ack` once the
-//! candidate's room has applied them (`delivered`: a live candidate socket
-//! got the control).
+//! The proctor socket: after `hello`, a `room` snapshot per assigned room,
+//! then deltas (`seat`, `incident`, `progress`, `room_state`). Commands sent
+//! on the socket are answered with `command_ack` once the candidate's room
+//! has applied them (`delivered`: a live candidate socket got the control).
 
-use futures::{SinkExt, StreamExt};
-use invigil_actors::domain::{PlanId, RoomId};
-use invigil_actors::live::room::{RoomAction, RoomMsg, Subscribe, Unsubscribe};
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use invigil_actors::domain::{ProctorId, RoomId};
+use invigil_actors::exam::RoomWatch;
+use invigil_actors::live::room::RoomAction;
 use invigil_actors::live::wire::{SocketOut, close as code, proctor};
 use invigil_actors::shard::ShardId;
-use poem::web::websocket::{Message, WebSocket, WebSocketStream};
-use poem::web::{Data, Query};
-use poem::{IntoResponse, Response, handler};
-use ractor::rpc::CallResult;
+use poem::web::websocket::Message;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::debug;
 
 use super::frames::{ProctorFrame, Target, describe};
-use super::{
-    FrameRate, RATE_LIMITED, TokenQuery, close, next_connection_id, socket_config, too_big,
-};
-use crate::auth::guards::check_plan_version;
-use crate::auth::{Claims, Role};
-use crate::cluster::{SocketKind, TunnelFrame, TunnelOpen};
+use super::proctor_remote::{RemoteCommand, remote_feed};
+use super::socket::{FrameRate, Incoming, RATE_LIMITED, close, next_frame};
+use crate::auth::Claims;
 use crate::error::ApiError;
 use crate::proctor::dto::CandidateActionName;
 use crate::proctor::{assigned_room, candidate_room, proctor_action};
 use crate::state::AppState;
 
-/// Verifies a socket's token: present, valid, of the right role, current.
-pub async fn verify_token(
-    state: &AppState,
-    token: Option<&str>,
-    role: Role,
-) -> Result<Claims, ApiError> {
-    let token = token.ok_or_else(|| {
-        ApiError::unauthorized("missing_credentials", "connect with ?token=<bearer token>")
-    })?;
-    let claims = state.tokens.verify(token)?;
-    if claims.role != role {
-        return Err(ApiError::forbidden(
-            "wrong_role",
-            "this socket is for another role",
-        ));
-    }
-    check_plan_version(state, &claims).await?;
-    Ok(claims)
-}
-
-#[handler]
-pub async fn proctor_socket(
-    ws: WebSocket,
-    Query(query): Query<TokenQuery>,
-    Data(state): Data<&AppState>,
-) -> Response {
-    let claims = match verify_token(state, query.token.as_deref(), Role::Proctor).await {
-        Ok(claims) => claims,
-        Err(error) => return error.into_response(),
-    };
-    let state = state.clone();
-    // Served here whichever nodes host the rooms: rooms hosted elsewhere
-    // stream through a feed from their owner (cluster).
-    let token = query.token.unwrap_or_default();
-    ws.config(socket_config(&state.settings))
-        .on_upgrade(move |socket| run(state, claims, token, socket))
-        .into_response()
-}
-
-async fn run(state: AppState, claims: Claims, token: String, socket: WebSocketStream) {
-    let (sink, stream) = socket.split();
-    serve(state, claims, token, sink, stream).await;
-}
-
 /// The proctor socket over any transport. `token` is the proctor's bearer
 /// token, presented again to the owners of rooms hosted elsewhere.
-pub(crate) async fn serve<K, S>(
-    state: AppState,
-    claims: Claims,
-    token: String,
-    mut sink: K,
-    mut stream: S,
-) where
-    K: futures::Sink<Message> + Unpin + Send,
-    S: futures::Stream<Item = std::io::Result<Message>> + Unpin + Send,
+pub async fn serve<K, S>(state: AppState, claims: Claims, token: String, mut sink: K, mut stream: S)
+where
+    K: Sink<Message> + Unpin + Send,
+    S: Stream<Item = std::io::Result<Message>> + Unpin + Send,
 {
-    let deadline = Instant::now() + state.settings.ws_hello_timeout;
-    loop {
-        let next = match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(next) => next,
-            Err(_) => return close(&mut sink, code::HELLO_TIMEOUT, "no valid hello in time").await,
-        };
-        match next {
-            None | Some(Ok(Message::Close(_))) => return,
-            Some(Err(error)) => {
-                if too_big(&error) {
-                    close(&mut sink, code::TOO_BIG, "frame too large").await;
-                }
-                return;
-            }
-            Some(Ok(Message::Binary(_))) => {
-                let _ = sink
-                    .send(Message::text(error_frame(
-                        "text_only",
-                        "frames are JSON text",
-                        None,
-                    )))
-                    .await;
-            }
-            Some(Ok(Message::Text(text))) => match serde_json::from_str::<ProctorFrame>(&text) {
-                Ok(ProctorFrame::Hello {}) => break,
-                Ok(_) => {
-                    let _ = sink
-                        .send(Message::text(error_frame(
-                            "hello_expected",
-                            "send a hello first",
-                            None,
-                        )))
-                        .await;
-                }
-                Err(error) => {
-                    let (error_code, message) = describe(&error);
-                    let _ = sink
-                        .send(Message::text(error_frame(error_code, &message, None)))
-                        .await;
-                }
-            },
-            Some(Ok(_)) => {}
-        }
+    if !hello(&state, &mut sink, &mut stream).await {
+        return;
     }
-
-    let subscriber_id = next_connection_id();
-    let (sender, mut outgoing) =
-        mpsc::channel::<SocketOut>(4 * state.exam.directory().deps().config.socket_queue);
-    let mut subscribed: Vec<RoomId> = Vec::new();
     let proctor_id = match claims.proctor_id() {
         Ok(proctor_id) => proctor_id,
         Err(_) => return close(&mut sink, code::UNAUTHORIZED, "bad token").await,
     };
+    let (sender, mut outgoing) = state.exam.proctor_queue();
+    // Local rooms are watched while the socket lives; rooms hosted elsewhere
+    // stream in through feeds from their owners.
+    let mut watches: Vec<RoomWatch> = Vec::new();
     let mut feeds = Vec::new();
     for room_id in &claims.rooms {
-        if let Some(cluster) = state.cluster.get()
-            && super::tunnel::owner_elsewhere(&state, ShardId::of_room(&claims.plan, room_id))
-                .is_some()
+        if state
+            .owner_elsewhere(ShardId::of_room(&claims.plan, room_id))
+            .is_some()
         {
             feeds.push(tokio::spawn(remote_feed(
                 state.clone(),
-                cluster.clone(),
                 claims.plan.clone(),
                 room_id.clone(),
+                proctor_id.clone(),
                 token.clone(),
                 sender.clone(),
             )));
             continue;
         }
-        match subscribe(
-            &state,
-            &claims.plan,
-            room_id,
-            subscriber_id,
-            &proctor_id,
-            sender.clone(),
-        )
-        .await
+        match state
+            .exam
+            .watch_room(&claims.plan, room_id, &proctor_id, &sender)
+            .await
         {
-            Ok(()) => subscribed.push(room_id.clone()),
+            Ok(watch) => watches.push(watch),
             Err(error) => {
-                let api = ApiError::from(error);
-                let frame = error_frame(api.code, &api.detail, Some(room_id.as_str()));
+                let frame = proctor::exam_error(&error, Some(room_id.as_str()));
                 let _ = sink.send(Message::text(frame)).await;
             }
         }
     }
-    debug!(plan_id = %claims.plan, proctor_id = %proctor_id, rooms = subscribed.len(), "proctor connected");
+    debug!(plan_id = %claims.plan, proctor_id = %proctor_id, rooms = watches.len(), "proctor connected");
+    let limit = state.settings.ws_max_message_bytes;
     let mut rate = FrameRate::new(state.settings.ws_frames_per_second);
 
     loop {
         tokio::select! {
-            incoming = stream.next() => {
+            incoming = next_frame(&mut stream, limit) => {
                 let text = match incoming {
-                    None | Some(Ok(Message::Close(_))) => break,
-                    Some(Err(error)) => {
-                        if too_big(&error) {
-                            close(&mut sink, code::TOO_BIG, "frame too large").await;
-                        }
+                    Incoming::Text(text) => text,
+                    Incoming::Closed => break,
+                    Incoming::TooBig => {
+                        close(&mut sink, code::TOO_BIG, "frame too large").await;
                         break;
                     }
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Binary(_))) => {
-                        if sink.send(Message::text(error_frame("text_only", "frames are JSON text", None))).await.is_err() {
+                    Incoming::Binary => {
+                        if sink.send(Message::text(proctor::error("text_only", "frames are JSON text", None))).await.is_err() {
                             break;
                         }
                         continue;
                     }
-                    Some(Ok(_)) => continue,
                 };
                 if !rate.admit() {
                     let (error_code, message) = RATE_LIMITED;
-                    if sink.send(Message::text(error_frame(error_code, message, None))).await.is_err() {
+                    if sink.send(Message::text(proctor::error(error_code, message, None))).await.is_err() {
                         break;
                     }
                     continue;
                 }
-                match serde_json::from_str::<ProctorFrame>(&text) {
+                let reply = match serde_json::from_str::<ProctorFrame>(&text) {
                     Ok(ProctorFrame::Hb { ts }) => {
-                        let frame = json!({"t": "hb", "ts": ts, "server_ts": state.clock.now().as_millis()});
-                        if sink.send(Message::text(frame.to_string())).await.is_err() {
-                            break;
-                        }
+                        json!({"t": "hb", "ts": ts, "server_ts": state.clock.now().as_millis()}).to_string()
                     }
                     Ok(ProctorFrame::Hello {}) => {
-                        let _ = sink.send(Message::text(error_frame("already_greeted", "hello is sent once", None))).await;
+                        proctor::error("already_greeted", "hello is sent once", None)
                     }
                     Ok(ProctorFrame::Command { id, target, action, reason, text, extend_s }) => {
                         // Commands run beside the socket loop; their acks come back through it.
                         let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
-                        let (state, claims, sender, token) = (state.clone(), claims.clone(), sender.clone(), token.clone());
-                        tokio::spawn(async move {
-                            let request = RemoteCommand { target: target.clone(), action: action.clone(), reason: reason.clone(), text: text.clone(), extend_s };
-                            let frame = match command(&state, &claims, target, &action, reason, text, extend_s).await {
-                                Ok(delivered) => proctor::command_ack(&id, delivered),
-                                // The room is hosted on another node: the same command through its REST.
-                                Err(error) if error.shard.is_some() => match request.send(&state, &token, error.shard).await {
-                                    Ok(delivered) => proctor::command_ack(&id, delivered),
-                                    Err((code, detail)) => proctor::command_failed(&id, &code, &detail),
-                                },
-                                Err(error) => proctor::command_failed(&id, error.code, &error.detail),
-                            };
-                            let _ = sender.send(SocketOut::Frame { seq: 0, text: frame.into() }).await;
-                        });
+                        let request = RemoteCommand { target, action, reason, text, extend_s };
+                        tokio::spawn(run_command(state.clone(), claims.clone(), token.clone(), id, request, sender.clone()));
+                        continue;
                     }
                     Err(error) => {
                         let (error_code, message) = describe(&error);
-                        if sink.send(Message::text(error_frame(error_code, &message, None))).await.is_err() {
-                            break;
-                        }
+                        proctor::error(error_code, &message, None)
                     }
+                };
+                if sink.send(Message::text(reply)).await.is_err() {
+                    break;
                 }
             }
             out = outgoing.recv() => match out {
@@ -256,129 +138,97 @@ pub(crate) async fn serve<K, S>(
     for feed in feeds {
         feed.abort();
     }
-    for room_id in subscribed {
-        if let Some(room) = state.exam.directory().live_room(&claims.plan, &room_id) {
-            let _ = room.cast(RoomMsg::Unsubscribe(Unsubscribe { subscriber_id }));
-        }
+    // Dropping the watches unsubscribes from the rooms.
+    drop(watches);
+}
+
+/// Waits for the `hello`, within the deadline; answers anything else with
+/// an error frame. False: the socket is over.
+async fn hello<K, S>(state: &AppState, sink: &mut K, stream: &mut S) -> bool
+where
+    K: Sink<Message> + Unpin + Send,
+    S: Stream<Item = std::io::Result<Message>> + Unpin + Send,
+{
+    let deadline = Instant::now() + state.settings.ws_hello_timeout;
+    let limit = state.settings.ws_max_message_bytes;
+    loop {
+        let Ok(incoming) = tokio::time::timeout_at(deadline, next_frame(stream, limit)).await
+        else {
+            close(sink, code::HELLO_TIMEOUT, "no valid hello in time").await;
+            return false;
+        };
+        let frame = match incoming {
+            Incoming::Closed => return false,
+            Incoming::TooBig => {
+                close(sink, code::TOO_BIG, "frame too large").await;
+                return false;
+            }
+            Incoming::Binary => proctor::error("text_only", "frames are JSON text", None),
+            Incoming::Text(text) => match serde_json::from_str::<ProctorFrame>(&text) {
+                Ok(ProctorFrame::Hello {}) => return true,
+                Ok(_) => proctor::error("hello_expected", "send a hello first", None),
+                Err(error) => {
+                    let (error_code, message) = describe(&error);
+                    proctor::error(error_code, &message, None)
+                }
+            },
+        };
+        let _ = sink.send(Message::text(frame)).await;
     }
 }
 
-/// A room hosted on another node, streamed into this proctor socket: its
-/// snapshot and deltas come through a feed tunnel from the owner; when the
-/// room moves (its owner died or drained) the feed is opened again on the
-/// new owner, which sends a fresh snapshot. Ends when the socket does
-/// (the task is aborted).
-async fn remote_feed(
+/// Runs one socket command and queues its `command_ack`: here through the
+/// exam, or — the room hosted on another node — as its REST equivalent there.
+async fn run_command(
     state: AppState,
-    cluster: std::sync::Arc<dyn crate::cluster::ClusterPort>,
-    plan_id: PlanId,
-    room_id: RoomId,
+    claims: Claims,
     token: String,
+    id: String,
+    request: RemoteCommand,
     sender: mpsc::Sender<SocketOut>,
 ) {
-    let shard = ShardId::of_room(&plan_id, &room_id);
-    loop {
-        let node = match super::tunnel::owner_elsewhere(&state, shard) {
-            Some(node) => node,
-            None => {
-                // Moved here: subscribe locally instead.
-                let subscriber_id = next_connection_id();
-                if let Ok(proctor_id) = claims_proctor(&state, &token).await
-                    && subscribe(
-                        &state,
-                        &plan_id,
-                        &room_id,
-                        subscriber_id,
-                        &proctor_id,
-                        sender.clone(),
-                    )
-                    .await
-                    .is_ok()
-                {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                continue;
+    let frame = match command(&state, &claims, &request).await {
+        Ok(delivered) => proctor::command_ack(&id, delivered),
+        Err(error) if error.shard.is_some() => {
+            match request.send(&state, &token, error.shard).await {
+                Ok(delivered) => proctor::command_ack(&id, delivered),
+                Err((code, detail)) => proctor::command_failed(&id, &code, &detail),
             }
-        };
-        let open = TunnelOpen {
-            kind: SocketKind::ProctorRoom,
-            token: token.clone(),
-            ip: None,
-            room: Some(room_id.to_string()),
-        };
-        if let Ok(mut tunnel) = cluster.open_tunnel(&node, open).await {
-            while let Some(frame) = tunnel.from_owner.recv().await {
-                match frame {
-                    TunnelFrame::Text(text) => {
-                        let frame = SocketOut::Frame {
-                            seq: 0,
-                            text: text.into(),
-                        };
-                        if sender.send(frame).await.is_err() {
-                            return;
-                        }
-                    }
-                    TunnelFrame::Close { .. } => break,
-                    TunnelFrame::Binary => {}
-                }
-            }
-            drop(tunnel.to_owner);
         }
-        if sender.is_closed() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-}
-
-async fn claims_proctor(
-    state: &AppState,
-    token: &str,
-) -> Result<invigil_actors::domain::ProctorId, ApiError> {
-    verify_token(state, Some(token), Role::Proctor)
-        .await?
-        .proctor_id()
+        Err(error) => proctor::command_failed(&id, error.code, &error.detail),
+    };
+    let _ = sender
+        .send(SocketOut::Frame {
+            seq: 0,
+            text: frame.into(),
+        })
+        .await;
 }
 
 /// Owner side of a feed: one room's proctor stream, written to `sink` until
 /// the gateway goes away.
-pub(crate) async fn feed<K, S>(
+pub async fn feed<K, S>(
     state: AppState,
     claims: Claims,
     room_id: RoomId,
     mut sink: K,
     mut stream: S,
 ) where
-    K: futures::Sink<Message> + Unpin + Send,
-    S: futures::Stream<Item = std::io::Result<Message>> + Unpin + Send,
+    K: Sink<Message> + Unpin + Send,
+    S: Stream<Item = std::io::Result<Message>> + Unpin + Send,
 {
     let Ok(proctor_id) = claims.proctor_id() else {
         return close(&mut sink, code::UNAUTHORIZED, "bad token").await;
     };
-    let subscriber_id = next_connection_id();
-    let (sender, mut outgoing) =
-        mpsc::channel::<SocketOut>(4 * state.exam.directory().deps().config.socket_queue);
-    if let Err(error) = subscribe(
-        &state,
-        &claims.plan,
-        &room_id,
-        subscriber_id,
-        &proctor_id,
-        sender,
-    )
-    .await
-    {
-        let api = ApiError::from(error);
-        let _ = sink
-            .send(Message::text(error_frame(
-                api.code,
-                &api.detail,
-                Some(room_id.as_str()),
-            )))
-            .await;
-        return close(&mut sink, code::TRY_AGAIN, "try again").await;
-    }
+    let (sender, mut outgoing) = state.exam.proctor_queue();
+    let watch = match watch(&state, &claims, &room_id, &proctor_id, &sender).await {
+        Ok(watch) => watch,
+        Err(frame) => {
+            let _ = sink.send(Message::text(frame)).await;
+            return close(&mut sink, code::TRY_AGAIN, "try again").await;
+        }
+    };
+    drop(sender);
     loop {
         tokio::select! {
             incoming = stream.next() => match incoming {
@@ -402,126 +252,41 @@ pub(crate) async fn feed<K, S>(
             },
         }
     }
-    if let Some(room) = state.exam.directory().live_room(&claims.plan, &room_id) {
-        let _ = room.cast(RoomMsg::Unsubscribe(Unsubscribe { subscriber_id }));
-    }
+    drop(watch);
 }
 
-/// A socket command sent as its REST equivalent to the node hosting the room.
-struct RemoteCommand {
-    target: Target,
-    action: String,
-    reason: Option<String>,
-    text: Option<String>,
-    extend_s: Option<i64>,
-}
-
-impl RemoteCommand {
-    async fn send(
-        &self,
-        state: &AppState,
-        token: &str,
-        shard: Option<u16>,
-    ) -> Result<bool, (String, String)> {
-        let unavailable = || {
-            (
-                "not_owner".to_string(),
-                "the room is moving; retry".to_string(),
-            )
-        };
-        let cluster = state.cluster.get().ok_or_else(unavailable)?;
-        let node = match shard
-            .and_then(ShardId::new)
-            .map(|shard| cluster.route(shard))
-        {
-            Some(crate::cluster::Route::Node(node)) => node,
-            _ => return Err(unavailable()),
-        };
-        let (uri, body) = match (&self.target.candidate_id, &self.target.room_id) {
-            (Some(candidate_id), None) => (
-                format!("/api/v1/proctor/candidates/{candidate_id}/commands"),
-                json!({"action": self.action, "reason": self.reason, "extend_s": self.extend_s}),
-            ),
-            (None, Some(room_id)) => (
-                format!("/api/v1/proctor/rooms/{room_id}/commands"),
-                json!({"action": self.action, "text": self.text, "extend_s": self.extend_s}),
-            ),
-            _ => return Err(unavailable()),
-        };
-        let request = crate::cluster::ForwardedRequest {
-            method: "POST".into(),
-            uri,
-            headers: vec![
-                ("authorization".into(), format!("Bearer {token}")),
-                ("content-type".into(), "application/json".into()),
-            ],
-            body: serde_json::to_vec(&body).unwrap_or_default(),
-        };
-        let answer = cluster
-            .forward(&node, request)
-            .await
-            .map_err(|_| unavailable())?;
-        let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-        if (200..300).contains(&answer.status) {
-            Ok(body["delivered"].as_bool().unwrap_or(false))
-        } else {
-            Err((
-                body["code"].as_str().unwrap_or("unavailable").to_string(),
-                body["detail"]
-                    .as_str()
-                    .unwrap_or("the command failed")
-                    .to_string(),
-            ))
-        }
-    }
-}
-
-fn error_frame(code: &str, message: &str, room_id: Option<&str>) -> String {
-    json!({"t": "error", "code": code, "message": message, "room_id": room_id}).to_string()
-}
-
-async fn subscribe(
+/// Watches one of the proctor's rooms; a refusal comes as its error frame.
+async fn watch(
     state: &AppState,
-    plan_id: &PlanId,
+    claims: &Claims,
     room_id: &RoomId,
-    subscriber_id: u64,
-    proctor_id: &invigil_actors::domain::ProctorId,
-    sink: mpsc::Sender<SocketOut>,
-) -> Result<(), invigil_actors::error::ExamError> {
-    let timeout = state.exam.directory().deps().config.call_timeout;
-    let room = state.exam.directory().room(plan_id, room_id).await?;
-    let message = |reply| {
-        RoomMsg::Subscribe(Subscribe {
-            subscriber_id,
-            proctor_id: proctor_id.clone(),
-            sink: sink.clone(),
-            reply,
-        })
-    };
-    match room.call(message, Some(timeout)).await {
-        Ok(CallResult::Success(result)) => result,
-        _ => Err(invigil_actors::error::ExamError::Unavailable(
-            "the room did not answer; retry",
-        )),
-    }
+    proctor_id: &ProctorId,
+    sender: &mpsc::Sender<SocketOut>,
+) -> Result<RoomWatch, String> {
+    state
+        .exam
+        .watch_room(&claims.plan, room_id, proctor_id, sender)
+        .await
+        .map_err(|error| proctor::exam_error(&error, Some(room_id.as_str())))
 }
 
-/// Runs a command from the socket through the same path as REST.
+/// Runs a command from the socket through the same path as REST; returns
+/// whether a live candidate socket got the control.
 async fn command(
     state: &AppState,
     claims: &Claims,
-    target: Target,
-    action: &str,
-    reason: Option<String>,
-    text: Option<String>,
-    extend_s: Option<i64>,
+    request: &RemoteCommand,
 ) -> Result<bool, ApiError> {
     let proctor_id = claims.proctor_id()?;
-    match (target.candidate_id, target.room_id) {
+    let Target {
+        candidate_id,
+        room_id,
+    } = &request.target;
+    match (candidate_id, room_id) {
         (Some(candidate_id), None) => {
-            let (candidate_id, room_id) = candidate_room(state, claims, &candidate_id).await?;
-            let action = candidate_action(action)?;
-            let action = proctor_action(action, reason, extend_s)?;
+            let (candidate_id, room_id) = candidate_room(state, claims, candidate_id).await?;
+            let action = candidate_action(&request.action)?;
+            let action = proctor_action(action, request.reason.clone(), request.extend_s)?;
             let receipt = state
                 .exam
                 .candidate_command(&claims.plan, &room_id, &candidate_id, &action, &proctor_id)
@@ -529,27 +294,8 @@ async fn command(
             Ok(receipt.delivered)
         }
         (None, Some(room_id)) => {
-            let room_id = assigned_room(claims, &room_id)?;
-            let action = match action {
-                "pause" => RoomAction::Pause,
-                "resume" => RoomAction::Resume,
-                "extend" => RoomAction::Extend {
-                    seconds: extend_s.ok_or_else(|| {
-                        ApiError::unprocessable("missing_field", "extend needs extend_s")
-                    })?,
-                },
-                "notice" => RoomAction::Notice {
-                    text: text.ok_or_else(|| {
-                        ApiError::unprocessable("missing_field", "notice needs text")
-                    })?,
-                },
-                other => {
-                    return Err(ApiError::unprocessable(
-                        "invalid_action",
-                        format!("{other:?} is not a room action"),
-                    ));
-                }
-            };
+            let room_id = assigned_room(claims, room_id)?;
+            let action = room_action(request)?;
             let receipt = state
                 .exam
                 .room_command(&claims.plan, &room_id, &action, &proctor_id)
@@ -561,6 +307,30 @@ async fn command(
             "target is {\"room_id\"} or {\"candidate_id\"}",
         )),
     }
+}
+
+fn room_action(request: &RemoteCommand) -> Result<RoomAction, ApiError> {
+    Ok(match request.action.as_str() {
+        "pause" => RoomAction::Pause,
+        "resume" => RoomAction::Resume,
+        "extend" => RoomAction::Extend {
+            seconds: request
+                .extend_s
+                .ok_or_else(|| ApiError::unprocessable("missing_field", "extend needs extend_s"))?,
+        },
+        "notice" => RoomAction::Notice {
+            text: request
+                .text
+                .clone()
+                .ok_or_else(|| ApiError::unprocessable("missing_field", "notice needs text"))?,
+        },
+        other => {
+            return Err(ApiError::unprocessable(
+                "invalid_action",
+                format!("{other:?} is not a room action"),
+            ));
+        }
+    })
 }
 
 fn candidate_action(action: &str) -> Result<CandidateActionName, ApiError> {

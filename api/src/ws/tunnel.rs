@@ -9,28 +9,27 @@
 
 use futures::{SinkExt, StreamExt};
 use invigil_actors::live::wire::close as code;
-use invigil_actors::shard::ShardId;
 use poem::web::websocket::{Message, WebSocketStream};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::close;
-use crate::auth::Role;
-use crate::cluster::{Route, SocketKind, TunnelFrame, TunnelOpen};
+use super::socket::{Incoming, close, next_frame};
+use crate::auth::{Role, candidate_seat, verify_socket_token};
+use crate::cluster::{SocketKind, TunnelFrame, TunnelOpen};
 use crate::state::AppState;
 
-/// The node that owns `shard`, when it is not this one.
-pub fn owner_elsewhere(state: &AppState, shard: ShardId) -> Option<String> {
-    match state.cluster.get()?.route(shard) {
-        Route::Node(node) => Some(node),
-        Route::Here | Route::Nowhere => None,
+/// The frame that tells the other side the client is gone.
+fn client_gone() -> TunnelFrame {
+    TunnelFrame::Close {
+        code: 1000,
+        reason: String::new(),
     }
 }
 
 /// Gateway side: pipes a client's socket to the owner's end of a tunnel.
 pub async fn gateway(state: AppState, node: String, open: TunnelOpen, socket: WebSocketStream) {
     let (mut sink, mut stream) = socket.split();
-    let Some(cluster) = state.cluster.get().cloned() else {
+    let Some(cluster) = state.cluster.clone() else {
         return close(&mut sink, code::TRY_AGAIN, "try again").await;
     };
     let mut tunnel = match cluster.open_tunnel(&node, open).await {
@@ -40,22 +39,20 @@ pub async fn gateway(state: AppState, node: String, open: TunnelOpen, socket: We
             return close(&mut sink, code::TRY_AGAIN, "try again").await;
         }
     };
+    let limit = state.settings.ws_max_message_bytes;
     loop {
         tokio::select! {
-            incoming = stream.next() => {
+            incoming = next_frame(&mut stream, limit) => {
                 let frame = match incoming {
-                    Some(Ok(Message::Text(text))) => TunnelFrame::Text(text),
-                    Some(Ok(Message::Binary(_))) => TunnelFrame::Binary,
-                    Some(Ok(_)) => continue,
-                    Some(Err(error)) => {
-                        if super::too_big(&error) {
-                            close(&mut sink, code::TOO_BIG, "frame too large").await;
-                        }
-                        let _ = tunnel.to_owner.send(TunnelFrame::Close { code: 1000, reason: String::new() }).await;
+                    Incoming::Text(text) => TunnelFrame::Text(text),
+                    Incoming::Binary => TunnelFrame::Binary,
+                    Incoming::TooBig => {
+                        close(&mut sink, code::TOO_BIG, "frame too large").await;
+                        let _ = tunnel.to_owner.send(client_gone()).await;
                         break;
                     }
-                    None => {
-                        let _ = tunnel.to_owner.send(TunnelFrame::Close { code: 1000, reason: String::new() }).await;
+                    Incoming::Closed => {
+                        let _ = tunnel.to_owner.send(client_gone()).await;
                         break;
                     }
                 };
@@ -67,7 +64,7 @@ pub async fn gateway(state: AppState, node: String, open: TunnelOpen, socket: We
             outgoing = tunnel.from_owner.recv() => match outgoing {
                 Some(TunnelFrame::Text(text)) => {
                     if sink.send(Message::Text(text)).await.is_err() {
-                        let _ = tunnel.to_owner.send(TunnelFrame::Close { code: 1000, reason: String::new() }).await;
+                        let _ = tunnel.to_owner.send(client_gone()).await;
                         break;
                     }
                 }
@@ -130,7 +127,7 @@ pub async fn serve(
     });
     let mut sink = Box::pin(sink);
     match open.kind {
-        SocketKind::Candidate => match super::candidate::seat(&state, Some(&open.token)).await {
+        SocketKind::Candidate => match candidate_seat(&state, Some(&open.token)).await {
             Ok((plan_id, room_id, candidate_id)) => {
                 super::candidate::serve(
                     state,
@@ -146,19 +143,13 @@ pub async fn serve(
             Err(error) => close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
         },
         SocketKind::Proctor => {
-            match super::proctor::verify_token(&state, Some(&open.token), Role::Proctor).await {
+            match verify_socket_token(&state, Some(&open.token), Role::Proctor).await {
                 Ok(claims) => super::proctor::serve(state, claims, open.token, sink, stream).await,
                 Err(error) => close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
             }
         }
         SocketKind::ProctorRoom => {
-            let claims = match super::proctor::verify_token(
-                &state,
-                Some(&open.token),
-                Role::Proctor,
-            )
-            .await
-            {
+            let claims = match verify_socket_token(&state, Some(&open.token), Role::Proctor).await {
                 Ok(claims) => claims,
                 Err(error) => return close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
             };

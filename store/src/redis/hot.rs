@@ -9,7 +9,9 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use invigil_actors::ports::{CandidateKey, HotState, HotStateError, OutboundFrame, SessionClaim};
+use invigil_actors::ports::{
+    CandidateKey, HotState, HotStateError, OutboundFrame, ResumePosition, SessionClaim,
+};
 use redis::streams::{StreamId, StreamRangeReply};
 use redis::{ErrorKind, Script, ServerErrorKind};
 
@@ -125,7 +127,10 @@ fn frame_of(entry: &StreamId) -> Result<OutboundFrame, Failure> {
     let text = entry
         .get::<String>(TEXT_FIELD)
         .ok_or_else(|| Failure::Corrupt(format!("resume buffer entry {} has no text", entry.id)))?;
-    Ok(OutboundFrame { seq, text })
+    Ok(OutboundFrame {
+        seq,
+        text: text.into(),
+    })
 }
 
 /// A session claim as stored: `[session_id, node_id]` in JSON.
@@ -175,7 +180,7 @@ impl HotState for RedisHotState {
             let mut invocation = APPEND_SCRIPT.key(self.connection.keys().outbound(key));
             invocation.arg(cap).arg(ttl_ms);
             for frame in by_candidate.get(key).into_iter().flatten() {
-                invocation.arg(frame.seq).arg(frame.text.as_str());
+                invocation.arg(frame.seq).arg(&*frame.text);
             }
             pipeline.invoke_script(&invocation).ignore();
         }
@@ -219,6 +224,61 @@ impl HotState for RedisHotState {
             }
             None => Ok(0),
         }
+    }
+
+    async fn resume_positions(
+        &self,
+        keys: &[CandidateKey],
+    ) -> Result<Vec<ResumePosition>, HotStateError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Per candidate the newest buffer entry and the session, all in one
+        // pipelined round trip.
+        let mut pipeline = redis::pipe();
+        for key in keys {
+            pipeline
+                .cmd("XREVRANGE")
+                .arg(self.connection.keys().outbound(key))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .cmd("GET")
+                .arg(self.connection.keys().session(key));
+        }
+        let mut connection = self.connection.manager();
+        let replies: Vec<(StreamRangeReply, Option<String>)> = self
+            .connection
+            .call("resume_positions", async move {
+                let values: Vec<redis::Value> = pipeline.query_async(&mut connection).await?;
+                values
+                    .chunks_exact(2)
+                    .map(|pair| {
+                        Ok((
+                            redis::from_redis_value_ref(&pair[0])?,
+                            redis::from_redis_value_ref(&pair[1])?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, redis::ParsingError>>()
+                    .map_err(redis::RedisError::from)
+            })
+            .await
+            .map_err(|failure| unavailable("resume_positions", failure))?;
+        replies
+            .into_iter()
+            .map(|(newest, session)| {
+                let last_seq = match newest.ids.first() {
+                    Some(entry) => seq_of(entry)?,
+                    None => 0,
+                };
+                Ok(ResumePosition {
+                    last_seq,
+                    session: decode_claim(session)?,
+                })
+            })
+            .collect::<Result<Vec<_>, Failure>>()
+            .map_err(|failure| unavailable("resume_positions", failure))
     }
 
     async fn outbound_after(

@@ -19,7 +19,7 @@ fn key(candidate: &str) -> CandidateKey {
 fn frame(seq: u64) -> OutboundFrame {
     OutboundFrame {
         seq,
-        text: format!("{{\"seq\":{seq}}}"),
+        text: format!("{{\"seq\":{seq}}}").into(),
     }
 }
 
@@ -176,7 +176,7 @@ pub async fn a_numbering_that_starts_over_never_replays_the_old_frames(hot: &dyn
                 key("c6"),
                 OutboundFrame {
                     seq,
-                    text: format!("{{\"seq\":{seq},\"epoch\":2}}"),
+                    text: format!("{{\"seq\":{seq},\"epoch\":2}}").into(),
                 },
             )
         })

@@ -472,7 +472,7 @@ mod recovery {
         };
         let frame = |seq: u64| OutboundFrame {
             seq,
-            text: format!("{{\"seq\":{seq}}}"),
+            text: format!("{{\"seq\":{seq}}}").into(),
         };
         hot.append_outbound(&[(key.clone(), frame(1))], 8)
             .await

@@ -3,12 +3,13 @@
 //! candidates to what the plan's state implies.
 
 use ractor::ActorRef;
-use tracing::info;
+use tracing::{debug, info};
 
-use super::messages::{PlanChanged, Reply, RoomMsg};
-use super::state::{AfterCommit, RoomState, Waiting};
+use super::messages::{DoneReported, PlanChanged, Reply, RoomMsg};
+use super::state::{AfterCommit, DoneReport, RoomState, Waiting};
 use crate::domain::{CandidateCommand, CandidateEvent, DomainError, PlanEvent, SubmitReason};
-use crate::live::plan::{PlanMsg, RoomDone, plan_actor_name};
+use crate::error::ExamError;
+use crate::live::plan::report_room_done;
 use crate::live::wire::{self, close};
 use crate::ports::FencedEntry;
 
@@ -43,7 +44,7 @@ impl RoomState {
         myself: &ActorRef<RoomMsg>,
         done: Option<Reply<()>>,
     ) -> Result<(), String> {
-        let (room_command, candidate_command) = self.plan.implied_commands();
+        let (room_command, candidate_command) = crate::domain::implied_commands(&self.plan);
         let candidates = candidate_command.map(|command| (0..self.seats.len(), command));
         match self
             .apply_to_candidates(myself, room_command, candidates, done)
@@ -123,7 +124,7 @@ impl RoomState {
         changed: PlanChanged,
     ) -> Option<&'static str> {
         self.plan = changed.runtime;
-        self.done_reported = false;
+        self.done_report = DoneReport::Unreported;
         // Pauses and extensions change every clock without a write here.
         let clock_event = changed.events.iter().rev().find_map(|event| match event {
             PlanEvent::Paused { .. } => Some("paused"),
@@ -136,7 +137,7 @@ impl RoomState {
                 .filter(|&seat| self.seats[seat].runtime.state.is_sitting())
                 .map(|seat| (seat, self.state_frame(seat, event)))
                 .collect();
-            self.push(frames).await;
+            self.push(frames);
             for seat in 0..self.seats.len() {
                 self.seat_changed(seat);
             }
@@ -244,25 +245,51 @@ impl RoomState {
             self.broadcast_to_proctors(frame);
         }
 
-        // Everyone done: the coordinator may end the plan.
+        // Everyone done: the coordinator may end the plan. Reported off the
+        // mailbox, again on a later tick until the coordinator confirms.
         if self.plan.state.is_running()
-            && !self.done_reported
+            && self.done_report == DoneReport::Unreported
             && self.pending.is_empty()
             && self.seats.iter().all(|seat| seat.runtime.state.is_final())
         {
-            if let Some(cell) =
-                ractor::registry::where_is(plan_actor_name(&self.scope, &self.plan_id))
-            {
-                let coordinator: ActorRef<PlanMsg> = cell.into();
-                let _ = coordinator.cast(PlanMsg::RoomDone(RoomDone {
-                    room_id: self.room_id.clone(),
+            self.next_ticket += 1;
+            let attempt = self.next_ticket;
+            self.done_report = DoneReport::InFlight { attempt };
+            let (scope, deps, myself) = (self.scope.clone(), self.deps.clone(), myself.clone());
+            let (plan_id, room_id) = (self.plan_id.clone(), self.room_id.clone());
+            tokio::spawn(async move {
+                let timeout = deps.config.call_timeout;
+                let mut result = report_room_done(&scope, &plan_id, &room_id, timeout).await;
+                if let (Err(ExamError::NotOwner(_)), Some(remote)) = (&result, &deps.remote) {
+                    // The coordinator lives on the owner of the plan's shard.
+                    result = remote.room_done(&plan_id, &room_id).await;
+                }
+                if let Err(error) = &result {
+                    debug!(plan_id = %plan_id, room_id = %room_id, %error, "room done not confirmed yet; reported again");
+                }
+                let _ = myself.cast(RoomMsg::DoneReported(DoneReported {
+                    attempt,
+                    confirmed: result.is_ok(),
                 }));
-            } else if let Some(remote) = self.deps.remote.get() {
-                // The coordinator lives on the owner of the plan's shard.
-                remote.room_done(&self.plan_id, &self.room_id);
-            }
-            self.done_reported = true;
+            });
         }
         None
+    }
+}
+
+impl RoomState {
+    /// The coordinator answered (or not) report number `attempt`.
+    pub(super) fn on_done_reported(&mut self, reported: DoneReported) {
+        if self.done_report
+            == (DoneReport::InFlight {
+                attempt: reported.attempt,
+            })
+        {
+            self.done_report = if reported.confirmed {
+                DoneReport::Confirmed
+            } else {
+                DoneReport::Unreported
+            };
+        }
     }
 }

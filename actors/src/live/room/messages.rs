@@ -17,6 +17,7 @@ pub type Reply<T> = RpcReplyPort<Result<T, ExamError>>;
 
 pub enum RoomMsg {
     Connect(Connect),
+    ResumeRead(ResumeRead),
     Disconnect(Disconnect),
     Heartbeat(Heartbeat),
     Answer(Answer),
@@ -37,6 +38,7 @@ pub enum RoomMsg {
     Tick,
     Committed(Committed),
     Superseded(Superseded),
+    DoneReported(DoneReported),
     Retire(Retire),
 }
 
@@ -60,6 +62,14 @@ pub struct Connect {
 pub struct Connected {
     pub session: String,
     pub resumed: bool,
+}
+
+/// The frames a resuming client missed, read from its resume buffer (off
+/// the mailbox, after every frame the room numbered before the read).
+pub struct ResumeRead {
+    pub candidate_id: CandidateId,
+    pub connection_id: u64,
+    pub found: Result<Option<Vec<crate::ports::OutboundFrame>>, crate::ports::HotStateError>,
 }
 
 pub struct Disconnect {
@@ -263,6 +273,12 @@ pub struct Superseded {
     pub found: Result<Option<crate::ports::JournaledAnswer>, crate::error::StoreError>,
 }
 
+/// How a report to the plan's coordinator that every candidate is done went.
+pub struct DoneReported {
+    pub attempt: u64,
+    pub confirmed: bool,
+}
+
 /// Stop hosting the room: sockets are told to reconnect.
 pub struct Retire {
     pub reason: &'static str,
@@ -343,11 +359,13 @@ impl RoomMsg {
                 }
             }
             Self::Disconnect(_)
+            | Self::ResumeRead(_)
             | Self::Heartbeat(_)
             | Self::ClientEvent(_)
             | Self::Unsubscribe(_)
             | Self::Tick
             | Self::Committed(_)
+            | Self::DoneReported(_)
             | Self::Retire(_) => {}
         }
     }

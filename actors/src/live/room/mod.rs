@@ -5,31 +5,42 @@
 //!
 //! # Layout
 //! - `messages`: what it is asked
-//! - `state`: seats, outbound streams, subscribers, writes awaiting commit
-//! - `candidate`: sockets, heartbeats, answers, events, submit, check-in
+//! - `state`: seats, subscribers, writes awaiting commit, views; retiring
+//! - `outbound`: stream frames, connection frames, dashboard deltas
+//! - `commit`: writes, and their effects once durable
+//! - `resume`: the resume buffers, written off the mailbox
+//! - `connect`: candidate sockets: connect, resume, heartbeats
+//! - `answer`: answers, repeats and superseded cseqs
+//! - `candidate`: events, submit, check-in, incidents
 //! - `proctor`: commands, incidents, dashboards
 //! - `clock`: ticks, plan changes, reconciliation
 //! - `report`: what goes to the workers (live events, logs) and the incidents they raise
 
+mod answer;
 mod candidate;
 mod clock;
+mod commit;
+mod connect;
 pub mod messages;
+mod outbound;
 mod proctor;
 mod report;
+mod resume;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tracing::debug;
+use tracing::{debug, warn};
 
 pub use self::messages::*;
+use self::resume::ResumeLog;
 use self::state::{PlanShared, RoomState, Seat};
 use crate::domain::{Connection, Hysteresis, PlanId, PlanRuntime, Presence, RoomId};
 use crate::error::ExamError;
 use crate::live::LiveDeps;
-use crate::ports::CandidateKey;
+use crate::ports::{CandidateKey, ResumePosition};
 use crate::shard::ShardId;
 
 /// The registry name of a room's actor within a directory's `scope` (the
@@ -83,23 +94,27 @@ impl Actor for RoomActor {
                     args.room_id, args.plan_id
                 )
             })?;
-        let mut seats = Vec::with_capacity(snapshot.candidates.len());
-        let mut index = HashMap::with_capacity(snapshot.candidates.len());
-        for stored in snapshot.candidates {
-            let key = CandidateKey {
+        // Where each candidate's stream stands (the hot state outlives this
+        // actor and, with Redis, this node), in one round trip for the room.
+        let keys: Vec<CandidateKey> = snapshot
+            .candidates
+            .iter()
+            .map(|stored| CandidateKey {
                 plan_id: args.plan_id.clone(),
                 candidate_id: stored.spec.id.clone(),
-            };
-            // The hot state outlives this actor (and, with Redis, this node).
-            let last_seq = args.deps.hot.last_outbound_seq(&key).await.unwrap_or(0);
-            let session = args
-                .deps
-                .hot
-                .session(&key)
-                .await
-                .ok()
-                .flatten()
-                .map(|claim| claim.session_id);
+            })
+            .collect();
+        let positions = match args.deps.hot.resume_positions(&keys).await {
+            Ok(positions) if positions.len() == keys.len() => positions,
+            Ok(_) | Err(_) => {
+                // Numbering restarts; a resume gets a snapshot.
+                warn!(plan_id = %args.plan_id, room_id = %args.room_id, "resume positions unreadable; streams restart");
+                vec![ResumePosition::default(); keys.len()]
+            }
+        };
+        let mut seats = Vec::with_capacity(snapshot.candidates.len());
+        let mut index = HashMap::with_capacity(snapshot.candidates.len());
+        for ((stored, key), position) in snapshot.candidates.into_iter().zip(keys).zip(positions) {
             index.insert(stored.spec.id.clone(), seats.len());
             seats.push(Seat {
                 spec: stored.spec,
@@ -108,9 +123,10 @@ impl Actor for RoomActor {
                 revision: stored.revision,
                 connection: Connection::default(),
                 reported_presence: Presence::Offline,
-                session,
-                last_seq,
+                session: position.session.map(|claim| claim.session_id),
+                last_seq: position.last_seq,
                 socket: None,
+                resuming: None,
                 uncommitted: HashMap::new(),
                 events: (args.deps.clock.now(), 0),
             });
@@ -120,6 +136,11 @@ impl Actor for RoomActor {
             vec![myself.get_cell()],
         );
         debug!(plan_id = %args.plan_id, room_id = %args.room_id, seats = seats.len(), "room activated");
+        let resume = ResumeLog::start(
+            args.deps.hot.clone(),
+            args.deps.config.resume_buffer,
+            myself.clone(),
+        );
         Ok(RoomState {
             hysteresis: Hysteresis::from_heartbeat(args.shared.settings.heartbeat_s),
             deps: args.deps,
@@ -139,9 +160,10 @@ impl Actor for RoomActor {
             pending: HashMap::new(),
             next_ticket: 0,
             progress_dirty: HashSet::new(),
-            done_reported: false,
+            done_report: state::DoneReport::Unreported,
             retiring: None,
             lookups: 0,
+            resume,
         })
     }
 
@@ -178,13 +200,15 @@ impl Actor for RoomActor {
                     other.refuse(ExamError::Unavailable("the room is moving; retry"));
                 }
             }
-            if state.pending.is_empty() {
-                myself.stop(Some(reason.to_string()));
-            }
+            state.stop_when_settled(&myself, reason).await;
             return Ok(());
         }
         let retire = match message {
             RoomMsg::Connect(connect) => state.on_connect(&myself, connect).await,
+            RoomMsg::ResumeRead(read) => {
+                state.on_resume_read(read);
+                None
+            }
             RoomMsg::Disconnect(disconnect) => {
                 state.on_disconnect(disconnect);
                 None
@@ -235,16 +259,18 @@ impl Actor for RoomActor {
                 state.committed(committed).await.then_some("a write failed")
             }
             RoomMsg::Superseded(superseded) => {
-                state.on_superseded(superseded).await;
+                state.on_superseded(superseded);
+                None
+            }
+            RoomMsg::DoneReported(reported) => {
+                state.on_done_reported(reported);
                 None
             }
             RoomMsg::Retire(retire) => Some(retire.reason),
         };
         if let Some(reason) = retire {
             state.retire(reason);
-            if state.pending.is_empty() {
-                myself.stop(Some(reason.to_string()));
-            }
+            state.stop_when_settled(&myself, reason).await;
         }
         Ok(())
     }

@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use ractor::ActorRef;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::info;
 
-use super::messages::{AnswerReceipt, CommandReceipt, Committed, Reply, RoomMsg};
+use super::messages::{AnswerReceipt, CommandReceipt, Connected, Reply, RoomMsg};
+use super::resume::ResumeLog;
 use crate::domain::{
     CandidateId, CandidateRuntime, CandidateSpec, CandidateState, Connection, ExamContext,
     ExamRules, Hysteresis, Incident, PlanId, PlanRuntime, PlanSettings, RoomId, RoomRuntime,
@@ -27,10 +28,19 @@ use crate::live::wire::{
     self, CandidateView, IncidentView, PresenceCounts, RoomView, SeatView, SocketOut, StreamFrame,
     close,
 };
-use crate::ports::{
-    CandidateKey, EntryOutcome, FencedEntry, JournalEntry, OutboundFrame, Redacted,
-};
+use crate::ports::{CandidateKey, Redacted};
 use crate::shard::{Fence, ShardId};
+
+/// Telling the plan's coordinator that every candidate of the room is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DoneReport {
+    /// Not told (or a report failed): the next tick reports.
+    Unreported,
+    /// Report number `attempt` is on its way.
+    InFlight { attempt: u64 },
+    /// The coordinator confirmed.
+    Confirmed,
+}
 
 /// What a plan's rooms share, built once per plan.
 pub struct PlanShared {
@@ -48,10 +58,35 @@ pub(super) enum AnswerWaiter {
     Rest(Reply<AnswerReceipt>),
 }
 
+impl AnswerWaiter {
+    /// A REST caller's reply port, or (none) the candidate's stream.
+    pub(super) fn of(reply: Option<Reply<AnswerReceipt>>) -> Self {
+        reply.map_or(Self::Stream, Self::Rest)
+    }
+}
+
 pub(super) struct SocketLink {
     pub connection_id: u64,
     pub sink: mpsc::Sender<SocketOut>,
     pub close_signal: wire::CloseSignal,
+    /// While a resume reads what the client missed: what the room sends
+    /// the socket meanwhile, to follow the replay.
+    pub held: Option<Vec<SocketOut>>,
+}
+
+/// A resuming socket waiting for its buffer's answer (see `connect`).
+pub(super) struct PendingResume {
+    pub connection_id: u64,
+    pub session: String,
+    /// The client's `last_seq`.
+    pub client_seq: u64,
+    /// The room's last frame to the candidate when the read was queued:
+    /// the replay must reach it.
+    pub through_seq: u64,
+    /// The candidate as the welcome shows it, as of `through_seq`.
+    pub view: CandidateView,
+    pub ip: Option<String>,
+    pub reply: Reply<Connected>,
 }
 
 impl SocketLink {
@@ -90,6 +125,8 @@ pub(super) struct Seat {
     /// The last stream `seq` sent.
     pub last_seq: u64,
     pub socket: Option<SocketLink>,
+    /// A resume waiting for the frames its client missed.
+    pub resuming: Option<PendingResume>,
     /// Answers applied here but not yet durable, by cseq.
     pub uncommitted: HashMap<i64, Uncommitted>,
     /// Client events in the current minute: (window start, count).
@@ -169,14 +206,16 @@ pub struct RoomState {
     /// Seats whose answer count changed since the last progress frame.
     pub(super) progress_dirty: HashSet<usize>,
     pub(super) hysteresis: Hysteresis,
-    /// The coordinator was told every candidate is done.
-    pub(super) done_reported: bool,
+    /// Whether the coordinator knows every candidate is done.
+    pub(super) done_report: DoneReport,
     /// Set when the room stops hosting: it then only waits for its writes
     /// in flight (so their outcomes reach their waiters and the next
     /// activation reads a settled store) and refuses everything else.
     pub(super) retiring: Option<&'static str>,
     /// Journal lookups of superseded cseqs in flight (bounded).
     pub(super) lookups: usize,
+    /// The candidates' resume buffers, written off the mailbox.
+    pub(super) resume: ResumeLog,
 }
 
 impl RoomState {
@@ -324,121 +363,6 @@ impl RoomState {
 
     // ------------------------------------------------------------ sending
 
-    /// Sends stream frames: numbered, kept for resume, forwarded to live
-    /// sockets. Returns, per frame, whether a live socket got it.
-    pub(super) async fn push(&mut self, frames: Vec<(usize, StreamFrame)>) -> Vec<bool> {
-        if frames.is_empty() {
-            return Vec::new();
-        }
-        let mut buffered = Vec::with_capacity(frames.len());
-        let mut outgoing = Vec::with_capacity(frames.len());
-        for (seat, frame) in frames {
-            let candidate = &mut self.seats[seat];
-            candidate.last_seq += 1;
-            let seq = candidate.last_seq;
-            let text = frame.render(seq);
-            buffered.push((
-                candidate.key.clone(),
-                OutboundFrame {
-                    seq,
-                    text: text.clone(),
-                },
-            ));
-            outgoing.push((seat, seq, Arc::<str>::from(text)));
-        }
-        if let Err(error) = self
-            .deps
-            .hot
-            .append_outbound(&buffered, self.deps.config.resume_buffer)
-            .await
-        {
-            // Resume degrades to a snapshot; the live frame still goes out.
-            warn!(%error, room_id = %self.room_id, "resume buffer append failed");
-        }
-        outgoing
-            .into_iter()
-            .map(|(seat, seq, text)| self.send_to_socket(seat, SocketOut::Frame { seq, text }))
-            .collect()
-    }
-
-    /// Sends a connection frame (not numbered, not kept) to one socket.
-    pub(super) fn send_connection_frame(
-        &mut self,
-        seat: usize,
-        connection_id: Option<u64>,
-        text: String,
-    ) {
-        let candidate = &self.seats[seat];
-        let matches = match (&candidate.socket, connection_id) {
-            (Some(socket), Some(id)) => socket.connection_id == id,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if matches {
-            let seq = candidate.last_seq;
-            self.send_to_socket(
-                seat,
-                SocketOut::Frame {
-                    seq,
-                    text: text.into(),
-                },
-            );
-        }
-    }
-
-    /// Hands a frame to the seat's socket. A socket that cannot keep up is
-    /// closed; its client resumes from the buffer.
-    pub(super) fn send_to_socket(&mut self, seat: usize, out: SocketOut) -> bool {
-        let candidate = &mut self.seats[seat];
-        let Some(socket) = &candidate.socket else {
-            return false;
-        };
-        let released = match socket.sink.try_send(out) {
-            Ok(()) => return true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                warn!(candidate_id = %candidate.spec.id, "socket too slow; closing it");
-                if let Some(socket) = candidate.socket.take() {
-                    socket.let_go(close::SLOW_CONSUMER);
-                }
-                true
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => candidate.socket.take().is_some(),
-        };
-        // The socket task's own Disconnect will no longer match: the seat
-        // goes stale (then offline) here.
-        if released {
-            let now = self.now();
-            if self.seats[seat].connection.closed(now).is_some() {
-                self.seat_changed(seat);
-            }
-        }
-        false
-    }
-
-    /// Sends a frame to every dashboard; drops the ones that cannot keep up.
-    pub(super) fn broadcast_to_proctors(&mut self, text: String) {
-        if self.subscribers.is_empty() {
-            return;
-        }
-        let text: Arc<str> = text.into();
-        self.subscribers.retain(|subscriber| {
-            match subscriber.sink.try_send(SocketOut::Frame {
-                seq: 0,
-                text: text.clone(),
-            }) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    let _ = subscriber.sink.try_send(SocketOut::Close {
-                        code: close::SLOW_CONSUMER,
-                        reason: "too slow",
-                    });
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            }
-        });
-    }
-
     pub(super) fn seat_changed(&mut self, seat: usize) {
         self.report_presence(seat);
         if !self.subscribers.is_empty() {
@@ -449,233 +373,21 @@ impl RoomState {
 
     // ------------------------------------------------------------ writing
 
-    /// Writes entries through the journal (group commit). `after` runs once
-    /// they are durable; on failure its waiters get the error and the room
-    /// retires.
-    pub(super) async fn write(
-        &mut self,
-        myself: &ActorRef<RoomMsg>,
-        entries: Vec<FencedEntry>,
-        after: AfterCommit,
-    ) -> Result<(), ExamError> {
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
-        self.pending.insert(ticket, after);
-        let actor = myself.clone();
-        let on_commit = Box::new(move |result| {
-            // The actor may have stopped; its state is then restored from the store.
-            let _ = actor.cast(RoomMsg::Committed(Committed { ticket, result }));
-        });
-        if let Err(error) = self.deps.writer.submit(entries, on_commit).await {
-            let error = ExamError::from(error);
-            if let Some(after) = self.pending.remove(&ticket) {
-                self.fail(after, &error);
-            }
-            return Err(error);
-        }
-        Ok(())
-    }
-
-    /// The journal entry of a candidate event (at the seat's next revision).
-    pub(super) fn candidate_entry(
-        &mut self,
-        fence: Fence,
-        seat: usize,
-        event: crate::domain::CandidateEvent,
-    ) -> FencedEntry {
-        let candidate = &mut self.seats[seat];
-        candidate.runtime.apply(&event);
-        let revision = candidate.revision;
-        candidate.revision += 1;
-        FencedEntry {
-            fence,
-            entry: JournalEntry::Candidate {
-                plan_id: self.plan_id.clone(),
-                candidate_id: candidate.spec.id.clone(),
-                revision,
-                event,
-                runtime: candidate.runtime.clone(),
-            },
-        }
-    }
-
-    pub(super) fn room_entry(
-        &mut self,
-        fence: Fence,
-        event: crate::domain::RoomEvent,
-    ) -> FencedEntry {
-        self.room.apply(&event);
-        let revision = self.room_revision;
-        self.room_revision += 1;
-        FencedEntry {
-            fence,
-            entry: JournalEntry::Room {
-                plan_id: self.plan_id.clone(),
-                room_id: self.room_id.clone(),
-                revision,
-                event,
-                runtime: self.room.clone(),
-            },
-        }
-    }
-
-    /// Handles a commit: on success sends what waited for it; on failure
-    /// fails the waiters. Returns whether the room must retire.
-    pub(super) async fn committed(&mut self, committed: Committed) -> bool {
-        let Some(after) = self.pending.remove(&committed.ticket) else {
-            return false;
-        };
-        let failure = match &committed.result {
-            Ok(outcomes) => outcomes.iter().find_map(|outcome| match outcome {
-                EntryOutcome::Written | EntryOutcome::AlreadyStored => None,
-                EntryOutcome::StaleFence => {
-                    crate::shard::count_stale_write();
-                    Some(ExamError::NotOwner(self.shard))
-                }
-                EntryOutcome::Conflict => Some(ExamError::Contended),
-            }),
-            Err(error) => Some(ExamError::Store(error.clone())),
-        };
-        match failure {
-            None => {
-                self.deliver(after).await;
-                false
-            }
-            Some(error) => {
-                warn!(room_id = %self.room_id, %error, "a write of this room failed; retiring it");
-                self.fail(after, &error);
-                true
-            }
-        }
-    }
-
-    async fn deliver(&mut self, after: AfterCommit) {
-        // A state frame shows the candidate as they are when it is sent, not
-        // as they were when the write was decided (a plan pause may have come
-        // in between).
-        let mut frames: Vec<(usize, StreamFrame)> = after
-            .frames
-            .into_iter()
-            .map(|(seat, frame)| match frame {
-                StreamFrame::State { event, .. } => (seat, self.state_frame(seat, event)),
-                other => (seat, other),
-            })
-            .collect();
-        let mut replies_after_push = None;
-        match after.waiting {
-            Waiting::Nobody => {}
-            Waiting::Answer {
-                candidate,
-                cseq,
-                version,
-                first,
-            } => {
-                let mut waiters = self.seats[candidate]
-                    .uncommitted
-                    .remove(&cseq)
-                    .map(|pending| pending.waiters)
-                    .unwrap_or_default();
-                waiters.push(first);
-                // One ack per send of the cseq: a repeat is acked again.
-                let mut stream_acks = 0;
-                for waiter in waiters {
-                    match waiter {
-                        AnswerWaiter::Stream => stream_acks += 1,
-                        AnswerWaiter::Rest(reply) => {
-                            let _ = reply.send(Ok(AnswerReceipt { cseq, version }));
-                        }
-                    }
-                }
-                for _ in 0..stream_acks {
-                    frames.push((candidate, StreamFrame::Ack { cseq, version }));
-                }
-                self.progress_dirty.insert(candidate);
-            }
-            Waiting::State { reply, state } => {
-                let _ = reply.send(Ok(state));
-            }
-            Waiting::Incident { reply, view } => {
-                let _ = reply.send(Ok(*view));
-            }
-            Waiting::Done(reply) => {
-                let _ = reply.send(Ok(()));
-            }
-            Waiting::Receipt { reply, targets } => replies_after_push = Some((reply, targets)),
-        }
-        let seats_of_frames: Vec<usize> = frames.iter().map(|(seat, _)| *seat).collect();
-        let delivered = self.push(frames).await;
-        if let Some((reply, targets)) = replies_after_push {
-            let reached: HashSet<usize> = seats_of_frames
-                .iter()
-                .zip(&delivered)
-                .filter(|(seat, delivered)| **delivered && targets.contains(seat))
-                .map(|(seat, _)| *seat)
-                .collect();
-            let _ = reply.send(Ok(CommandReceipt {
-                delivered: !reached.is_empty(),
-                reached: reached.len(),
-            }));
-        }
-        for seat in after.seats {
-            self.seat_changed(seat);
-        }
-        for frame in after.proctor_frames {
-            self.broadcast_to_proctors(frame);
-        }
-    }
-
-    fn fail(&mut self, after: AfterCommit, error: &ExamError) {
-        match after.waiting {
-            Waiting::Nobody => {}
-            Waiting::Answer {
-                candidate,
-                cseq,
-                first,
-                ..
-            } => {
-                let mut waiters = self.seats[candidate]
-                    .uncommitted
-                    .remove(&cseq)
-                    .map(|pending| pending.waiters)
-                    .unwrap_or_default();
-                waiters.push(first);
-                for waiter in waiters {
-                    match waiter {
-                        AnswerWaiter::Stream => {
-                            let text = wire::error(
-                                self.seats[candidate].last_seq,
-                                error_code(error),
-                                &error.to_string(),
-                                Some(cseq),
-                            );
-                            self.send_connection_frame(candidate, None, text);
-                        }
-                        AnswerWaiter::Rest(reply) => {
-                            let _ = reply.send(Err(error.clone()));
-                        }
-                    }
-                }
-            }
-            Waiting::State { reply, .. } => {
-                let _ = reply.send(Err(error.clone()));
-            }
-            Waiting::Receipt { reply, .. } => {
-                let _ = reply.send(Err(error.clone()));
-            }
-            Waiting::Incident { reply, .. } => {
-                let _ = reply.send(Err(error.clone()));
-            }
-            Waiting::Done(reply) => {
-                let _ = reply.send(Err(error.clone()));
-            }
-        }
-    }
-
     /// Stops hosting: every socket is told to reconnect (it will land on
     /// whichever node hosts the room next). Writes in flight are waited for
     /// (`retiring`): their outcomes still reach their waiters — an answer
     /// that commits is acked into the resume buffer — and the room's next
     /// activation reads a store they no longer change.
+    /// A retiring room stops once its writes in flight have landed and its
+    /// resume buffers hold every frame it numbered (waiting at most the call
+    /// timeout), so its next activation reads a settled store and buffers.
+    pub(super) async fn stop_when_settled(&mut self, myself: &ActorRef<RoomMsg>, reason: &str) {
+        if self.pending.is_empty() {
+            self.resume.flush(self.deps.config.call_timeout).await;
+            myself.stop(Some(reason.to_string()));
+        }
+    }
+
     pub(super) fn retire(&mut self, reason: &'static str) {
         if self.retiring.is_some() {
             return;
@@ -683,6 +395,11 @@ impl RoomState {
         info!(room_id = %self.room_id, plan_id = %self.plan_id, reason, writes_in_flight = self.pending.len(), "room retiring");
         self.retiring = Some(reason);
         for seat in 0..self.seats.len() {
+            if let Some(pending) = self.seats[seat].resuming.take() {
+                let _ = pending
+                    .reply
+                    .send(Err(ExamError::Unavailable("the room is moving; retry")));
+            }
             let control = StreamFrame::Control {
                 action: "reconnect",
                 reason: Some(reason.to_string()),
@@ -704,18 +421,5 @@ impl RoomState {
                 reason: "reconnect",
             });
         }
-    }
-}
-
-/// The stable code of an exam error, for error frames.
-pub fn error_code(error: &ExamError) -> &'static str {
-    match error {
-        ExamError::Domain(domain) => domain.code(),
-        ExamError::NotFound(_) => "not_found",
-        ExamError::NotOwner(_) => "not_owner",
-        ExamError::Contended => "concurrent_update",
-        ExamError::Store(_) => "store_unavailable",
-        ExamError::Stopped => "shutting_down",
-        ExamError::Unavailable(_) => "unavailable",
     }
 }

@@ -10,7 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, pg};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::RegionHandler;
+use super::types::RegionHandler;
 
 /// Process-group prefix of the regions; the node id completes the name.
 const REGION_GROUP_PREFIX: &str = "invigil.region.";
@@ -293,7 +293,7 @@ mod tests {
     use ractor::Message;
     use tokio::time::Instant;
 
-    use super::super::lock;
+    use super::super::peers::lock;
     use super::*;
 
     fn cast(from: &str, seq: u64, payload: &[u8]) -> RegionMessage {

@@ -23,7 +23,7 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig, version};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, warn};
 
-use super::TlsFiles;
+use super::types::TlsFiles;
 
 /// The DNS name (subject alternative name) every node certificate carries;
 /// a dialing node expects it from whichever node it dials.

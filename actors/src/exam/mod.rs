@@ -1,17 +1,28 @@
 //! The exam as the API sees it: every operation is a message to the actor
 //! that owns the state (a room or a plan coordinator), found or activated
-//! through the directory. REST and WebSockets take this one path.
+//! through the directory. REST and WebSockets take this one door; the api
+//! crate never names an actor.
 //!
 //! Every call has a timeout; a call that finds its actor just stopped (it
-//! retired, e.g. after a failed write) is retried once on a fresh
-//! activation.
+//! retired, e.g. after a failed write) is retried once, after a short
+//! pause, on a fresh activation.
+//!
+//! # Layout
+//! - `link`: what a socket holds while joined: a candidate's link to their
+//!   room, a proctor's watch on a room
+
+mod link;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 use serde_json::Value;
+use tokio::sync::mpsc;
 
+pub use self::link::{CandidateInput, CandidateLink, RoomGone, RoomWatch};
 use crate::domain::{
     CandidateId, CandidateState, IncidentStatus, PlanCommand, PlanId, ProctorId, QuestionId, RoomId,
 };
@@ -19,52 +30,154 @@ use crate::error::ExamError;
 use crate::live::directory::Directory;
 use crate::live::plan::{Command, PlanMsg};
 use crate::live::room::{
-    Answer, AnswerReceipt, CandidateCommand, CheckIn, CommandReceipt, PresenceQuery, ProctorAction,
-    ReportIncident, ResolveIncident, RoomAction, RoomCommand, RoomMsg, Submit, ViewCandidate,
-    ViewRoom,
+    Answer, AnswerReceipt, CandidateCommand, CheckIn, CommandReceipt, Connect, PresenceQuery,
+    ProctorAction, ReportIncident, ResolveIncident, RoomAction, RoomCommand, RoomMsg, Submit,
+    Subscribe, ViewCandidate, ViewRoom,
 };
-use crate::live::wire::{CandidateView, IncidentView, PresenceCounts, RoomView};
+use crate::live::wire::{
+    CandidateView, CloseSignal, IncidentView, PresenceCounts, RoomView, SocketOut,
+};
 use crate::ports::VersionedPlanRuntime;
+
+/// The pause before the one retry of a call whose actor had just stopped:
+/// long enough for the registry to let go of its name.
+const RETRY_AFTER: Duration = Duration::from_millis(50);
+
+/// Distinguishes the sockets (and dashboard subscriptions) of one process.
+fn next_socket_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
 
 pub struct Exam {
     directory: Arc<Directory>,
+    /// How long a caller waits for an actor's answer.
+    call_timeout: Duration,
+    /// Frames queued per candidate socket before it counts as too slow.
+    socket_queue: usize,
 }
 
 impl Exam {
     pub fn new(directory: Arc<Directory>) -> Self {
-        Self { directory }
+        let config = directory.deps().config;
+        Self {
+            directory,
+            call_timeout: config.call_timeout,
+            socket_queue: config.socket_queue,
+        }
     }
 
-    pub fn directory(&self) -> &Arc<Directory> {
-        &self.directory
-    }
-
-    /// Asks a room; `build` makes the message around the reply port.
-    pub async fn ask_room<T: Send + 'static>(
+    /// Asks a room; `build` makes the message around the reply port (it is
+    /// called again for the retry). Returns the room with the answer.
+    async fn ask<T: Send + 'static>(
         &self,
         plan_id: &PlanId,
         room_id: &RoomId,
         build: impl Fn(RpcReplyPort<Result<T, ExamError>>) -> RoomMsg,
-    ) -> Result<T, ExamError> {
-        let timeout = self.directory.deps().config.call_timeout;
+    ) -> Result<(ActorRef<RoomMsg>, T), ExamError> {
         for attempt in 0..2 {
+            if attempt > 0 {
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
             let room = self.directory.room(plan_id, room_id).await?;
-            match room.call(&build, Some(timeout)).await {
-                Ok(CallResult::Success(result)) => return result,
+            match room.call(&build, Some(self.call_timeout)).await {
+                Ok(CallResult::Success(result)) => return result.map(|answer| (room, answer)),
                 Ok(CallResult::Timeout) => {
                     return Err(ExamError::Unavailable(
                         "the room did not answer in time; retry",
                     ));
                 }
-                Ok(CallResult::SenderError) if attempt == 0 => continue,
-                Ok(CallResult::SenderError) => {
-                    return Err(ExamError::Unavailable("the room stopped; retry"));
-                }
-                Err(_) if attempt == 0 => continue,
-                Err(_) => return Err(ExamError::Unavailable("the room is unavailable; retry")),
+                // The room stopped between the lookup and the call.
+                Ok(CallResult::SenderError) | Err(_) => continue,
             }
         }
         Err(ExamError::Unavailable("the room is unavailable; retry"))
+    }
+
+    /// Asks a room; see [`Self::ask`].
+    async fn ask_room<T: Send + 'static>(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+        build: impl Fn(RpcReplyPort<Result<T, ExamError>>) -> RoomMsg,
+    ) -> Result<T, ExamError> {
+        self.ask(plan_id, room_id, build)
+            .await
+            .map(|(_, answer)| answer)
+    }
+
+    /// Joins a candidate's socket to their room after its `hello`: the room
+    /// sends `welcome` (and, resuming, what the client missed) through the
+    /// link, then every numbered frame. `resume` is `(session, last_seq)`;
+    /// `ip` the peer's address, for the IP-change rule.
+    pub async fn connect_candidate(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+        candidate_id: &CandidateId,
+        ip: Option<String>,
+        resume: Option<(String, u64)>,
+    ) -> Result<CandidateLink, ExamError> {
+        let connection_id = next_socket_id();
+        let (sink, outgoing) = mpsc::channel::<SocketOut>(self.socket_queue);
+        let close_signal = CloseSignal::default();
+        let (room, connected) = self
+            .ask(plan_id, room_id, |reply| {
+                RoomMsg::Connect(Connect {
+                    candidate_id: candidate_id.clone(),
+                    connection_id,
+                    sink: sink.clone(),
+                    close_signal: close_signal.clone(),
+                    ip: ip.clone(),
+                    resume: resume.clone(),
+                    reply,
+                })
+            })
+            .await?;
+        // The room holds the only sender now: the queue ends when it lets go.
+        drop(sink);
+        Ok(CandidateLink {
+            room,
+            candidate_id: candidate_id.clone(),
+            connection_id,
+            outgoing,
+            close_signal,
+            session: connected.session,
+            resumed: connected.resumed,
+        })
+    }
+
+    /// A queue for a proctor dashboard's frames, fed by [`Self::watch_room`]
+    /// (larger than a candidate's: a snapshot per room, every seat's deltas).
+    pub fn proctor_queue(&self) -> (mpsc::Sender<SocketOut>, mpsc::Receiver<SocketOut>) {
+        mpsc::channel(4 * self.socket_queue)
+    }
+
+    /// Subscribes a dashboard queue to a room: the room's snapshot, then its
+    /// deltas, until the returned watch is dropped. A dashboard that does
+    /// not keep up is sent a close and dropped by the room.
+    pub async fn watch_room(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+        proctor_id: &ProctorId,
+        sink: &mpsc::Sender<SocketOut>,
+    ) -> Result<RoomWatch, ExamError> {
+        let subscriber_id = next_socket_id();
+        let (room, ()) = self
+            .ask(plan_id, room_id, |reply| {
+                RoomMsg::Subscribe(Subscribe {
+                    subscriber_id,
+                    proctor_id: proctor_id.clone(),
+                    sink: sink.clone(),
+                    reply,
+                })
+            })
+            .await?;
+        Ok(RoomWatch {
+            room,
+            subscriber_id,
+        })
     }
 
     async fn ask_plan(
@@ -72,8 +185,11 @@ impl Exam {
         plan_id: &PlanId,
         command: PlanCommand,
     ) -> Result<VersionedPlanRuntime, ExamError> {
-        let timeout = self.directory.deps().config.call_timeout * 6;
+        let timeout = self.call_timeout * 6;
         for attempt in 0..2 {
+            if attempt > 0 {
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
             let plan: ActorRef<PlanMsg> = self.directory.plan(plan_id).await?;
             let message = |reply| {
                 PlanMsg::Command(Command {
@@ -268,20 +384,29 @@ impl Exam {
     /// Connection counts of a room where it is live: here, or on the node
     /// hosting it (a room that is not live has nobody connected).
     pub async fn presence(&self, plan_id: &PlanId, room_id: &RoomId) -> Option<PresenceCounts> {
-        let Some(room) = self.directory.live_room(plan_id, room_id) else {
-            // Hosted on another node (cluster), or not live anywhere.
-            let shard = crate::shard::ShardId::of_room(plan_id, room_id);
-            if self.directory.deps().leases.fence(shard).is_some() {
-                return None;
-            }
-            let remote = self.directory.remote()?.clone();
-            return remote.presence(plan_id, room_id).await;
-        };
-        let timeout = self.directory.deps().config.call_timeout;
+        let shard = crate::shard::ShardId::of_room(plan_id, room_id);
+        if self.directory.live_room(plan_id, room_id).is_some()
+            || self.directory.deps().leases.fence(shard).is_some()
+        {
+            return self.presence_here(plan_id, room_id).await;
+        }
+        // Hosted on another node (cluster), or not live anywhere.
+        let remote = self.directory.remote()?;
+        remote.presence(plan_id, room_id).await
+    }
+
+    /// Connection counts of a room live on this node; `None` when it is not
+    /// (never asked onwards: the answer to another node's question).
+    pub async fn presence_here(
+        &self,
+        plan_id: &PlanId,
+        room_id: &RoomId,
+    ) -> Option<PresenceCounts> {
+        let room = self.directory.live_room(plan_id, room_id)?;
         match room
             .call(
                 |reply| RoomMsg::Presence(PresenceQuery { reply }),
-                Some(timeout),
+                Some(self.call_timeout),
             )
             .await
         {

@@ -89,45 +89,41 @@
 //! cookie is proven.
 //!
 //! # Layout
-//! - `region`: the region actor and the encoding of its messages.
-//! - `tls`: the TLS configuration from [`TlsFiles`] and the TLS accept loop.
+//! - `types`: the configuration, the inbound handler, the errors
+//! - `peers`: what the transport knows of its peers and their sessions
+//! - `link`: reaching a peer: routes, dials, one call attempt, casts
+//! - `region`: the region actor and the encoding of its messages
+//! - `tls`: the TLS configuration from [`TlsFiles`] and the TLS accept loop
 
+mod link;
+mod peers;
 mod region;
 mod tls;
+mod types;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use async_trait::async_trait;
-use ractor::rpc::CallResult;
-use ractor::{Actor, ActorId, ActorRef, MessagingErr, pg};
-use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{
-    IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
-    NodeSessionMessage,
-};
-use tokio::task::AbortHandle;
+use ractor::{Actor, ActorRef, MessagingErr};
+use ractor_cluster::node::NodeConnectionMode;
+use ractor_cluster::{IncomingEncryptionMode, NodeServer, NodeServerMessage, NodeSessionMessage};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use self::region::{RegionCall, RegionCast, RegionMessage, ShardRegion, region_group};
+use self::link::{Inner, ROUTE_POLL_INTERVAL, messaging_error_reason};
+use self::peers::{PeerBook, SessionEvents, lock};
+use self::region::{RegionMessage, ShardRegion};
 use self::tls::NodeTls;
 pub use self::tls::TLS_SERVER_NAME;
+pub use self::types::{RegionHandler, TlsFiles, TransportConfig, TransportError};
 
 /// The id of this transport's subscription to the node server's session events.
 const SESSION_SUBSCRIPTION_ID: &str = "invigil.transport";
-/// How often a caller waiting for a route looks at the process group again.
-const ROUTE_POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// The pause before redialing a peer whose connect failed.
-const REDIAL_AFTER_FAILURE: Duration = Duration::from_millis(100);
-/// The first retry backoff; it doubles, up to a tenth of the call timeout.
-const FIRST_RETRY_BACKOFF: Duration = Duration::from_millis(20);
 /// How long shutdown waits for each actor to stop.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// Bounds of the call settings, far above sensible values; they keep
@@ -137,142 +133,12 @@ const MAX_CALL_ATTEMPTS: u32 = 100;
 /// Longest node id; it travels in every message.
 const MAX_NODE_ID_LEN: usize = 255;
 
-/// PEM files of the transport's mutual TLS (module doc, Security).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// This node's certificate chain, leaf first; it carries the DNS name
-    /// [`TLS_SERVER_NAME`].
-    pub cert: PathBuf,
-    /// The private key of `cert`.
-    pub key: PathBuf,
-    /// The certificates that sign every node's certificate.
-    pub ca: PathBuf,
-}
-
-/// Settings of one node's transport.
-#[derive(Clone)]
-pub struct TransportConfig {
-    /// This node's stable id, e.g. `node-1`; no `@`, at most 255 bytes.
-    pub node_id: String,
-    /// Where the ractor_cluster node server listens (TCP).
-    pub listen: SocketAddr,
-    /// The shared secret of ractor_cluster's handshake.
-    pub cookie: String,
-    /// Timeout of one attempt of a call (and of waiting for a route); at
-    /// most 10 minutes.
-    pub call_timeout: Duration,
-    /// Attempts of a call, the first included (0 counts as 1; at most 100).
-    pub call_attempts: u32,
-    /// Mutual TLS for every connection; `None` is plain TCP (module doc,
-    /// Security).
-    pub tls: Option<TlsFiles>,
-}
-
-impl fmt::Debug for TransportConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TransportConfig")
-            .field("node_id", &self.node_id)
-            .field("listen", &self.listen)
-            .field("cookie", &"<redacted>")
-            .field("call_timeout", &self.call_timeout)
-            .field("call_attempts", &self.call_attempts)
-            .field("tls", &self.tls)
-            .finish()
-    }
-}
-
-/// The application's side of a node's region: what to do with what other
-/// nodes send.
-#[async_trait]
-pub trait RegionHandler: Send + Sync + 'static {
-    /// A call from `from` (node id); the returned bytes are the reply.
-    async fn call(&self, from: String, payload: Vec<u8>) -> Vec<u8>;
-    /// A one-way message from `from`. Messages from one node to another arrive in the order sent.
-    async fn cast(&self, from: String, payload: Vec<u8>);
-}
-
-/// Why a call or cast did not reach its node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TransportError {
-    /// No session to the node: unknown, unreachable, or not yet connected.
-    NoRoute(String),
-    /// The node did not answer in time.
-    Timeout,
-    /// The session closed before the answer, or the transport is shut down.
-    Closed(String),
-}
-
-impl fmt::Display for TransportError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NoRoute(node_id) => write!(f, "no route to node {node_id}"),
-            Self::Timeout => write!(f, "remote call timed out"),
-            Self::Closed(reason) => write!(f, "connection closed: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for TransportError {}
-
 /// A node's transport: its region, its node server and what it knows of its
 /// peers. Clones share all of it; dropping them does not stop the actors,
 /// [`Transport::shutdown`] does.
 #[derive(Clone)]
 pub struct Transport {
     inner: Arc<Inner>,
-}
-
-struct Inner {
-    node_id: String,
-    call_timeout: Duration,
-    call_attempts: u32,
-    /// Tells this process's casts from an earlier run's (see `RegionCast`).
-    incarnation: u64,
-    handler: Arc<dyn RegionHandler>,
-    region: ActorRef<RegionMessage>,
-    server: ActorRef<NodeServerMessage>,
-    /// What dials peers over TLS; `None` dials plain TCP.
-    tls_opt: Option<NodeTls>,
-    /// The TLS accept loop, aborted at shutdown.
-    tls_accept_loop_opt: Option<AbortHandle>,
-    /// Shared with the session subscription; a std mutex: nothing awaits
-    /// while holding it.
-    book: Arc<Mutex<PeerBook>>,
-    shut_down: AtomicBool,
-}
-
-/// What the transport knows about its peers.
-#[derive(Default)]
-struct PeerBook {
-    /// Node id → actor address of every peer membership lists.
-    listed: HashMap<String, String>,
-    /// Ready sessions by their `NodeSession` actor.
-    sessions: HashMap<ActorId, LiveSession>,
-    /// Node id → the earliest time to dial it again (a dial in flight or
-    /// just failed).
-    next_dial: HashMap<String, Instant>,
-    /// Node id → the sequence number of the last cast sent to it.
-    cast_seq: HashMap<String, u64>,
-}
-
-struct LiveSession {
-    peer_node_id: String,
-    /// ractor_cluster's number of the session: the `node()` of the ids of the
-    /// remote actors it carries.
-    cluster_node_id: u64,
-    actor: ActorRef<NodeSessionMessage>,
-}
-
-impl PeerBook {
-    fn has_session(&self, node_id: &str) -> bool {
-        self.sessions.values().any(|s| s.peer_node_id == node_id)
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves the book consistent; a panic elsewhere
-    // does not make it unusable.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Transport {
@@ -610,246 +476,12 @@ impl fmt::Debug for Transport {
     }
 }
 
-impl Inner {
-    /// One attempt of a call, ending by `deadline`.
-    async fn call_once(
-        &self,
-        node_id: &str,
-        payload: Vec<u8>,
-        deadline: Instant,
-    ) -> Result<Vec<u8>, TransportError> {
-        let region = self.resolve(node_id, deadline).await?;
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(TransportError::Timeout);
-        }
-        let from = self.node_id.clone();
-        let sent = region
-            .call(
-                |reply| {
-                    RegionMessage::Call(RegionCall {
-                        from,
-                        payload,
-                        reply,
-                    })
-                },
-                Some(remaining),
-            )
-            .await;
-        match sent {
-            Ok(CallResult::Success(reply)) => Ok(reply),
-            Ok(CallResult::Timeout) => Err(TransportError::Timeout),
-            Ok(CallResult::SenderError) => Err(TransportError::Closed(format!(
-                "session to {node_id} closed before the reply"
-            ))),
-            Err(error) => Err(TransportError::Closed(format!(
-                "session to {node_id} failed: {}",
-                messaging_error_reason(&error)
-            ))),
-        }
-    }
-
-    /// Returns `node_id`'s region. Waits (dialing a listed peer) until
-    /// `deadline` for one to appear; a node neither listed nor connected has
-    /// none at once.
-    async fn resolve(
-        &self,
-        node_id: &str,
-        deadline: Instant,
-    ) -> Result<ActorRef<RegionMessage>, TransportError> {
-        loop {
-            if let Some(region) = self.route(node_id) {
-                return Ok(region);
-            }
-            let Some(addr) = lock(&self.book).listed.get(node_id).cloned() else {
-                return Err(TransportError::NoRoute(node_id.to_owned()));
-            };
-            self.dial(node_id, &addr, deadline).await;
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(TransportError::NoRoute(node_id.to_owned()));
-            }
-            tokio::time::sleep_until((now + ROUTE_POLL_INTERVAL).min(deadline)).await;
-        }
-    }
-
-    /// The remote member of `node_id`'s region group, preferring one carried
-    /// by a ready session, then the newest session.
-    fn route(&self, node_id: &str) -> Option<ActorRef<RegionMessage>> {
-        let members = pg::get_members(&region_group(node_id));
-        if members.is_empty() {
-            return None;
-        }
-        let ready: HashSet<u64> = lock(&self.book)
-            .sessions
-            .values()
-            .filter(|s| s.peer_node_id == node_id)
-            .map(|s| s.cluster_node_id)
-            .collect();
-        members
-            .into_iter()
-            .filter(|member| !member.get_id().is_local())
-            .max_by_key(|member| {
-                let session = member.get_id().node();
-                (ready.contains(&session), session)
-            })
-            .map(ActorRef::from)
-    }
-
-    /// Whether `node_id` is listed or has a route: whether waiting for it
-    /// can help.
-    fn is_known(&self, node_id: &str) -> bool {
-        lock(&self.book).listed.contains_key(node_id) || self.route(node_id).is_some()
-    }
-
-    /// Dials `addr` unless `node_id` has a session or a dial in flight. A
-    /// dial's handshake gets `call_timeout` before the next dial.
-    async fn dial(&self, node_id: &str, addr: &str, deadline: Instant) {
-        {
-            let mut book = lock(&self.book);
-            let now = Instant::now();
-            if book.has_session(node_id) || book.next_dial.get(node_id).is_some_and(|at| *at > now)
-            {
-                return;
-            }
-            book.next_dial
-                .insert(node_id.to_owned(), now + self.call_timeout);
-        }
-        let limit = deadline
-            .saturating_duration_since(Instant::now())
-            .min(self.call_timeout);
-        let connect = async {
-            match &self.tls_opt {
-                Some(node_tls) => {
-                    ractor_cluster::client_connect_enc(
-                        &self.server,
-                        addr,
-                        node_tls.connector.clone(),
-                        node_tls.server_name.clone(),
-                    )
-                    .await
-                }
-                None => ractor_cluster::client_connect(&self.server, addr).await,
-            }
-        };
-        let failure = match tokio::time::timeout(limit, connect).await {
-            Ok(Ok(())) => {
-                debug!(peer_node_id = %node_id, %addr, "transport dialed");
-                return;
-            }
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => "connect timed out".to_owned(),
-        };
-        debug!(peer_node_id = %node_id, %addr, error = %failure, "transport dial failed");
-        lock(&self.book)
-            .next_dial
-            .insert(node_id.to_owned(), Instant::now() + REDIAL_AFTER_FAILURE);
-    }
-
-    /// Sends a cast to `region`, numbered in the order of sending (the number
-    /// is taken and the message queued under one lock).
-    fn send_cast(
-        &self,
-        node_id: &str,
-        region: &ActorRef<RegionMessage>,
-        payload: Vec<u8>,
-    ) -> Result<(), MessagingErr<RegionMessage>> {
-        let mut book = lock(&self.book);
-        let seq = book.cast_seq.entry(node_id.to_owned()).or_insert(0);
-        *seq += 1;
-        region.cast(RegionMessage::Cast(RegionCast {
-            from: self.node_id.clone(),
-            incarnation: self.incarnation,
-            seq: *seq,
-            payload,
-        }))
-    }
-
-    /// The longest a call or cast may take: every attempt's timeout.
-    fn budget(&self) -> Duration {
-        self.call_timeout.saturating_mul(self.call_attempts)
-    }
-
-    fn retry_backoff(&self, attempt: u32) -> Duration {
-        let doubled = FIRST_RETRY_BACKOFF.saturating_mul(1 << (attempt - 1).min(16));
-        doubled.min(self.call_timeout / 10)
-    }
-}
-
-fn messaging_error_reason(error: &MessagingErr<RegionMessage>) -> &'static str {
-    match error {
-        MessagingErr::SendErr(_) => "the session is closing",
-        MessagingErr::ChannelClosed => "the session closed",
-        MessagingErr::InvalidActorType => "the route is not a region",
-    }
-}
-
-/// Keeps the peer book's sessions in step with the node server, and logs
-/// sessions going up and down.
-struct SessionEvents {
-    book: Arc<Mutex<PeerBook>>,
-}
-
-/// The node id in a ractor_cluster node name (`<node_id>@<host>`).
-fn peer_node_id(session: &NodeServerSessionInformation) -> Option<String> {
-    let name = &session.peer_name.as_ref()?.name;
-    Some(
-        name.split_once('@')
-            .map_or(name.as_str(), |(id, _)| id)
-            .to_owned(),
-    )
-}
-
-impl NodeEventSubscription for SessionEvents {
-    fn node_session_opened(&self, session: NodeServerSessionInformation) {
-        debug!(peer_addr = %session.peer_addr, inbound = session.is_server, "transport connection opened");
-    }
-
-    fn node_session_authenticated(&self, session: NodeServerSessionInformation) {
-        debug!(peer_addr = %session.peer_addr, "transport connection authenticated");
-    }
-
-    fn node_session_ready(&self, session: NodeServerSessionInformation) {
-        let Some(peer_node_id) = peer_node_id(&session) else {
-            return;
-        };
-        let mut book = lock(&self.book);
-        let first = !book.has_session(&peer_node_id);
-        book.next_dial.remove(&peer_node_id);
-        book.sessions.insert(
-            session.actor.get_id(),
-            LiveSession {
-                peer_node_id: peer_node_id.clone(),
-                cluster_node_id: session.node_id,
-                actor: session.actor.clone(),
-            },
-        );
-        drop(book);
-        if first {
-            info!(peer_node_id = %peer_node_id, peer_addr = %session.peer_addr, inbound = session.is_server, "transport session up");
-        }
-    }
-
-    fn node_session_disconnected(&self, session: NodeServerSessionInformation) {
-        let mut book = lock(&self.book);
-        let Some(gone) = book.sessions.remove(&session.actor.get_id()) else {
-            // Never ready: a failed handshake or a lost session election.
-            debug!(peer_addr = %session.peer_addr, "transport connection closed before ready");
-            return;
-        };
-        let last = !book.has_session(&gone.peer_node_id);
-        if last {
-            book.next_dial.remove(&gone.peer_node_id);
-        }
-        drop(book);
-        if last {
-            info!(peer_node_id = %gone.peer_node_id, peer_addr = %session.peer_addr, "transport session down");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
+    use async_trait::async_trait;
+
     use super::*;
 
     /// Answers calls with their payload and ignores casts.

@@ -1,0 +1,118 @@
+//! What every socket shares: its buffers and limits, reading a frame under
+//! the size limit, the frame rate, closing with a reason.
+
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use poem::web::websocket::{CloseCode, Message, WebSocketConfig};
+use serde::Deserialize;
+
+use crate::settings::ApiSettings;
+
+/// `?token=…`
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    pub token: Option<String>,
+}
+
+/// The WebSocket layer reads a message up to this many times the configured
+/// limit into memory, so that one over the limit is refused by its size (a
+/// 1009 close) rather than by the layer's error; beyond it, the connection
+/// is cut without a close frame.
+const READ_CAP_FACTOR: usize = 2;
+
+/// Small buffers: thousands of mostly idle sockets per node. Writes go out
+/// at once (no write batching) so a control reaches the candidate without
+/// waiting for company.
+pub fn socket_config(settings: &ApiSettings) -> WebSocketConfig {
+    let cap = settings
+        .ws_max_message_bytes
+        .saturating_mul(READ_CAP_FACTOR);
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(Some(cap))
+        .max_frame_size(Some(cap))
+}
+
+/// A frame read from a client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    Text(String),
+    /// Binary frames are refused (`text_only`); the socket stays open.
+    Binary,
+    /// The client closed, went away, or broke the protocol.
+    Closed,
+    /// A message over `limits.ws_message_bytes`: the socket closes with 1009.
+    TooBig,
+}
+
+/// Reads the next text or binary frame (pings and pongs are the
+/// WebSocket layer's), judging its size against `limit` bytes.
+pub async fn next_frame<S>(stream: &mut S, limit: usize) -> Incoming
+where
+    S: Stream<Item = std::io::Result<Message>> + Unpin,
+{
+    loop {
+        match stream.next().await {
+            None | Some(Ok(Message::Close(_))) => return Incoming::Closed,
+            Some(Err(error)) => {
+                // A broken connection, a protocol violation, or a message
+                // beyond the read cap: nothing to answer.
+                tracing::debug!(%error, "socket read failed");
+                return Incoming::Closed;
+            }
+            Some(Ok(Message::Text(text))) if text.len() > limit => return Incoming::TooBig,
+            Some(Ok(Message::Text(text))) => return Incoming::Text(text),
+            Some(Ok(Message::Binary(bytes))) if bytes.len() > limit => return Incoming::TooBig,
+            Some(Ok(Message::Binary(_))) => return Incoming::Binary,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+        }
+    }
+}
+
+/// Sends a close frame with a reason; the connection is over either way.
+pub async fn close<S>(sink: &mut S, code: u16, reason: &str)
+where
+    S: Sink<Message> + Unpin,
+{
+    let _ = sink
+        .send(Message::close_with(
+            CloseCode::from(code),
+            reason.to_string(),
+        ))
+        .await;
+    let _ = sink.close().await;
+}
+
+/// Frames a socket may send per second. Beyond the limit each frame is
+/// refused with a `rate_limited` error frame and the socket stays open: a
+/// buggy client is slowed down, not cut off, and cannot make the node queue
+/// unbounded work.
+pub struct FrameRate {
+    window_started: tokio::time::Instant,
+    in_window: u32,
+    per_second: u32,
+}
+
+impl FrameRate {
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            window_started: tokio::time::Instant::now(),
+            in_window: 0,
+            per_second: per_second.max(1),
+        }
+    }
+
+    /// Counts a frame; false when it is over the limit.
+    pub fn admit(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.window_started) >= std::time::Duration::from_secs(1) {
+            self.window_started = now;
+            self.in_window = 0;
+        }
+        self.in_window = self.in_window.saturating_add(1);
+        self.in_window <= self.per_second
+    }
+}
+
+pub const RATE_LIMITED: (&str, &str) = ("rate_limited", "too many frames per second; slow down");
