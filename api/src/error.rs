@@ -319,3 +319,182 @@ pub fn problem_response(error: poem::Error) -> Response {
     };
     api.into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use invigil_actors::live::wire;
+    use invigil_actors::shard::ShardId;
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Every domain refusal. The match fails to compile when a variant is
+    /// added, so the list below cannot fall behind.
+    fn every_domain_error() -> Vec<DomainError> {
+        use DomainError::*;
+        let all = vec![
+            PlanNotOpen,
+            PlanAlreadyStarted,
+            PlanNotRunning,
+            PlanAlreadyPaused,
+            PlanNotPaused,
+            PlanEnded,
+            PlanNotEnded,
+            PlanFinalized,
+            RoomNotRunning,
+            RoomAlreadyPaused,
+            RoomNotPaused,
+            LateEntryClosed,
+            NotCheckedIn,
+            ExamNotRunning,
+            ExamPaused,
+            CandidateAlreadyPaused,
+            CandidateNotPaused,
+            TimeUp,
+            AlreadySubmitted,
+            Expelled,
+            Absent,
+            UnknownQuestion("q9".into()),
+            InvalidAnswer("not a choice".into()),
+            InvalidCseq,
+            CseqNotIncreasing { cseq: 1, last: 2 },
+            CseqConflict(3),
+            InvalidExtension { max: 60 },
+            TooManyPauses,
+            IncidentAlreadyResolved("dismissed"),
+            InvalidIncident("kind".into()),
+            InvalidText("blank".into()),
+            TooManyEvents,
+        ];
+        for error in &all {
+            match error {
+                PlanNotOpen
+                | PlanAlreadyStarted
+                | PlanNotRunning
+                | PlanAlreadyPaused
+                | PlanNotPaused
+                | PlanEnded
+                | PlanNotEnded
+                | PlanFinalized
+                | RoomNotRunning
+                | RoomAlreadyPaused
+                | RoomNotPaused
+                | LateEntryClosed
+                | NotCheckedIn
+                | ExamNotRunning
+                | ExamPaused
+                | CandidateAlreadyPaused
+                | CandidateNotPaused
+                | TimeUp
+                | AlreadySubmitted
+                | Expelled
+                | Absent
+                | UnknownQuestion(_)
+                | InvalidAnswer(_)
+                | InvalidCseq
+                | CseqNotIncreasing { .. }
+                | CseqConflict(_)
+                | InvalidExtension { .. }
+                | TooManyPauses
+                | IncidentAlreadyResolved(_)
+                | InvalidIncident(_)
+                | InvalidText(_)
+                | TooManyEvents => {}
+            }
+        }
+        all
+    }
+
+    /// Every exam error, every domain and store refusal among them.
+    fn every_exam_error() -> Vec<ExamError> {
+        let mut all: Vec<ExamError> = every_domain_error()
+            .into_iter()
+            .map(ExamError::Domain)
+            .collect();
+        all.extend([
+            ExamError::NotFound("candidate"),
+            ExamError::NotOwner(ShardId::new(7).expect("a shard")),
+            ExamError::Contended,
+            ExamError::Store(StoreError::Unavailable("pool timed out".into())),
+            ExamError::Store(StoreError::Conflict("duplicate key".into())),
+            ExamError::Store(StoreError::Rejected("invalid byte sequence".into())),
+            ExamError::Store(StoreError::Corrupt("bad json in runtime".into())),
+            ExamError::Store(StoreError::Internal("check constraint".into())),
+            ExamError::Stopped,
+            ExamError::Unavailable("the room is moving; retry"),
+        ]);
+        for error in &all {
+            match error {
+                ExamError::Domain(_)
+                | ExamError::NotFound(_)
+                | ExamError::NotOwner(_)
+                | ExamError::Contended
+                | ExamError::Stopped
+                | ExamError::Unavailable(_) => {}
+                ExamError::Store(
+                    StoreError::Unavailable(_)
+                    | StoreError::Conflict(_)
+                    | StoreError::Rejected(_)
+                    | StoreError::Corrupt(_)
+                    | StoreError::Internal(_),
+                ) => {}
+            }
+        }
+        all
+    }
+
+    fn frame(text: &str) -> Value {
+        serde_json::from_str(text).expect("a frame is JSON")
+    }
+
+    #[test]
+    fn rest_and_both_sockets_answer_every_exam_error_alike() {
+        for error in every_exam_error() {
+            let rest = ApiError::from(error.clone());
+            let candidate = frame(&wire::exam_error(4, &error, Some(9)));
+            let proctor = frame(&wire::proctor::exam_error(&error, Some("r1")));
+            assert_eq!(rest.code, error.code(), "{error:?}");
+            assert_eq!(rest.status, status_of(error.class()), "{error:?}");
+            for socket in [&candidate, &proctor] {
+                assert_eq!(socket["t"], "error", "{error:?}");
+                assert_eq!(socket["code"], rest.code, "{error:?}");
+                assert_eq!(socket["message"], rest.detail, "{error:?}");
+            }
+            assert_eq!(candidate["cseq"], 9);
+        }
+    }
+
+    #[test]
+    fn store_internals_never_reach_a_client() {
+        for error in every_exam_error() {
+            let ExamError::Store(store) = &error else {
+                continue;
+            };
+            let rest = ApiError::from(error.clone());
+            for internal in ["pool timed out", "bad json", "check constraint"] {
+                assert!(
+                    !rest.detail.contains(internal),
+                    "{error:?}: {}",
+                    rest.detail
+                );
+            }
+            let expected = match store {
+                StoreError::Unavailable(_) | StoreError::Internal(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+                }
+                StoreError::Conflict(_) => (StatusCode::CONFLICT, "concurrent_update"),
+                StoreError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
+                StoreError::Corrupt(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            };
+            assert_eq!((rest.status, rest.code), expected, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_not_owner_refusal_names_its_shard_for_forwarding() {
+        let rest = ApiError::from(ExamError::NotOwner(ShardId::new(7).expect("a shard")));
+        assert_eq!(rest.shard, Some(7));
+        let response = rest.into_response();
+        assert_eq!(response.headers()[SHARD_HEADER], "7");
+    }
+}

@@ -35,6 +35,41 @@ pub fn value_digest(value: &serde_json::Value) -> u64 {
     text_digest(&value.to_string())
 }
 
+/// An answer's value, serialised once where it enters: parsed (to check it
+/// against its question) and as the journal stores it, its compact JSON
+/// with that text's digest (repeats of a `cseq` are compared by it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnswerValue {
+    value: serde_json::Value,
+    json: String,
+    digest: u64,
+}
+
+impl AnswerValue {
+    pub fn new(value: serde_json::Value) -> Self {
+        let json = value.to_string();
+        Self {
+            digest: text_digest(&json),
+            value,
+            json,
+        }
+    }
+
+    pub fn value(&self) -> &serde_json::Value {
+        &self.value
+    }
+
+    /// The compact JSON the journal stores.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// [`value_digest`] of the value, without serialising it again.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnswerSheet {
     answers: BTreeMap<QuestionId, SavedAnswer>,

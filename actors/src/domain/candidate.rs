@@ -5,9 +5,8 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::answer::{AnswerSheet, KnownCseq};
+use super::answer::{AnswerSheet, AnswerValue, KnownCseq};
 use super::clock::{CandidateClock, ClockShare, check_extension};
 use super::error::DomainError;
 use super::ids::QuestionId;
@@ -441,7 +440,7 @@ impl CandidateRuntime {
     pub fn decide_answer(
         &self,
         question_id: &QuestionId,
-        value: &Value,
+        value: &AnswerValue,
         cseq: i64,
         context: &ExamContext<'_>,
         now: Timestamp,
@@ -454,7 +453,7 @@ impl CandidateRuntime {
         // A repeat is acknowledged whatever happened since: the client only
         // needs to learn that its answer is safe.
         let last = self.sheet.last_cseq();
-        let digest = super::answer::value_digest(value);
+        let digest = value.digest();
         if cseq <= last {
             return match self.sheet.known(question_id, cseq, digest) {
                 KnownCseq::Repeat { version } => Ok(AnswerDecision::Repeat { version }),
@@ -483,7 +482,7 @@ impl CandidateRuntime {
             .get(question_id)
             .ok_or_else(|| DomainError::UnknownQuestion(question_id.to_string()))?;
         question
-            .check_value(value, context.rules.max_text_chars)
+            .check_value(value.value(), context.rules.max_text_chars)
             .map_err(|problem| DomainError::InvalidAnswer(problem.0))?;
         Ok(AnswerDecision::Accepted(AcceptedAnswer {
             question_id: question_id.clone(),

@@ -36,7 +36,7 @@ pub mod time;
 #[cfg(test)]
 mod properties;
 
-pub use answer::{AnswerSheet, KnownCseq, SavedAnswer};
+pub use answer::{AnswerSheet, AnswerValue, KnownCseq, SavedAnswer};
 pub use candidate::{
     AcceptedAnswer, AnswerDecision, CandidateCommand, CandidateEvent, CandidateRuntime,
     CandidateState, ExamContext, ExamRules, SubmitReason,

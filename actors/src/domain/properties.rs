@@ -6,6 +6,7 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+use super::answer::AnswerValue;
 use super::candidate::{
     AnswerDecision, CandidateCommand, CandidateEvent, CandidateRuntime, ExamContext, ExamRules,
 };
@@ -208,7 +209,7 @@ impl Run {
                 };
                 if let Ok(AnswerDecision::Accepted(accepted)) = self.world.candidate.decide_answer(
                     &question_id,
-                    &values[*value],
+                    &AnswerValue::new(values[*value].clone()),
                     cseq,
                     &context,
                     now,

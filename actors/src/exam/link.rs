@@ -7,6 +7,7 @@ use ractor::ActorRef;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::domain::AnswerValue;
 use crate::domain::{CandidateId, QuestionId};
 use crate::live::room::{Answer, ClientEvent, Disconnect, Heartbeat, RoomMsg, Submit, Unsubscribe};
 use crate::live::wire::{CloseSignal, SocketOut, close};
@@ -82,7 +83,7 @@ impl CandidateLink {
                 candidate_id,
                 connection_id: Some(connection_id),
                 question_id,
-                value,
+                value: AnswerValue::new(value),
                 cseq,
                 reply: None,
             }),

@@ -23,6 +23,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 pub use self::link::{CandidateInput, CandidateLink, RoomGone, RoomWatch};
+use crate::domain::AnswerValue;
 use crate::domain::{
     CandidateId, CandidateState, IncidentStatus, PlanCommand, PlanId, ProctorId, QuestionId, RoomId,
 };
@@ -268,7 +269,7 @@ impl Exam {
                 candidate_id: candidate_id.clone(),
                 connection_id: None,
                 question_id: question_id.clone(),
-                value: value.clone(),
+                value: AnswerValue::new(value.clone()),
                 cseq,
                 reply: Some(reply),
             })

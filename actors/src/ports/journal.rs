@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::domain::AnswerValue;
 use crate::domain::{
     CandidateEvent, CandidateId, CandidateRuntime, Incident, PlanId, QuestionId, RoomEvent, RoomId,
     RoomRuntime, Timestamp,
@@ -18,7 +19,7 @@ pub enum JournalEntry {
         plan_id: PlanId,
         candidate_id: CandidateId,
         question_id: QuestionId,
-        value: Value,
+        value: AnswerValue,
         cseq: i64,
         version: i64,
         at: Timestamp,

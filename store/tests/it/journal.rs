@@ -1,3 +1,4 @@
+use invigil_actors::domain::AnswerValue;
 use invigil_actors::domain::{
     CandidateCommand, CandidateRuntime, CandidateState, ExamContext, ExamRules, Incident,
     IncidentSource, IncidentStatus, PlanRuntime, QuestionId, RoomRuntime, Severity,
@@ -37,7 +38,7 @@ fn answer(
             plan_id: "p1".parse().unwrap(),
             candidate_id: candidate.parse().unwrap(),
             question_id: question.parse().unwrap(),
-            value,
+            value: AnswerValue::new(value),
             cseq,
             version,
             at: t(cseq * 10),

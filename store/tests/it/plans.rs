@@ -1,3 +1,4 @@
+use invigil_actors::domain::AnswerValue;
 use invigil_actors::domain::{
     CandidateSpec, CandidateState, PlanCommand, PlanId, PlanRuntime, PlanSpec, PlanState,
     ProctorSpec,
@@ -69,7 +70,7 @@ async fn replacing_a_plan_removes_its_journal(store: &SqlStore) {
                 plan_id: spec.id.clone(),
                 candidate_id: spec.candidates[0].id.clone(),
                 question_id: spec.questions[0].id.clone(),
-                value: serde_json::json!("A"),
+                value: AnswerValue::new(serde_json::json!("A")),
                 cseq: 1,
                 version: 1,
                 at: t(2),

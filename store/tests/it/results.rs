@@ -1,3 +1,4 @@
+use invigil_actors::domain::AnswerValue;
 use invigil_actors::domain::{
     CandidateCommand, CandidateRuntime, CandidateState, ExamContext, ExamRules, PlanCommand,
     PlanId, PlanRuntime, PlanState, RoomRuntime,
@@ -29,7 +30,7 @@ fn answer(
             plan_id: plan_id.parse().unwrap(),
             candidate_id: candidate.parse().unwrap(),
             question_id: question.parse().unwrap(),
-            value,
+            value: AnswerValue::new(value),
             cseq,
             version,
             at: t(cseq * 10),

@@ -7,7 +7,6 @@ use ractor::ActorRef;
 
 use super::messages::{Answer, AnswerReceipt, RoomMsg, Superseded};
 use super::state::{AfterCommit, AnswerWaiter, RoomState, Uncommitted, Waiting};
-use crate::domain::answer::value_digest;
 use crate::domain::{AnswerDecision, DomainError};
 use crate::error::ExamError;
 use crate::live::wire::{self, StreamFrame};
@@ -78,7 +77,7 @@ impl RoomState {
                 // journal: it is acked when that write commits.
                 if let Some(pending) = self.seats[seat].uncommitted.get_mut(&answer.cseq) {
                     if pending.question_id == answer.question_id
-                        && pending.digest == value_digest(&answer.value)
+                        && pending.digest == answer.value.digest()
                     {
                         pending.waiters.push(AnswerWaiter::of(answer.reply));
                     } else {
@@ -176,7 +175,7 @@ impl RoomState {
         match superseded.found {
             Ok(Some(saved))
                 if saved.question_id == answer.question_id
-                    && saved.digest == value_digest(&answer.value) =>
+                    && saved.digest == answer.value.digest() =>
             {
                 self.acknowledge(seat, answer, saved.version);
             }

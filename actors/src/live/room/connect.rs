@@ -233,3 +233,26 @@ impl RoomState {
 fn reaches(frames: &[OutboundFrame], client_seq: u64, through_seq: u64) -> bool {
     frames.last().map_or(client_seq, |frame| frame.seq) >= through_seq
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(seqs: &[u64]) -> Vec<OutboundFrame> {
+        seqs.iter()
+            .map(|&seq| OutboundFrame {
+                seq,
+                text: "{}".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_replay_must_reach_the_last_frame_the_room_sent() {
+        assert!(reaches(&frames(&[5, 6, 7]), 4, 7));
+        assert!(reaches(&[], 7, 7), "nothing missed");
+        // The buffer lost the tail (its appends failed): a snapshot, not a gap.
+        assert!(!reaches(&frames(&[5, 6]), 4, 7));
+        assert!(!reaches(&[], 4, 7));
+    }
+}

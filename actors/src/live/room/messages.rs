@@ -4,6 +4,7 @@ use ractor::RpcReplyPort;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::domain::AnswerValue;
 use crate::domain::{
     CandidateId, CandidateState, IncidentStatus, PlanEvent, PlanRuntime, ProctorId, QuestionId,
 };
@@ -89,7 +90,9 @@ pub struct Answer {
     pub candidate_id: CandidateId,
     pub connection_id: Option<u64>,
     pub question_id: QuestionId,
-    pub value: Value,
+    /// Serialised where it entered (the socket task or the REST handler),
+    /// not on the room's mailbox.
+    pub value: AnswerValue,
     pub cseq: i64,
     pub reply: Option<Reply<AnswerReceipt>>,
 }

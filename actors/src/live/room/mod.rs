@@ -136,10 +136,14 @@ impl Actor for RoomActor {
             vec![myself.get_cell()],
         );
         debug!(plan_id = %args.plan_id, room_id = %args.room_id, seats = seats.len(), "room activated");
+        let room = myself.clone();
         let resume = ResumeLog::start(
             args.deps.hot.clone(),
             args.deps.config.resume_buffer,
-            myself.clone(),
+            move |read| {
+                // Dropped when the room stopped meanwhile.
+                let _ = room.cast(RoomMsg::ResumeRead(read));
+            },
         );
         Ok(RoomState {
             hysteresis: Hysteresis::from_heartbeat(args.shared.settings.heartbeat_s),

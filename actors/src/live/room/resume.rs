@@ -20,11 +20,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::ActorRef;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::warn;
 
-use super::messages::{ResumeRead, RoomMsg};
+use super::messages::ResumeRead;
 use crate::domain::CandidateId;
 use crate::ports::{CandidateKey, HotState, OutboundFrame, SessionClaim};
 
@@ -50,10 +49,15 @@ pub(super) struct ResumeLog {
 }
 
 impl ResumeLog {
-    /// Starts the task of `room`, writing to `hot` with buffers capped at `cap` frames.
-    pub(super) fn start(hot: Arc<dyn HotState>, cap: usize, room: ActorRef<RoomMsg>) -> Self {
+    /// Starts the task writing to `hot` with buffers capped at `cap`
+    /// frames; `deliver` takes the answers to resume reads (to the room).
+    pub(super) fn start(
+        hot: Arc<dyn HotState>,
+        cap: usize,
+        deliver: impl Fn(ResumeRead) + Send + 'static,
+    ) -> Self {
         let (ops, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(hot, cap, room, queue));
+        tokio::spawn(run(hot, cap, deliver, queue));
         Self { ops }
     }
 
@@ -76,8 +80,7 @@ impl ResumeLog {
         self.queue(Op::Claim(key, claim));
     }
 
-    /// Reads the frames after `after_seq`; the answer comes back as
-    /// [`RoomMsg::ResumeRead`].
+    /// Reads the frames after `after_seq`; the answer goes to `deliver`.
     pub(super) fn read(
         &self,
         key: CandidateKey,
@@ -106,7 +109,7 @@ impl ResumeLog {
 async fn run(
     hot: Arc<dyn HotState>,
     cap: usize,
-    room: ActorRef<RoomMsg>,
+    deliver: impl Fn(ResumeRead),
     mut queue: mpsc::UnboundedReceiver<Op>,
 ) {
     let mut round = Vec::new();
@@ -129,14 +132,11 @@ async fn run(
                     // Everything numbered before the read goes in first.
                     append(hot.as_ref(), &mut frames, cap).await;
                     let found = hot.outbound_after(&key, after_seq).await;
-                    let read = ResumeRead {
+                    deliver(ResumeRead {
                         candidate_id,
                         connection_id,
                         found,
-                    };
-                    if room.cast(RoomMsg::ResumeRead(read)).is_err() {
-                        debug!("a resume read finished after its room stopped");
-                    }
+                    });
                 }
                 Op::Flush(done) => {
                     append(hot.as_ref(), &mut frames, cap).await;
@@ -158,4 +158,168 @@ async fn append(hot: &dyn HotState, frames: &mut Vec<(CandidateKey, OutboundFram
         warn!(%error, frames = frames.len(), "resume buffer append failed");
     }
     frames.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::ports::{HotStateError, ResumePosition};
+
+    /// A hot state whose appends take a while (a Redis round trip).
+    #[derive(Default)]
+    struct SlowBuffers {
+        frames: Mutex<Vec<OutboundFrame>>,
+        appends: Mutex<usize>,
+    }
+
+    fn unused() -> HotStateError {
+        HotStateError("not used by the resume log".into())
+    }
+
+    #[async_trait]
+    impl HotState for SlowBuffers {
+        async fn append_outbound(
+            &self,
+            frames: &[(CandidateKey, OutboundFrame)],
+            _cap: usize,
+        ) -> Result<(), HotStateError> {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            *self.appends.lock().unwrap() += 1;
+            let mut held = self.frames.lock().unwrap();
+            held.extend(frames.iter().map(|(_, frame)| frame.clone()));
+            Ok(())
+        }
+        async fn last_outbound_seq(&self, _: &CandidateKey) -> Result<u64, HotStateError> {
+            Err(unused())
+        }
+        async fn resume_positions(
+            &self,
+            _: &[CandidateKey],
+        ) -> Result<Vec<ResumePosition>, HotStateError> {
+            Err(unused())
+        }
+        async fn outbound_after(
+            &self,
+            _: &CandidateKey,
+            after_seq: u64,
+        ) -> Result<Option<Vec<OutboundFrame>>, HotStateError> {
+            let held = self.frames.lock().unwrap();
+            Ok(Some(
+                held.iter()
+                    .filter(|frame| frame.seq > after_seq)
+                    .cloned()
+                    .collect(),
+            ))
+        }
+        async fn swap_session(
+            &self,
+            _: &CandidateKey,
+            _: SessionClaim,
+        ) -> Result<Option<SessionClaim>, HotStateError> {
+            Ok(None)
+        }
+        async fn session(&self, _: &CandidateKey) -> Result<Option<SessionClaim>, HotStateError> {
+            Err(unused())
+        }
+        async fn put_snapshot(
+            &self,
+            _: &str,
+            _: Vec<u8>,
+            _: Duration,
+        ) -> Result<(), HotStateError> {
+            Err(unused())
+        }
+        async fn snapshot(&self, _: &str) -> Result<Option<Vec<u8>>, HotStateError> {
+            Err(unused())
+        }
+        async fn count_in_window(&self, _: &str, _: Duration) -> Result<u64, HotStateError> {
+            Err(unused())
+        }
+        async fn window_add(
+            &self,
+            _: &str,
+            _: &str,
+            _: i64,
+            _: Duration,
+        ) -> Result<(), HotStateError> {
+            Err(unused())
+        }
+        async fn window_position(&self, _: &str, _: &str, _: i64) -> Result<u64, HotStateError> {
+            Err(unused())
+        }
+        async fn window_count(&self, _: &str, _: i64, _: i64) -> Result<u64, HotStateError> {
+            Err(unused())
+        }
+    }
+
+    fn key() -> CandidateKey {
+        CandidateKey {
+            plan_id: "p1".parse().unwrap(),
+            candidate_id: "c1".parse().unwrap(),
+        }
+    }
+
+    fn frame(seq: u64) -> (CandidateKey, OutboundFrame) {
+        (
+            key(),
+            OutboundFrame {
+                seq,
+                text: format!("{{\"seq\":{seq}}}").into(),
+            },
+        )
+    }
+
+    fn started(hot: Arc<SlowBuffers>) -> (ResumeLog, mpsc::UnboundedReceiver<ResumeRead>) {
+        let (reads, answers) = mpsc::unbounded_channel();
+        let log = ResumeLog::start(hot, 256, move |read| {
+            let _ = reads.send(read);
+        });
+        (log, answers)
+    }
+
+    fn seqs(read: &ResumeRead) -> Vec<u64> {
+        let frames = read.found.clone().unwrap().unwrap();
+        frames.iter().map(|frame| frame.seq).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_sees_every_frame_queued_before_it_and_none_after() {
+        let hot = Arc::new(SlowBuffers::default());
+        let (log, mut answers) = started(hot.clone());
+        log.append(vec![frame(1)]);
+        log.append(vec![frame(2), frame(3)]);
+        log.read(key(), "c1".parse().unwrap(), 7, 1);
+        log.append(vec![frame(4)]);
+        let read = answers.recv().await.expect("the read is answered");
+        assert_eq!(read.connection_id, 7);
+        assert_eq!(
+            seqs(&read),
+            vec![2, 3],
+            "frames 2 and 3 were appended first; 4 after"
+        );
+        log.flush(Duration::from_secs(5)).await;
+        assert_eq!(hot.frames.lock().unwrap().len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_piles_up_during_an_append_goes_in_one_more() {
+        let hot = Arc::new(SlowBuffers::default());
+        let (log, _answers) = started(hot.clone());
+        log.append(vec![frame(1)]);
+        tokio::task::yield_now().await; // the first append is on its way
+        for seq in 2..=50 {
+            log.append(vec![frame(seq)]);
+        }
+        log.flush(Duration::from_secs(5)).await;
+        assert_eq!(hot.frames.lock().unwrap().len(), 50);
+        assert_eq!(
+            *hot.appends.lock().unwrap(),
+            2,
+            "one round trip for 49 frames"
+        );
+    }
 }

@@ -226,7 +226,7 @@ pub(super) async fn commit_postgres(
             .bind(column(&answers, |row| row.candidate_id))
             .bind(column(&answers, |row| row.cseq))
             .bind(column(&answers, |row| row.question_id))
-            .bind(column(&answers, |row| row.value.as_str()))
+            .bind(column(&answers, |row| row.value))
             .bind(column(&answers, |row| row.version))
             .bind(column(&answers, |row| row.shard))
             .bind(column(&answers, |row| row.epoch))

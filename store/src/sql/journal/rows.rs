@@ -17,7 +17,8 @@ pub(super) struct AnswerRow<'a> {
     pub(super) plan_id: &'a str,
     pub(super) candidate_id: &'a str,
     pub(super) question_id: &'a str,
-    pub(super) value: String,
+    /// The compact JSON, serialised once where the answer entered.
+    pub(super) value: &'a str,
     pub(super) cseq: i64,
     pub(super) version: i64,
     pub(super) shard: i64,
@@ -45,7 +46,7 @@ impl<'a> AnswerRow<'a> {
             plan_id: plan_id.as_str(),
             candidate_id: candidate_id.as_str(),
             question_id: question_id.as_str(),
-            value: value.to_string(),
+            value: value.json(),
             cseq: *cseq,
             version: *version,
             shard: i64::from(fenced.fence.shard.get()),

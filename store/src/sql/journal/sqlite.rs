@@ -27,7 +27,7 @@ async fn sqlite_insert_journal(
             .push_bind(answer.candidate_id.to_owned())
             .push_bind(answer.cseq)
             .push_bind(answer.question_id.to_owned())
-            .push_bind(answer.value.clone())
+            .push_bind(answer.value.to_owned())
             .push_bind(answer.version)
             .push_bind(answer.shard)
             .push_bind(answer.epoch)
@@ -56,7 +56,7 @@ async fn sqlite_upsert_current(
         row.push_bind(answer.plan_id.to_owned())
             .push_bind(answer.candidate_id.to_owned())
             .push_bind(answer.question_id.to_owned())
-            .push_bind(answer.value.clone())
+            .push_bind(answer.value.to_owned())
             .push_bind(answer.version)
             .push_bind(answer.cseq)
             .push_bind(answer.at_ms);
