@@ -8,6 +8,14 @@ scripts/ensure-services.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "== structure: file sizes, import circles, the api's dependencies"
+python3 scripts/check-structure.py
+# The api reaches the live exam only through the Exam facade (docs/architecture.md).
+if cargo tree -p invigil-api -e normal --depth 1 --locked --prefix none | grep -q '^ractor '; then
+    echo "invigil-api must not depend on ractor: go through invigil_actors::exam::Exam" >&2
+    exit 1
+fi
+
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

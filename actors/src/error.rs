@@ -181,12 +181,3 @@ fn domain_class(error: &crate::domain::DomainError) -> ErrorClass {
         | DomainError::IncidentAlreadyResolved(_) => ErrorClass::Conflict,
     }
 }
-
-impl From<crate::journal_writer::JournalError> for ExamError {
-    fn from(error: crate::journal_writer::JournalError) -> Self {
-        match error {
-            crate::journal_writer::JournalError::Store(store) => Self::Store(store),
-            crate::journal_writer::JournalError::Stopped => Self::Stopped,
-        }
-    }
-}

@@ -309,6 +309,15 @@ async fn commit_with_retries(
     }
 }
 
+impl From<JournalError> for crate::error::ExamError {
+    fn from(error: JournalError) -> Self {
+        match error {
+            JournalError::Store(store) => Self::Store(store),
+            JournalError::Stopped => Self::Stopped,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};

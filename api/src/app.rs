@@ -60,7 +60,7 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
         "invigil",
         env!("CARGO_PKG_VERSION"),
     )
-    .description("The real-time backend of live computer-based exams. Wire contract: PROTOCOL.md.")
+    .description("The real-time backend of live computer-based exams. Wire contract: docs/wire-contract.md and docs/protocol.md in the repository.")
 }
 
 /// Builds the whole endpoint.

@@ -105,6 +105,11 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
     }
 
+    /// The plan named in the path does not exist.
+    pub fn plan_not_found(plan_id: &invigil_actors::domain::PlanId) -> Self {
+        Self::not_found("plan_not_found", format!("plan {plan_id} does not exist"))
+    }
+
     /// An unexpected failure: logged in full, answered without internals.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         error!(error = %detail, "internal error");

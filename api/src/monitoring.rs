@@ -11,7 +11,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::admin::{path_plan_id, plan_not_found};
+use crate::admin::path_plan_id;
 use crate::auth::AdminKey;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -164,7 +164,7 @@ impl MonitoringApi {
         )
         .await
         .map_err(|error| ApiError::unavailable("store_unavailable", error))?
-        .ok_or_else(|| plan_not_found(&plan_id))?;
+        .ok_or_else(|| ApiError::plan_not_found(&plan_id))?;
         Ok(Json(computed.into()))
     }
 

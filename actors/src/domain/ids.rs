@@ -1,6 +1,6 @@
 //! Identifiers chosen by the admin server.
 //!
-//! Every id on the wire matches `[A-Za-z0-9._-]{1,64}` (PROTOCOL.md). Each kind
+//! Every id on the wire matches `[A-Za-z0-9._-]{1,64}` (docs/wire-contract.md). Each kind
 //! of id is its own type so a room id cannot be passed where a candidate id is
 //! expected; all of them validate on construction and on deserialization.
 

@@ -1,4 +1,4 @@
-//! The frames the live exam sends: to candidates (PROTOCOL.md, every one with
+//! The frames the live exam sends: to candidates (docs/wire-contract.md, every one with
 //! a `seq`) and to proctor dashboards, with the views they carry.
 //!
 //! Candidate frames come in two kinds:

@@ -89,7 +89,7 @@ impl AdminApi {
             .plans
             .load_plan(&plan_id)
             .await?
-            .ok_or_else(|| plan_not_found(&plan_id))?;
+            .ok_or_else(|| ApiError::plan_not_found(&plan_id))?;
         let spec = stored.spec;
         Ok(Json(PlanView {
             id: spec.id.to_string(),
@@ -192,7 +192,7 @@ impl AdminApi {
             .plan_command(&plan_id, &command)
             .await
             .map_err(|error| match error {
-                invigil_actors::error::ExamError::NotFound(_) => plan_not_found(&plan_id),
+                invigil_actors::error::ExamError::NotFound(_) => ApiError::plan_not_found(&plan_id),
                 other => other.into(),
             })?;
         let (runtime, duration_s) = (plan.runtime, plan.duration_s);
@@ -220,7 +220,7 @@ impl AdminApi {
             .plans
             .plan_counts(&plan_id)
             .await?
-            .ok_or_else(|| plan_not_found(&plan_id))?;
+            .ok_or_else(|| ApiError::plan_not_found(&plan_id))?;
         let now = self.state.clock.now();
         let rooms = room_statuses(&self.state, &plan_id, &counts.rooms).await;
         let mut candidates = dto::CandidateCounts::default();
@@ -329,10 +329,6 @@ pub async fn import_plan(
     };
     info!(plan_id = %plan_id, candidates = spec.candidates.len(), outcome = ?outcome, "plan imported");
     Ok(result(outcome))
-}
-
-pub(crate) fn plan_not_found(plan_id: &PlanId) -> ApiError {
-    ApiError::not_found("plan_not_found", format!("plan {plan_id} does not exist"))
 }
 
 /// Hashes access codes (fast, keyed) and passwords (argon2id, spread over

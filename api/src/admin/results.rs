@@ -135,7 +135,7 @@ pub async fn plan_results(
         .plans
         .plan_results(plan_id)
         .await?
-        .ok_or_else(|| super::plan_not_found(plan_id))?;
+        .ok_or_else(|| ApiError::plan_not_found(plan_id))?;
     let plan_state = results.runtime.state;
     if !plan_state.is_over() {
         return Err(ApiError::conflict(

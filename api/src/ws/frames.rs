@@ -11,7 +11,7 @@ pub struct Resume {
     pub last_seq: u64,
 }
 
-/// Candidate → server (PROTOCOL.md).
+/// Candidate → server (docs/wire-contract.md).
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CandidateFrame {
