@@ -68,8 +68,12 @@ impl RegionHandler for Inbox {
             debug!(from = %from, "a call arrived after this node stopped serving; not answered");
             return Vec::new();
         }
-        // Empty when the call's task failed: the caller reports it malformed.
-        answer.await.unwrap_or_default()
+        answer.await.unwrap_or_else(|_| {
+            // The call's task ended without answering (it panicked): the
+            // caller gets empty bytes and reports them as malformed.
+            warn!(from = %from, "a call from another node was not answered");
+            Vec::new()
+        })
     }
 
     async fn cast(&self, from: String, payload: Vec<u8>) {

@@ -140,5 +140,7 @@ pub(super) async fn pump(
             return;
         }
     }
-    let _ = transport.cast(&peer, encode(&wrap(close))).await;
+    if let Err(error) = transport.cast(&peer, encode(&wrap(close))).await {
+        debug!(peer = %peer, %error, "the end of a tunnel was not told");
+    }
 }

@@ -88,7 +88,7 @@ impl RoomState {
 
     /// Handles a commit: on success sends what waited for it; on failure
     /// fails the waiters. Returns whether the room must retire.
-    pub(super) async fn committed(&mut self, committed: Committed) -> bool {
+    pub(super) fn committed(&mut self, committed: Committed) -> bool {
         let Some(after) = self.pending.remove(&committed.ticket) else {
             return false;
         };
@@ -105,7 +105,7 @@ impl RoomState {
         };
         match failure {
             None => {
-                self.deliver(after).await;
+                self.deliver(after);
                 false
             }
             Some(error) => {
@@ -116,7 +116,7 @@ impl RoomState {
         }
     }
 
-    async fn deliver(&mut self, after: AfterCommit) {
+    fn deliver(&mut self, after: AfterCommit) {
         // A state frame shows the candidate as they are when it is sent, not
         // as they were when the write was decided (a plan pause may have come
         // in between).

@@ -193,7 +193,7 @@ impl Actor for RoomActor {
             // Retiring: only the outcomes of writes in flight are handled.
             match message {
                 RoomMsg::Committed(committed) => {
-                    state.committed(committed).await;
+                    state.committed(committed);
                 }
                 other => {
                     if other.is_write() && !state.holds_lease() {
@@ -260,7 +260,7 @@ impl Actor for RoomActor {
             RoomMsg::PlanChanged(changed) => state.on_plan_changed(&myself, changed).await,
             RoomMsg::Tick => state.on_tick(&myself).await,
             RoomMsg::Committed(committed) => {
-                state.committed(committed).await.then_some("a write failed")
+                state.committed(committed).then_some("a write failed")
             }
             RoomMsg::Superseded(superseded) => {
                 state.on_superseded(superseded);
