@@ -187,9 +187,18 @@ impl InboundServer {
                 self.node.tunnels.to_owner_side(from, tunnel, frame)
             }
             Wire::TunnelDown { tunnel, frame } => self.node.tunnels.to_gateway_side(tunnel, frame),
+            // A node of the previous version still casts it (during a
+            // rolling upgrade): recorded all the same, nobody to confirm to.
+            Wire::RoomDone { plan_id, room_id } => {
+                let directory = self.directory.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = directory.room_done_here(&plan_id, &room_id).await {
+                        debug!(from = %from, %error, "a room's done report (cast) not recorded");
+                    }
+                });
+            }
             Wire::Http(_)
             | Wire::PlanChanged { .. }
-            | Wire::RoomDone { .. }
             | Wire::TunnelOpen { .. }
             | Wire::Presence { .. } => {
                 warn!(from = %from, "a call arrived as a cast; dropped");

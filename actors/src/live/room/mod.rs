@@ -259,9 +259,7 @@ impl Actor for RoomActor {
             }
             RoomMsg::PlanChanged(changed) => state.on_plan_changed(&myself, changed).await,
             RoomMsg::Tick => state.on_tick(&myself).await,
-            RoomMsg::Committed(committed) => {
-                state.committed(committed).then_some("a write failed")
-            }
+            RoomMsg::Committed(committed) => state.committed(committed).then_some("a write failed"),
             RoomMsg::Superseded(superseded) => {
                 state.on_superseded(superseded);
                 None
