@@ -14,8 +14,11 @@
 # numbers and updates its section of docs/benchmarks.md ("live", or
 # "live-redis" with --redis).
 #
-# Usage: scripts/bench-live.sh [--quick] [--redis]
+# Usage: scripts/bench-live.sh [--quick] [--redis] [--rate N] [--acks-only]
 #   --quick: one short trial each
+#   --rate N: offer N answers/s instead of 20,000
+#   --acks-only: only the open-loop ack run (no baseline, ceiling or socket
+#            runs); prints the medians and leaves docs/benchmarks.md alone
 #   --redis: the hot state (resume buffers, sessions) and the work queue on
 #            Redis (INVIGIL_BENCH_REDIS, default redis://127.0.0.1:6379), as
 #            in a cluster; each node gets a key prefix of its own, deleted after
@@ -24,14 +27,18 @@ cd "$(dirname "$0")/.."
 export RUST_BACKTRACE=0
 
 TRIALS=3; SECONDS_RUN=20; WARMUP=5; CANDIDATES=2000; RATE=20000; SOCKETS=5000; HOLD=30
-REDIS_URL=""
-for arg in "$@"; do
-    case "$arg" in
+REDIS_URL=""; ACKS_ONLY=""; RATE_ARG=""
+while [ $# -gt 0 ]; do
+    case "$1" in
         --quick) TRIALS=1; SECONDS_RUN=8; WARMUP=3; RATE=10000; SOCKETS=2000; HOLD=12 ;;
         --redis) REDIS_URL="${INVIGIL_BENCH_REDIS:-redis://127.0.0.1:6379}" ;;
-        *) echo "unknown argument: $arg (usage: $0 [--quick] [--redis])" >&2; exit 2 ;;
+        --acks-only) ACKS_ONLY=1 ;;
+        --rate) RATE_ARG="${2:?--rate needs answers per second}"; shift ;;
+        *) echo "unknown argument: $1 (usage: $0 [--quick] [--redis] [--rate N] [--acks-only])" >&2; exit 2 ;;
     esac
+    shift
 done
+[ -z "$RATE_ARG" ] || RATE=$RATE_ARG
 PER_ROOM=30
 ROOMS=$(( (CANDIDATES + PER_ROOM - 1) / PER_ROOM ))
 COMMAND_RATE=200
@@ -145,6 +152,8 @@ for trial in $(seq 1 "$TRIALS"); do
     add group.rss_per "$(num "$out" rss_per_connection_bytes)"
     add group.cpu_busy "$(num "$out" machine_cpu_busy_pct)"
 
+    [ -z "$ACKS_ONLY" ] || continue
+
     echo "-- naive writer, the same offered load"
     start_node INVIGIL_JOURNAL__MODE=per_entry
     out=$(exam open $CANDIDATES --answer-rate $RATE --seconds $SECONDS_RUN --warmup-s 0)
@@ -179,6 +188,11 @@ echo "== medians of $TRIALS trial(s)"
 for key in $(echo "${!M[@]}" | tr ' ' '\n' | sort); do
     printf '%-22s %-10s (%s )\n' "$key" "$(med "$key")" "${M[$key]}"
 done
+
+if [ -n "$ACKS_ONLY" ]; then
+    echo "(--acks-only: docs/benchmarks.md not updated)"
+    exit 0
+fi
 
 per_kib=$(awk -v b="$(med sockets.per)" 'BEGIN { printf "%.1f", b / 1024 }')
 # The issue's targets, judged on this run's medians.
