@@ -70,12 +70,43 @@ pub type CommitResult = Result<Vec<EntryOutcome>, StoreError>;
 /// (typically a message send).
 pub type OnCommit = Box<dyn FnOnce(CommitResult) + Send>;
 
-enum Reply {
+enum ReplyTo {
     Channel(oneshot::Sender<CommitResult>),
     Callback(OnCommit),
 }
 
+/// Answers a write exactly once: with its commit's result, or — dropped
+/// unanswered because its lane ended abnormally (a panic) — with an error,
+/// so no caller waits forever and nothing is acknowledged.
+struct Reply(Option<ReplyTo>);
+
 impl Reply {
+    fn channel(sender: oneshot::Sender<CommitResult>) -> Self {
+        Self(Some(ReplyTo::Channel(sender)))
+    }
+
+    fn callback(callback: OnCommit) -> Self {
+        Self(Some(ReplyTo::Callback(callback)))
+    }
+
+    fn send(mut self, result: CommitResult) {
+        if let Some(to) = self.0.take() {
+            to.send(result);
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(to) = self.0.take() {
+            to.send(Err(StoreError::Unavailable(
+                "the journal writer stopped before this write committed".into(),
+            )));
+        }
+    }
+}
+
+impl ReplyTo {
     fn send(self, result: CommitResult) {
         match self {
             // The caller may have gone away (a closed socket); its data is durable anyway.
@@ -115,8 +146,9 @@ impl JournalWriter {
         }
         let all = tokio::spawn(async move {
             for (lane, task) in tasks.into_iter().enumerate() {
-                // A lane that panicked dropped its writes' reply ports: their
-                // callers saw `Stopped` and acknowledged nothing.
+                // A lane that panicked dropped its writes unanswered: each
+                // `Reply` answered its caller with an error on drop, so
+                // nothing was acknowledged and nobody waits.
                 if let Err(error) = task.await {
                     tracing::error!(lane, %error, "a journal lane ended abnormally");
                 }
@@ -156,7 +188,7 @@ impl JournalWriter {
         self.lane(&entries)
             .send(Pending {
                 entries,
-                reply: Reply::Channel(reply),
+                reply: Reply::channel(reply),
             })
             .await
             .map_err(|_| JournalError::Stopped)?;
@@ -181,7 +213,7 @@ impl JournalWriter {
         self.lane(&entries)
             .send(Pending {
                 entries,
-                reply: Reply::Callback(on_commit),
+                reply: Reply::callback(on_commit),
             })
             .await
             .map_err(|_| JournalError::Stopped)
@@ -407,5 +439,55 @@ mod tests {
             4,
             "one shared batch, refused; then each caller alone"
         );
+    }
+
+    /// Panics on every commit: a bug in an adapter.
+    struct Broken;
+
+    #[async_trait]
+    impl Journal for Broken {
+        async fn commit(&self, _: &[FencedEntry]) -> Result<Vec<EntryOutcome>, StoreError> {
+            panic!("a bug in the adapter");
+        }
+
+        async fn append_logs(&self, logs: &[crate::ports::QueuedLog]) -> Result<u64, StoreError> {
+            Ok(logs.len() as u64)
+        }
+
+        async fn journaled_answer(
+            &self,
+            _: &PlanId,
+            _: &CandidateId,
+            _: i64,
+        ) -> Result<Option<JournaledAnswer>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lane_that_panics_answers_every_write_it_held_with_an_error() {
+        let (writer, task) = JournalWriter::spawn(Arc::new(Broken), JournalWriterConfig::default());
+        let (answered, answer) = oneshot::channel();
+        writer
+            .submit(
+                vec![log("a")],
+                Box::new(move |result| {
+                    let _ = answered.send(result);
+                }),
+            )
+            .await
+            .expect("queued");
+        let result = tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .expect("answered, not left waiting")
+            .expect("the callback ran");
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "{result:?}"
+        );
+        let waiting = writer.write(log("b")).await;
+        assert!(waiting.is_err(), "{waiting:?}");
+        drop(writer);
+        task.await.expect("the writer's own task ends cleanly");
     }
 }

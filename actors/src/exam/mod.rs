@@ -31,9 +31,9 @@ use crate::error::ExamError;
 use crate::live::directory::Directory;
 use crate::live::plan::{Command, PlanMsg};
 use crate::live::room::{
-    Answer, AnswerReceipt, CandidateCommand, CheckIn, CommandReceipt, Connect, PresenceQuery,
-    ProctorAction, ReportIncident, ResolveIncident, RoomAction, RoomCommand, RoomMsg, Submit,
-    Subscribe, ViewCandidate, ViewRoom,
+    Answer, AnswerReceipt, CandidateCommand, CheckIn, CommandReceipt, Connect, Disconnect,
+    PresenceQuery, ProctorAction, ReportIncident, ResolveIncident, RoomAction, RoomCommand,
+    RoomMsg, Submit, Subscribe, ViewCandidate, ViewRoom,
 };
 use crate::live::wire::{
     CandidateView, CloseSignal, IncidentView, PresenceCounts, RoomView, SocketOut,
@@ -122,7 +122,7 @@ impl Exam {
         let connection_id = next_socket_id();
         let (sink, outgoing) = mpsc::channel::<SocketOut>(self.socket_queue);
         let close_signal = CloseSignal::default();
-        let (room, connected) = self
+        let joined = self
             .ask(plan_id, room_id, |reply| {
                 RoomMsg::Connect(Connect {
                     candidate_id: candidate_id.clone(),
@@ -134,7 +134,21 @@ impl Exam {
                     reply,
                 })
             })
-            .await?;
+            .await;
+        let (room, connected) = match joined {
+            Ok(joined) => joined,
+            Err(error) => {
+                // The room may have taken the socket before its answer was
+                // given up on (a timeout): it lets it go again.
+                if let Some(room) = self.directory.live_room(plan_id, room_id) {
+                    let _ = room.cast(RoomMsg::Disconnect(Disconnect {
+                        candidate_id: candidate_id.clone(),
+                        connection_id,
+                    }));
+                }
+                return Err(error);
+            }
+        };
         // The room holds the only sender now: the queue ends when it lets go.
         drop(sink);
         Ok(CandidateLink {

@@ -51,8 +51,14 @@ pub(super) fn encode_reply<T: Serialize + ?Sized>(reply: &T) -> Vec<u8> {
 }
 
 /// Decodes a call's reply from `node`; a reply that does not decode is
-/// logged and reported as the error it is.
+/// logged and reported as the error it is. An empty reply is what a node
+/// sends for a message it serves as a cast (a node of the previous
+/// version during a rolling upgrade) or for a call its task never answered.
 pub(super) fn decode_reply<T: DeserializeOwned>(node: &str, bytes: &[u8]) -> Result<T, String> {
+    if bytes.is_empty() {
+        tracing::debug!(node = %node, "an empty reply from another node");
+        return Err(format!("no reply from {node}"));
+    }
     serde_json::from_slice(bytes).map_err(|error| {
         warn!(node = %node, %error, "a malformed reply from another node");
         format!("malformed reply from {node}: {error}")

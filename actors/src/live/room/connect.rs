@@ -11,12 +11,14 @@
 //! hole, or ends before the room's last frame gives `resumed: false` and a
 //! snapshot instead, never a silent gap.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use ractor::ActorRef;
 use tracing::warn;
 
 use super::messages::{Connect, Connected, Disconnect, Heartbeat, ResumeRead, RoomMsg};
 use super::state::{PendingResume, RoomState, SocketLink};
-use crate::error::ExamError;
 use crate::live::wire::{self, SocketOut, StreamFrame, close};
 use crate::ports::{OutboundFrame, SessionClaim};
 
@@ -61,9 +63,13 @@ impl RoomState {
                 && !self.has_open_incident(seat, "duplicate_login");
         }
         if let Some(replaced) = self.seats[seat].resuming.take() {
-            let _ = replaced.reply.send(Err(ExamError::Unavailable(
-                "another connection took over this candidate",
-            )));
+            // Its read is no longer needed; its socket reads the takeover's
+            // close (4409, stay closed) from its queue.
+            replaced.cancelled.store(true, Ordering::Relaxed);
+            let _ = replaced.reply.send(Ok(Connected {
+                session: replaced.session,
+                resumed: false,
+            }));
         }
 
         let key = self.seats[seat].key.clone();
@@ -94,13 +100,16 @@ impl RoomState {
         match client_seq {
             Some(client_seq) => {
                 // Welcomed once the buffer has answered (module doc).
+                let cancelled = Arc::new(AtomicBool::new(false));
                 self.resume.read(
                     key,
                     connect.candidate_id.clone(),
                     connect.connection_id,
                     client_seq,
+                    cancelled.clone(),
                 );
                 self.seats[seat].resuming = Some(PendingResume {
+                    cancelled,
                     connection_id: connect.connection_id,
                     session,
                     client_seq,
@@ -162,7 +171,14 @@ impl RoomState {
         let resumed = replay.is_some();
         let held = match self.seats[seat].socket.as_mut() {
             Some(socket) if socket.connection_id == pending.connection_id => socket.held.take(),
-            _ => None,
+            // Let go meanwhile (too slow): its close is in its queue.
+            _ => {
+                let _ = pending.reply.send(Ok(Connected {
+                    session: pending.session,
+                    resumed: false,
+                }));
+                return;
+            }
         };
         let welcome = wire::welcome(
             &pending.session,
@@ -185,6 +201,7 @@ impl RoomState {
                 break;
             }
         }
+        // `held` was taken above: from here frames go straight to the socket.
         self.report_connected(seat, pending.ip, resumed);
         let _ = pending.reply.send(Ok(Connected {
             session: pending.session,
@@ -229,9 +246,12 @@ impl RoomState {
 }
 
 /// Whether `frames` (the buffer's frames after `client_seq`, gapless from
-/// the next one) reach the room's last frame at the time of the read.
+/// the next one) end exactly at the room's last frame at the time of the
+/// read. Frames beyond it were numbered by an earlier activation that this
+/// one did not see (its buffer was still being written): they would clash
+/// with this room's numbers, so the client gets a snapshot instead.
 fn reaches(frames: &[OutboundFrame], client_seq: u64, through_seq: u64) -> bool {
-    frames.last().map_or(client_seq, |frame| frame.seq) >= through_seq
+    frames.last().map_or(client_seq, |frame| frame.seq) == through_seq
 }
 
 #[cfg(test)]
@@ -254,5 +274,7 @@ mod tests {
         // The buffer lost the tail (its appends failed): a snapshot, not a gap.
         assert!(!reaches(&frames(&[5, 6]), 4, 7));
         assert!(!reaches(&[], 4, 7));
+        // An earlier activation's frames this one never saw.
+        assert!(!reaches(&frames(&[5, 6, 7, 8]), 4, 7));
     }
 }

@@ -18,6 +18,7 @@
 //! never with a silent gap.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -38,6 +39,9 @@ enum Op {
         candidate_id: CandidateId,
         connection_id: u64,
         after_seq: u64,
+        /// Set when nobody waits for the answer any more (taken over,
+        /// retired): the read is skipped.
+        cancelled: Arc<AtomicBool>,
     },
     Flush(oneshot::Sender<()>),
 }
@@ -80,28 +84,35 @@ impl ResumeLog {
         self.queue(Op::Claim(key, claim));
     }
 
-    /// Reads the frames after `after_seq`; the answer goes to `deliver`.
+    /// Reads the frames after `after_seq`; the answer goes to `deliver`,
+    /// unless `cancelled` is set by then.
     pub(super) fn read(
         &self,
         key: CandidateKey,
         candidate_id: CandidateId,
         connection_id: u64,
         after_seq: u64,
+        cancelled: Arc<AtomicBool>,
     ) {
         self.queue(Op::Read {
             key,
             candidate_id,
             connection_id,
             after_seq,
+            cancelled,
         });
     }
 
-    /// Waits, up to `wait`, until everything queued so far is done.
-    pub(super) async fn flush(&self, wait: Duration) {
-        let (done, finished) = oneshot::channel();
+    /// Waits until everything queued so far is done. Every hot-state call
+    /// ends within its own timeout (at once while Redis is known down), so
+    /// this ends too; it says so in the log each `patience` it takes. A room
+    /// must not stop before: its next activation would number on from a
+    /// buffer that is still being written.
+    pub(super) async fn flush(&self, patience: Duration) {
+        let (done, mut finished) = oneshot::channel();
         self.queue(Op::Flush(done));
-        if tokio::time::timeout(wait, finished).await.is_err() {
-            warn!("resume buffers not flushed in time; a resume may get a snapshot");
+        while tokio::time::timeout(patience, &mut finished).await.is_err() {
+            warn!("still flushing resume buffers before the room stops");
         }
     }
 }
@@ -115,22 +126,23 @@ async fn run(
     let mut round = Vec::new();
     while queue.recv_many(&mut round, MAX_OPS_PER_ROUND).await > 0 {
         let mut frames = Vec::new();
+        let mut claims = Vec::new();
         for op in round.drain(..) {
             match op {
                 Op::Append(batch) => frames.extend(batch),
-                Op::Claim(key, claim) => {
-                    if let Err(error) = hot.swap_session(&key, claim).await {
-                        warn!(%error, "session not recorded in the hot state");
-                    }
-                }
+                Op::Claim(key, claim) => claims.push((key, claim)),
                 Op::Read {
                     key,
                     candidate_id,
                     connection_id,
                     after_seq,
+                    cancelled,
                 } => {
+                    if cancelled.load(Ordering::Relaxed) {
+                        continue;
+                    }
                     // Everything numbered before the read goes in first.
-                    append(hot.as_ref(), &mut frames, cap).await;
+                    settle(hot.as_ref(), &mut frames, &mut claims, cap).await;
                     let found = hot.outbound_after(&key, after_seq).await;
                     deliver(ResumeRead {
                         candidate_id,
@@ -139,13 +151,29 @@ async fn run(
                     });
                 }
                 Op::Flush(done) => {
-                    append(hot.as_ref(), &mut frames, cap).await;
+                    settle(hot.as_ref(), &mut frames, &mut claims, cap).await;
                     let _ = done.send(());
                 }
             }
         }
-        append(hot.as_ref(), &mut frames, cap).await;
+        settle(hot.as_ref(), &mut frames, &mut claims, cap).await;
     }
+}
+
+/// Writes what was gathered: the frames in one append, the session claims
+/// beside it (independent of each other and of the frames), and empties both.
+async fn settle(
+    hot: &dyn HotState,
+    frames: &mut Vec<(CandidateKey, OutboundFrame)>,
+    claims: &mut Vec<(CandidateKey, SessionClaim)>,
+    cap: usize,
+) {
+    let swaps = claims.drain(..).map(|(key, claim)| async move {
+        if let Err(error) = hot.swap_session(&key, claim).await {
+            warn!(%error, "session not recorded in the hot state");
+        }
+    });
+    futures::future::join(append(hot, frames, cap), futures::future::join_all(swaps)).await;
 }
 
 /// Appends what was gathered, in one call, and empties it.
@@ -292,7 +320,7 @@ mod tests {
         let (log, mut answers) = started(hot.clone());
         log.append(vec![frame(1)]);
         log.append(vec![frame(2), frame(3)]);
-        log.read(key(), "c1".parse().unwrap(), 7, 1);
+        log.read(key(), "c1".parse().unwrap(), 7, 1, Arc::default());
         log.append(vec![frame(4)]);
         let read = answers.recv().await.expect("the read is answered");
         assert_eq!(read.connection_id, 7);

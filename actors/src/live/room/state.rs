@@ -77,6 +77,8 @@ pub(super) struct SocketLink {
 /// A resuming socket waiting for its buffer's answer (see `connect`).
 pub(super) struct PendingResume {
     pub connection_id: u64,
+    /// Tells the resume log the read is no longer wanted.
+    pub cancelled: Arc<std::sync::atomic::AtomicBool>,
     pub session: String,
     /// The client's `last_seq`.
     pub client_seq: u64,
@@ -373,14 +375,9 @@ impl RoomState {
 
     // ------------------------------------------------------------ writing
 
-    /// Stops hosting: every socket is told to reconnect (it will land on
-    /// whichever node hosts the room next). Writes in flight are waited for
-    /// (`retiring`): their outcomes still reach their waiters — an answer
-    /// that commits is acked into the resume buffer — and the room's next
-    /// activation reads a store they no longer change.
     /// A retiring room stops once its writes in flight have landed and its
-    /// resume buffers hold every frame it numbered (waiting at most the call
-    /// timeout), so its next activation reads a settled store and buffers.
+    /// resume buffers hold every frame it numbered, so its next activation
+    /// reads a settled store and numbers on from its last frame.
     pub(super) async fn stop_when_settled(&mut self, myself: &ActorRef<RoomMsg>, reason: &str) {
         if self.pending.is_empty() {
             self.resume.flush(self.deps.config.call_timeout).await;
@@ -388,6 +385,11 @@ impl RoomState {
         }
     }
 
+    /// Stops hosting: every socket is told to reconnect (it will land on
+    /// whichever node hosts the room next). Writes in flight are waited for
+    /// (`retiring`): their outcomes still reach their waiters — an answer
+    /// that commits is acked into the resume buffer — and the room's next
+    /// activation reads a store they no longer change.
     pub(super) fn retire(&mut self, reason: &'static str) {
         if self.retiring.is_some() {
             return;
@@ -396,6 +398,9 @@ impl RoomState {
         self.retiring = Some(reason);
         for seat in 0..self.seats.len() {
             if let Some(pending) = self.seats[seat].resuming.take() {
+                pending
+                    .cancelled
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 let _ = pending
                     .reply
                     .send(Err(ExamError::Unavailable("the room is moving; retry")));
