@@ -7,11 +7,10 @@ use invigil_actors::domain::{CandidateId, PlanId, QuestionId, RoomId};
 use invigil_actors::exam::CandidateInput;
 use invigil_actors::live::wire::{self, SocketOut, close as code};
 use poem::web::websocket::Message;
-use tokio::time::Instant;
 use tracing::debug;
 
-use super::frames::{CandidateFrame, Resume, describe};
-use super::socket::{FrameRate, Incoming, RATE_LIMITED, close, next_frame};
+use super::frames::{CandidateFrame, describe};
+use super::socket::{FrameRate, Incoming, RATE_LIMITED, await_greeting, close, next_frame};
 use crate::state::AppState;
 
 /// Sends a connection frame (`error`) with the current seq; false when the
@@ -42,7 +41,22 @@ pub async fn serve<K, S>(
     K: Sink<Message> + Unpin + Send,
     S: Stream<Item = std::io::Result<Message>> + Unpin + Send,
 {
-    let Some(resume) = hello(&state, &mut sink, &mut stream).await else {
+    let greeting = |text: &str| match serde_json::from_str::<CandidateFrame>(text) {
+        Ok(CandidateFrame::Hello { resume }) => Ok(resume),
+        Ok(_) => Err(("hello_expected", "send a hello first".to_string())),
+        Err(error) => Err(describe(&error)),
+    };
+    let settings = &state.settings;
+    let Some(resume) = await_greeting(
+        &mut sink,
+        &mut stream,
+        settings.ws_hello_timeout,
+        settings.ws_max_message_bytes,
+        greeting,
+        |code, message| wire::error(0, code, message, None),
+    )
+    .await
+    else {
         return;
     };
     // Join the room: it sends the welcome (and the replay) through the link.
@@ -139,40 +153,6 @@ pub async fn serve<K, S>(
     }
     // Dropping the link tells the room this socket is gone.
     drop(link);
-}
-
-/// Waits for the first valid frame, a `hello`, within the deadline; answers
-/// anything else with an error frame. `None`: the socket is over.
-async fn hello<K, S>(state: &AppState, sink: &mut K, stream: &mut S) -> Option<Option<Resume>>
-where
-    K: Sink<Message> + Unpin + Send,
-    S: Stream<Item = std::io::Result<Message>> + Unpin + Send,
-{
-    let deadline = Instant::now() + state.settings.ws_hello_timeout;
-    let limit = state.settings.ws_max_message_bytes;
-    loop {
-        let Ok(incoming) = tokio::time::timeout_at(deadline, next_frame(stream, limit)).await
-        else {
-            close(sink, code::HELLO_TIMEOUT, "no valid hello in time").await;
-            return None;
-        };
-        let refusal = match incoming {
-            Incoming::Closed => return None,
-            Incoming::TooBig => {
-                close(sink, code::TOO_BIG, "frame too large").await;
-                return None;
-            }
-            Incoming::Binary => ("text_only", "frames are JSON text".to_string()),
-            Incoming::Text(text) => match serde_json::from_str::<CandidateFrame>(&text) {
-                Ok(CandidateFrame::Hello { resume }) => return Some(resume),
-                Ok(_) => ("hello_expected", "send a hello first".to_string()),
-                Err(error) => describe(&error),
-            },
-        };
-        if !send_error(sink, 0, refusal.0, &refusal.1, None).await {
-            return None;
-        }
-    }
 }
 
 /// Turns a client frame into the room's input, or a refusal.

@@ -12,12 +12,11 @@ use invigil_actors::shard::ShardId;
 use poem::web::websocket::Message;
 use serde_json::json;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tracing::debug;
 
 use super::frames::{ProctorFrame, Target, describe};
 use super::proctor_remote::{RemoteCommand, remote_feed};
-use super::socket::{FrameRate, Incoming, RATE_LIMITED, close, next_frame};
+use super::socket::{FrameRate, Incoming, RATE_LIMITED, await_greeting, close, next_frame};
 use crate::auth::Claims;
 use crate::error::ApiError;
 use crate::proctor::dto::CandidateActionName;
@@ -31,7 +30,22 @@ where
     K: Sink<Message> + Unpin + Send,
     S: Stream<Item = std::io::Result<Message>> + Unpin + Send,
 {
-    if !hello(&state, &mut sink, &mut stream).await {
+    let greeting = |text: &str| match serde_json::from_str::<ProctorFrame>(text) {
+        Ok(ProctorFrame::Hello {}) => Ok(()),
+        Ok(_) => Err(("hello_expected", "send a hello first".to_string())),
+        Err(error) => Err(describe(&error)),
+    };
+    let settings = &state.settings;
+    let greeted = await_greeting(
+        &mut sink,
+        &mut stream,
+        settings.ws_hello_timeout,
+        settings.ws_max_message_bytes,
+        greeting,
+        |code, message| proctor::error(code, message, None),
+    )
+    .await;
+    if greeted.is_none() {
         return;
     }
     let proctor_id = match claims.proctor_id() {
@@ -140,41 +154,6 @@ where
     }
     // Dropping the watches unsubscribes from the rooms.
     drop(watches);
-}
-
-/// Waits for the `hello`, within the deadline; answers anything else with
-/// an error frame. False: the socket is over.
-async fn hello<K, S>(state: &AppState, sink: &mut K, stream: &mut S) -> bool
-where
-    K: Sink<Message> + Unpin + Send,
-    S: Stream<Item = std::io::Result<Message>> + Unpin + Send,
-{
-    let deadline = Instant::now() + state.settings.ws_hello_timeout;
-    let limit = state.settings.ws_max_message_bytes;
-    loop {
-        let Ok(incoming) = tokio::time::timeout_at(deadline, next_frame(stream, limit)).await
-        else {
-            close(sink, code::HELLO_TIMEOUT, "no valid hello in time").await;
-            return false;
-        };
-        let frame = match incoming {
-            Incoming::Closed => return false,
-            Incoming::TooBig => {
-                close(sink, code::TOO_BIG, "frame too large").await;
-                return false;
-            }
-            Incoming::Binary => proctor::error("text_only", "frames are JSON text", None),
-            Incoming::Text(text) => match serde_json::from_str::<ProctorFrame>(&text) {
-                Ok(ProctorFrame::Hello {}) => return true,
-                Ok(_) => proctor::error("hello_expected", "send a hello first", None),
-                Err(error) => {
-                    let (error_code, message) = describe(&error);
-                    proctor::error(error_code, &message, None)
-                }
-            },
-        };
-        let _ = sink.send(Message::text(frame)).await;
-    }
 }
 
 /// Runs one socket command and queues its `command_ack`: here through the

@@ -1,7 +1,9 @@
 //! What every socket shares: its buffers and limits, reading a frame under
-//! the size limit, the frame rate, closing with a reason.
+//! the size limit, waiting for the `hello`, the frame rate, closing with a
+//! reason.
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
+use invigil_actors::live::wire::close as close_code;
 use poem::web::websocket::{CloseCode, Message, WebSocketConfig};
 use serde::Deserialize;
 
@@ -116,3 +118,48 @@ impl FrameRate {
 }
 
 pub const RATE_LIMITED: (&str, &str) = ("rate_limited", "too many frames per second; slow down");
+
+/// Waits, until `timeout`, for the first frame `greeting` accepts (the
+/// `hello`); answers anything else with the error frame `refusal` renders
+/// from a code and a message. `None`: the socket is over (closed with 4408
+/// when no greeting came in time, 1009 for a message over `limit`).
+pub async fn await_greeting<K, S, T>(
+    sink: &mut K,
+    stream: &mut S,
+    timeout: std::time::Duration,
+    limit: usize,
+    greeting: impl Fn(&str) -> Result<T, (&'static str, String)>,
+    refusal: impl Fn(&str, &str) -> String,
+) -> Option<T>
+where
+    K: Sink<Message> + Unpin,
+    S: Stream<Item = std::io::Result<Message>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let Ok(incoming) = tokio::time::timeout_at(deadline, next_frame(stream, limit)).await
+        else {
+            close(sink, close_code::HELLO_TIMEOUT, "no valid hello in time").await;
+            return None;
+        };
+        let (code, message) = match incoming {
+            Incoming::Closed => return None,
+            Incoming::TooBig => {
+                close(sink, close_code::TOO_BIG, "frame too large").await;
+                return None;
+            }
+            Incoming::Binary => ("text_only", "frames are JSON text".to_string()),
+            Incoming::Text(text) => match greeting(&text) {
+                Ok(greeted) => return Some(greeted),
+                Err(refused) => refused,
+            },
+        };
+        if sink
+            .send(Message::text(refusal(code, &message)))
+            .await
+            .is_err()
+        {
+            return None;
+        }
+    }
+}
