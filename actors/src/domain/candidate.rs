@@ -349,7 +349,10 @@ impl CandidateRuntime {
                 }
                 CheckedIn | Testing | Paused | Submitted | ForceSubmitted => vec![],
                 Expelled => return Err(DomainError::Expelled),
-                Absent => return Err(DomainError::Absent),
+                // Only the late-entry window closing marks a seat absent, so
+                // a check-in after it reads the same whether or not the
+                // room's clock has got there yet.
+                Absent => return Err(DomainError::LateEntryClosed),
             },
             CandidateCommand::Begin => match state {
                 CheckedIn => vec![CandidateEvent::Began { at: now }],

@@ -303,3 +303,27 @@ proptest! {
         }
     }
 }
+
+/// A check-in after the late-entry window is refused with the same code
+/// whether the room's clock has already marked the seat absent or not.
+#[test]
+fn a_late_check_in_reads_the_same_before_and_after_the_seat_is_marked_absent() {
+    use super::error::DomainError;
+    let mut run = Run::new();
+    run.world.plan.handle(&PlanCommand::Start, run.now).unwrap();
+    run.now = Timestamp::from_millis(run.now.as_millis() + (run.rules.late_entry_s + 1) * 1000);
+    let context = ExamContext {
+        rules: &run.rules,
+        plan: &run.world.plan,
+        room: &run.world.room,
+        extra_time_s: 0,
+    };
+    let mut candidate = run.world.candidate.clone();
+    let before = candidate.decide(&CandidateCommand::CheckIn, &context, run.now);
+    candidate
+        .handle(&CandidateCommand::MarkAbsent, &context, run.now)
+        .unwrap();
+    let after = candidate.decide(&CandidateCommand::CheckIn, &context, run.now);
+    assert_eq!(before, Err(DomainError::LateEntryClosed));
+    assert_eq!(after, Err(DomainError::LateEntryClosed));
+}
