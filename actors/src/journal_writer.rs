@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::metrics::Metrics;
 use crate::ports::{EntryOutcome, FencedEntry, Journal, StoreError};
 
 #[derive(Clone, Copy, Debug)]
@@ -135,6 +136,7 @@ impl JournalWriter {
     pub fn spawn(
         journal: Arc<dyn Journal>,
         config: JournalWriterConfig,
+        metrics: Metrics,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let lanes = config.lanes.max(1);
         let mut senders = Vec::with_capacity(lanes);
@@ -142,7 +144,12 @@ impl JournalWriter {
         for _ in 0..lanes {
             let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
             senders.push(sender);
-            tasks.push(tokio::spawn(run(journal.clone(), config, receiver)));
+            tasks.push(tokio::spawn(run(
+                journal.clone(),
+                config,
+                metrics.clone(),
+                receiver,
+            )));
         }
         let all = tokio::spawn(async move {
             for (lane, task) in tasks.into_iter().enumerate() {
@@ -223,6 +230,7 @@ impl JournalWriter {
 async fn run(
     journal: Arc<dyn Journal>,
     config: JournalWriterConfig,
+    metrics: Metrics,
     mut receiver: mpsc::Receiver<Pending>,
 ) {
     if config.mode == WriteMode::PerEntry {
@@ -232,9 +240,9 @@ async fn run(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let journal = journal.clone();
+            let (journal, metrics) = (journal.clone(), metrics.clone());
             tokio::spawn(async move {
-                commit(journal.as_ref(), &config, vec![pending]).await;
+                commit(journal.as_ref(), &config, &metrics, vec![pending]).await;
                 drop(permit);
             });
         }
@@ -260,11 +268,16 @@ async fn run(
             size += pending.entries.len();
             batch.push(pending);
         }
-        commit(journal.as_ref(), &config, batch).await;
+        commit(journal.as_ref(), &config, &metrics, batch).await;
     }
 }
 
-async fn commit(journal: &dyn Journal, config: &JournalWriterConfig, batch: Vec<Pending>) {
+async fn commit(
+    journal: &dyn Journal,
+    config: &JournalWriterConfig,
+    metrics: &Metrics,
+    batch: Vec<Pending>,
+) {
     // Move the entries out; keep each caller's reply with its entry count.
     let mut entries: Vec<FencedEntry> =
         Vec::with_capacity(batch.iter().map(|pending| pending.entries.len()).sum());
@@ -275,6 +288,7 @@ async fn commit(journal: &dyn Journal, config: &JournalWriterConfig, batch: Vec<
     }
     let started = Instant::now();
     let result = commit_with_retries(journal, config, &entries).await;
+    metrics.journal_committed(entries.len(), started.elapsed());
     tracing::debug!(
         entries = entries.len(),
         callers = replies.len(),
@@ -422,7 +436,7 @@ mod tests {
             lanes: 1,
             ..JournalWriterConfig::default()
         };
-        let (writer, _task) = JournalWriter::spawn(journal.clone(), config);
+        let (writer, _task) = JournalWriter::spawn(journal.clone(), config, Metrics::noop());
         let (first, bad, last) = tokio::join!(
             writer.write(log("a")),
             writer.write(log("poison")),
@@ -466,7 +480,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_lane_that_panics_answers_every_write_it_held_with_an_error() {
-        let (writer, task) = JournalWriter::spawn(Arc::new(Broken), JournalWriterConfig::default());
+        let (writer, task) = JournalWriter::spawn(
+            Arc::new(Broken),
+            JournalWriterConfig::default(),
+            Metrics::noop(),
+        );
         let (answered, answer) = oneshot::channel();
         writer
             .submit(

@@ -11,6 +11,7 @@ use crate::cluster::{ClusterApi, Forward};
 use crate::error::{ApiError, problem_response};
 use crate::files::FilesApi;
 use crate::login::LoginApi;
+use crate::metrics::HttpMetrics;
 use crate::monitoring::MonitoringApi;
 use crate::ops::OpsApi;
 use crate::proctor::ProctorApi;
@@ -72,12 +73,19 @@ pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
     let forward = Forward {
         state: state.clone(),
     };
-    Route::new()
+    let mut routes = Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .at("/ws/candidate", poem::get(crate::ws::candidate_socket))
-        .at("/ws/proctor", poem::get(crate::ws::proctor_socket))
+        .at("/ws/proctor", poem::get(crate::ws::proctor_socket));
+    if let Some(exposition) = &state.exposition {
+        routes = routes.at("/metrics", crate::metrics::endpoint(exposition.clone()));
+    }
+    routes
+        .with(HttpMetrics {
+            metrics: state.metrics.clone(),
+        })
         .data(state)
         .data(limits)
         .catch_all_error(|error| async move { problem_response(error) })

@@ -7,6 +7,7 @@
 //! - `candidate`, `proctor`: role-scoped reads
 //! - `files`: uploads (X-Api-Key) and streamed downloads of exam materials
 //! - `ops`: `/healthz`, `/readyz`
+//! - `metrics`: `/metrics` and the HTTP request metrics
 //! - `monitoring`: plan statistics, the work queue's dead letters (X-Api-Key)
 //! - `ws`: the WebSocket gateway for candidates and proctors
 //! - `cluster`: the cluster view, drain, and forwarding to a shard's owner
@@ -25,6 +26,7 @@ pub mod cluster;
 pub mod error;
 pub mod files;
 pub mod login;
+pub mod metrics;
 pub mod monitoring;
 pub mod ops;
 pub mod proctor;
@@ -35,5 +37,6 @@ pub mod time;
 pub mod views;
 pub mod ws;
 
+pub use metrics::MetricsExposition;
 pub use settings::{ApiSettings, FileSettings};
 pub use state::{AppInner, AppState, Check, Readiness};

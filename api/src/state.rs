@@ -43,6 +43,11 @@ pub struct AppInner {
     pub login_limiter: LoginLimiter,
     /// The cluster; none when the node runs alone.
     pub cluster: Option<Arc<dyn ClusterPort>>,
+    /// The node's instruments.
+    pub metrics: invigil_actors::metrics::Metrics,
+    /// What `GET /metrics` serves on the API's address; none when metrics
+    /// are off or served on their own address.
+    pub exposition: Option<Arc<dyn crate::metrics::MetricsExposition>>,
 }
 
 /// Shared application state; cheap to clone.

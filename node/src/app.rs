@@ -14,6 +14,7 @@ use invigil_actors::exam::Exam;
 use invigil_actors::journal_writer::JournalWriter;
 use invigil_actors::live::directory::Directory;
 use invigil_actors::live::{LiveDeps, RemoteLive};
+use invigil_actors::metrics::Metrics;
 use invigil_actors::ports::{Clock, HotState, SystemClock, WorkQueue, owner_id};
 use invigil_actors::shard::leases::LeaseKeeper;
 use invigil_actors::shard::{SHARD_COUNT, ShardId};
@@ -36,7 +37,8 @@ use crate::cluster::node::ClusterNode;
 use crate::cluster::transport::Transport;
 use crate::config::Config;
 use crate::listener::NoDelayAcceptor;
-use crate::workers::{Workers, flush_outbox};
+use crate::metrics::MetricsPipeline;
+use crate::workers::{WorkerPorts, Workers, flush_outbox};
 
 /// A built node, bound to its listen address, not yet serving.
 pub struct Application {
@@ -52,6 +54,8 @@ pub struct Application {
     outbox_task: tokio::task::JoinHandle<()>,
     acceptor: NoDelayAcceptor,
     local_addr: SocketAddr,
+    /// `GET /metrics` on its own address (`metrics.listen`).
+    metrics_server: Option<(Arc<MetricsPipeline>, NoDelayAcceptor)>,
 }
 
 /// This node's part of the cluster, and what other nodes have sent it
@@ -120,18 +124,41 @@ impl Application {
         // Bind first: a second process on a taken port must fail before it
         // touches shard leases (taking them would fence the running node).
         let (acceptor, local_addr) = bind(&config).await?;
+        let pipeline = metrics_pipeline(&config)?;
+        let metrics_server = match (&pipeline, config.metrics.listen) {
+            (Some(pipeline), Some(listen)) => {
+                let acceptor = TcpListener::bind(listen)
+                    .into_acceptor()
+                    .await
+                    .map(NoDelayAcceptor::new)
+                    .with_context(|| format!("binding metrics.listen {listen}"))?;
+                Some((pipeline.clone(), acceptor))
+            }
+            _ => None,
+        };
+        let metrics = pipeline
+            .as_ref()
+            .map_or_else(Metrics::noop, |pipeline| pipeline.metrics().clone());
         let store = open_store(&config).await?;
         // A restarted node is a new incarnation: its owner id changes, and
         // taking its old leases bumps their epochs.
         let started = clock.now();
         let owner = owner_id(&config.node.id, started);
-        let leases = take_leases(&config, &owner, &store, &clock).await?;
-        let (journal, journal_task) =
-            JournalWriter::spawn(Arc::new(store.clone()), config.journal_writer());
+        let leases = take_leases(&config, &owner, &store, &clock, &metrics).await?;
+        let (journal, journal_task) = JournalWriter::spawn(
+            Arc::new(store.clone()),
+            config.journal_writer(),
+            metrics.clone(),
+        );
         let (hot, queue) = hot_state_and_queue(&config)?;
         let (outbox, outbox_task) = Outbox::start(queue.clone(), config.workers.outbox_capacity);
         let cluster = if config.cluster.enabled {
-            Some(join_cluster(&config, &owner, started, local_addr, &store, &leases).await?)
+            Some(
+                join_cluster(
+                    &config, &owner, started, local_addr, &store, &leases, &metrics,
+                )
+                .await?,
+            )
         } else {
             None
         };
@@ -148,15 +175,19 @@ impl Application {
             outbox: outbox.clone(),
             webhooks: !config.webhook.url.is_empty(),
             remote: cluster_node.clone().map(|node| node as Arc<dyn RemoteLive>),
+            metrics: metrics.clone(),
         }));
         let workers = Workers::start(
             &config,
             &owner,
             &directory,
             &store,
-            hot.clone(),
-            queue.clone(),
-            clock.clone(),
+            WorkerPorts {
+                hot: hot.clone(),
+                queue: queue.clone(),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+            },
         )
         .await
         .context("starting the queue workers")?;
@@ -189,6 +220,12 @@ impl Application {
             settings: config.api_settings(),
             login_limiter,
             cluster: cluster_node.map(|node| node as Arc<dyn invigil_api::cluster::ClusterPort>),
+            metrics,
+            // On the API's address unless `metrics.listen` gives it its own.
+            exposition: pipeline
+                .as_ref()
+                .filter(|_| config.metrics.listen.is_none())
+                .map(MetricsPipeline::exposition),
         });
         Ok(Self {
             config,
@@ -203,6 +240,7 @@ impl Application {
             outbox_task,
             acceptor,
             local_addr,
+            metrics_server,
         })
     }
 
@@ -234,8 +272,25 @@ impl Application {
             outbox_task,
             acceptor,
             local_addr,
+            metrics_server,
         } = self;
         let (stop_background, background_stopped) = watch::channel(false);
+        let metrics_task = metrics_server.map(|(pipeline, acceptor)| {
+            let mut stopped = background_stopped.clone();
+            tokio::spawn(async move {
+                let endpoint = invigil_api::metrics::endpoint(pipeline.exposition());
+                let app = poem::Route::new().at("/metrics", endpoint);
+                let stop = async move {
+                    let _ = stopped.wait_for(|stopped| *stopped).await;
+                };
+                if let Err(error) = poem::Server::new_with_acceptor(acceptor)
+                    .run_with_graceful_shutdown(app, stop, Some(Duration::from_secs(1)))
+                    .await
+                {
+                    warn!(%error, "the metrics server stopped");
+                }
+            })
+        });
         let renewal = tokio::spawn(leases.clone().run_renewal(background_stopped.clone()));
         let keeper = tokio::spawn(keep_live_plans(
             directory.clone(),
@@ -300,6 +355,9 @@ impl Application {
         info!("http stopped; flushing");
         let _ = stop_background.send(true);
         let _ = keeper.await;
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         for task in cluster_tasks {
             let _ = task.await;
         }
@@ -347,6 +405,16 @@ async fn bind(config: &Config) -> anyhow::Result<(NoDelayAcceptor, SocketAddr)> 
     Ok((acceptor, local_addr))
 }
 
+/// The metrics pipeline, unless `metrics.enabled` is false.
+fn metrics_pipeline(config: &Config) -> anyhow::Result<Option<Arc<MetricsPipeline>>> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    let pipeline =
+        MetricsPipeline::new(&config.node.id).context("starting the metrics pipeline")?;
+    Ok(Some(Arc::new(pipeline)))
+}
+
 /// Connects to the database and migrates it (unless told not to).
 async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     let store = SqlStore::connect(&config.sql_options())
@@ -366,13 +434,17 @@ async fn take_leases(
     owner: &str,
     store: &SqlStore,
     clock: &Arc<dyn Clock>,
+    metrics: &Metrics,
 ) -> anyhow::Result<Arc<LeaseKeeper>> {
-    let leases = Arc::new(LeaseKeeper::new(
-        owner.to_string(),
-        Arc::new(store.clone()),
-        clock.clone(),
-        config.lease_ttl(),
-    ));
+    let leases = Arc::new(
+        LeaseKeeper::new(
+            owner.to_string(),
+            Arc::new(store.clone()),
+            clock.clone(),
+            config.lease_ttl(),
+        )
+        .with_metrics(metrics.clone()),
+    );
     if !config.cluster.enabled {
         let all_shards: Vec<ShardId> = ShardId::all().collect();
         let held = leases
@@ -429,6 +501,7 @@ async fn join_cluster(
     local_addr: SocketAddr,
     store: &SqlStore,
     leases: &Arc<LeaseKeeper>,
+    metrics: &Metrics,
 ) -> anyhow::Result<Joined> {
     let (inbox_handler, inbox) = Inbox::new();
     let transport = Transport::start(config.transport(), Arc::new(inbox_handler))
@@ -446,6 +519,7 @@ async fn join_cluster(
         transport,
         leases.clone(),
         Arc::new(store.clone()),
+        metrics.clone(),
     );
     Ok(Joined { node, inbox })
 }

@@ -7,6 +7,7 @@
 //! - `cluster`: membership, transport, placement, hand-off, forwarding
 //! - `workers`: the node's queue workers (logs, incident rules, statistics, webhooks)
 //! - `listener`: the HTTP acceptor (`TCP_NODELAY` on every connection)
+//! - `metrics`: the OpenTelemetry metrics pipeline behind `GET /metrics`
 //! - `demo`: `invigil demo`
 //! - `telemetry`: logging setup
 
@@ -15,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod listener;
+pub mod metrics;
 pub mod telemetry;
 pub mod workers;
 

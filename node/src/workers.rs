@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use invigil_actors::live::directory::Directory;
+use invigil_actors::metrics::Metrics;
 use invigil_actors::ports::{Clock, HotState, StatisticsStore, WorkQueue};
 use invigil_actors::workers::logs::LogWorker;
 use invigil_actors::workers::rules::RulesWorker;
@@ -18,14 +19,26 @@ use invigil_actors::workers::{
 };
 use invigil_store::{HttpWebhookSender, SqlStore};
 use ractor::{Actor, ActorCell};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
+
+/// What the workers read and write besides the store.
+pub struct WorkerPorts {
+    pub hot: Arc<dyn HotState>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+}
 
 /// Running workers, stopped in order at shutdown.
 pub struct Workers {
     cells: Vec<ActorCell>,
     pub counters: Vec<(&'static str, Arc<WorkerCounters>)>,
+    /// (topic, group) of each consumer, for the backlog gauges.
+    consumed: Vec<(&'static str, &'static str)>,
+    metrics: Metrics,
+    sampler: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Workers {
@@ -35,13 +48,21 @@ impl Workers {
         owner: &str,
         directory: &Arc<Directory>,
         store: &SqlStore,
-        hot: Arc<dyn HotState>,
-        queue: Arc<dyn WorkQueue>,
-        clock: Arc<dyn Clock>,
+        ports: WorkerPorts,
     ) -> anyhow::Result<Self> {
+        let WorkerPorts {
+            hot,
+            queue,
+            clock,
+            metrics,
+        } = ports;
+        let metrics = &metrics;
         let mut workers = Self {
             cells: Vec::new(),
             counters: Vec::new(),
+            consumed: Vec::new(),
+            metrics: metrics.clone(),
+            sampler: None,
         };
         if !config.workers.enabled {
             info!("queue workers disabled on this node");
@@ -82,7 +103,7 @@ impl Workers {
                     "webhook",
                     owner,
                     WebhookWorker::new(target, Arc::new(sender), clock.clone()),
-                    queue,
+                    queue.clone(),
                     consumer,
                 )
                 .await?;
@@ -101,6 +122,11 @@ impl Workers {
         )
         .await?;
         workers.cells.push(actor.get_cell());
+        workers.sampler = Some(tokio::spawn(sample_backlog(
+            queue,
+            workers.consumed.clone(),
+            metrics.clone(),
+        )));
         Ok(workers)
     }
 
@@ -113,6 +139,7 @@ impl Workers {
         config: ConsumerConfig,
     ) -> anyhow::Result<()> {
         let counters = Arc::new(WorkerCounters::default());
+        self.consumed.push((consumer.topic(), consumer.group()));
         let (actor, _) = Actor::spawn(
             None,
             WorkerActor::<C>::default(),
@@ -124,6 +151,7 @@ impl Workers {
                 consumer,
                 config,
                 counters: counters.clone(),
+                metrics: self.metrics.clone(),
             },
         )
         .await?;
@@ -134,6 +162,9 @@ impl Workers {
 
     /// Stops every worker; what they had not acknowledged is redelivered.
     pub async fn stop(self, grace: Duration) {
+        if let Some(sampler) = &self.sampler {
+            sampler.abort();
+        }
         for cell in &self.cells {
             cell.stop(Some("the node is shutting down".into()));
         }
@@ -146,6 +177,33 @@ impl Workers {
             if tokio::time::timeout(grace, stopped).await.is_err() {
                 warn!("a worker did not stop in time");
                 cell.kill();
+            }
+        }
+    }
+}
+
+/// How often the queue's backlog is sampled for the gauges.
+const BACKLOG_SAMPLE: Duration = Duration::from_secs(5);
+
+/// Samples each consumed topic's backlog (`invigil_queue_pending`,
+/// `invigil_queue_dead_letters`) until aborted. A queue that does not
+/// answer keeps the last value (the queue's own errors are logged by the
+/// workers).
+async fn sample_backlog(
+    queue: Arc<dyn WorkQueue>,
+    consumed: Vec<(&'static str, &'static str)>,
+    metrics: Metrics,
+) {
+    let mut ticker = tokio::time::interval(BACKLOG_SAMPLE);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        for (topic, group) in &consumed {
+            let depth = tokio::time::timeout(BACKLOG_SAMPLE, queue.depth(topic, group)).await;
+            match depth {
+                Ok(Ok(depth)) => metrics.set_queue_depth(topic, depth.pending, depth.dead_letters),
+                Ok(Err(error)) => debug!(topic, %error, "queue backlog not sampled"),
+                Err(_) => debug!(topic, "queue backlog not sampled in time"),
             }
         }
     }

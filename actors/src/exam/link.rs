@@ -86,6 +86,7 @@ impl CandidateLink {
                 value: AnswerValue::new(value),
                 cseq,
                 reply: None,
+                received: std::time::Instant::now(),
             }),
             CandidateInput::Event { kind, detail } => RoomMsg::ClientEvent(ClientEvent {
                 candidate_id,

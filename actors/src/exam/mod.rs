@@ -278,6 +278,7 @@ impl Exam {
         value: &Value,
         cseq: i64,
     ) -> Result<AnswerReceipt, ExamError> {
+        let received = std::time::Instant::now();
         self.ask_room(plan_id, room_id, |reply| {
             RoomMsg::Answer(Answer {
                 candidate_id: candidate_id.clone(),
@@ -286,6 +287,7 @@ impl Exam {
                 value: AnswerValue::new(value.clone()),
                 cseq,
                 reply: Some(reply),
+                received,
             })
         })
         .await

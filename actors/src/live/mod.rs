@@ -113,4 +113,6 @@ pub struct LiveDeps {
     pub webhooks: bool,
     /// The actors other nodes host; none when the node runs alone.
     pub remote: Option<Arc<dyn RemoteLive>>,
+    /// The node's instruments.
+    pub metrics: crate::metrics::Metrics,
 }

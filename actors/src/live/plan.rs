@@ -98,6 +98,8 @@ pub struct PlanActorState {
     /// Every room confirmed the plan's current state (its candidates'
     /// share is durable). Until then the keeper tells them again.
     settled: bool,
+    /// This plan's entry in `invigil_plan_state`.
+    gauge: crate::metrics::PlanGauge,
 }
 
 impl Actor for PlanActor {
@@ -120,7 +122,10 @@ impl Actor for PlanActor {
             .plan_context(&args.plan_id)
             .await?
             .ok_or_else(|| format!("plan {} does not exist", args.plan_id))?;
+        let gauge = deps.metrics.plan_gauge();
+        gauge.set(context.runtime.state);
         Ok(PlanActorState {
+            gauge,
             deps: args.deps,
             live_rooms: args.rooms,
             plan_id: args.plan_id,
@@ -303,6 +308,7 @@ impl PlanActorState {
                 .await
             {
                 Ok(revision) => {
+                    self.gauge.set(next.state);
                     self.plan = VersionedPlanRuntime {
                         runtime: next,
                         revision,
@@ -327,6 +333,7 @@ impl PlanActorState {
                 Err(FencedError::Store(StoreError::Conflict(_))) => {
                     // Someone wrote the plan outside this coordinator: re-read.
                     if let Some(current) = deps.plans.plan_runtime(&self.plan_id).await? {
+                        self.gauge.set(current.runtime.state);
                         self.plan = current;
                     }
                 }

@@ -72,6 +72,20 @@ pub trait WorkQueue: Send + Sync + 'static {
     /// Publishes a dead-lettered item again (to its topic, as a new item)
     /// and removes it from the dead letters; returns whether it existed.
     async fn replay_dead_letter(&self, topic: &str, id: &str) -> Result<bool, QueueError>;
+
+    /// How far `group` is behind on `topic` (items not yet delivered plus
+    /// those delivered and not acknowledged) and how many items of the
+    /// topic are parked as dead letters. A topic or group that does not
+    /// exist yet has nothing pending.
+    async fn depth(&self, topic: &str, group: &str) -> Result<QueueDepth, QueueError>;
+}
+
+/// A topic's backlog for one consumer group (`invigil_queue_pending`,
+/// `invigil_queue_dead_letters`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub pending: u64,
+    pub dead_letters: u64,
 }
 
 /// A dead-lettered item with the circumstances of its parking.

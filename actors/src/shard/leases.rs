@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::{Fence, ShardId};
 use crate::domain::Timestamp;
+use crate::metrics::Metrics;
 use crate::ports::{Clock, LeaseStore, StoreError};
 
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +46,8 @@ pub struct LeaseKeeper {
     /// could otherwise read fences the acquisition is about to replace and
     /// drop leases it just took.
     store_calls: tokio::sync::Mutex<()>,
+    /// Shards owned, hand-offs, renewal time.
+    metrics: Metrics,
 }
 
 impl LeaseKeeper {
@@ -62,7 +65,20 @@ impl LeaseKeeper {
             held: RwLock::new(HashMap::new()),
             desired: RwLock::new(Vec::new()),
             store_calls: tokio::sync::Mutex::new(()),
+            metrics: Metrics::noop(),
         }
+    }
+
+    /// Records to `metrics` (`invigil_shards_owned`, hand-offs, renewals).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Publishes how many leases are held now.
+    fn count_held(&self, held: &HashMap<ShardId, HeldLease>) {
+        self.metrics.set_shards_owned(held.len());
     }
 
     pub fn node_id(&self) -> &str {
@@ -215,6 +231,13 @@ impl LeaseKeeper {
                 },
             );
         }
+        self.count_held(&held);
+        // Epoch 1 is a shard nobody held before; a later epoch was taken
+        // from an earlier owner (another node, or this node's previous run).
+        let fresh = leases.iter().filter(|lease| lease.epoch <= 1).count() as u64;
+        self.metrics.shard_handoff("acquired", fresh);
+        self.metrics
+            .shard_handoff("taken_over", leases.len() as u64 - fresh);
         if !leases.is_empty() {
             info!(node_id = %self.node_id, acquired = leases.len(), asked = shards.len(), "shard leases acquired");
         }
@@ -240,10 +263,13 @@ impl LeaseKeeper {
             return Ok(());
         }
         let sent_at = self.clock.now();
+        let started = std::time::Instant::now();
         let renewed = self
             .store
             .renew_leases(&self.node_id, &fences, self.ttl, sent_at)
-            .await?;
+            .await;
+        self.metrics.lease_renewed(started.elapsed());
+        let renewed = renewed?;
         let usable_until = sent_at.plus_millis(self.ttl_millis());
         let mut held = self
             .held
@@ -260,6 +286,8 @@ impl LeaseKeeper {
                 lease.usable_until = usable_until;
             }
         }
+        self.count_held(&held);
+        self.metrics.shard_handoff("lost", lost as u64);
         if lost > 0 {
             warn!(node_id = %self.node_id, lost, "shard leases lost at renewal");
         }
@@ -331,7 +359,7 @@ impl LeaseKeeper {
                 .held
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            shards
+            let fences = shards
                 .iter()
                 .filter_map(|shard| {
                     held.remove(shard).map(|lease| Fence {
@@ -339,8 +367,11 @@ impl LeaseKeeper {
                         epoch: lease.epoch,
                     })
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            self.count_held(&held);
+            fences
         };
+        self.metrics.shard_handoff("released", fences.len() as u64);
         if fences.is_empty() {
             return Ok(());
         }
@@ -351,10 +382,13 @@ impl LeaseKeeper {
     /// Stops using every lease without telling the store (a node that lost
     /// its majority: the leases run out and the majority's nodes take them).
     pub fn abandon_all(&self) {
-        self.held
+        let mut held = self
+            .held
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.metrics.shard_handoff("lost", held.len() as u64);
+        held.clear();
+        self.count_held(&held);
     }
 
     /// Gives every lease back so another node can take the shards at once.
@@ -372,8 +406,10 @@ impl LeaseKeeper {
                 })
                 .collect::<Vec<_>>();
             held.clear();
+            self.count_held(&held);
             fences
         };
+        self.metrics.shard_handoff("released", fences.len() as u64);
         if fences.is_empty() {
             return Ok(());
         }

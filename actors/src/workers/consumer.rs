@@ -97,6 +97,8 @@ pub struct WorkerArgs<C> {
     pub consumer: C,
     pub config: ConsumerConfig,
     pub counters: Arc<WorkerCounters>,
+    /// `invigil_queue_processed_total`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub struct WorkerState<C> {
@@ -163,6 +165,10 @@ impl<C: Consume> Actor for WorkerActor<C> {
                         .counters
                         .acked
                         .fetch_add(finished.len() as u64, Ordering::Relaxed);
+                    state
+                        .args
+                        .metrics
+                        .queue_processed(topic, "ok", finished.len() as u64);
                 }
                 // Redelivered later; consumers are idempotent.
                 Err(error) => warn!(%error, topic, "acknowledging finished entries failed"),
@@ -182,6 +188,7 @@ impl<C: Consume> WorkerState<C> {
             consumer,
             config,
             counters,
+            metrics,
         } = &mut self.args;
         let (topic, group) = (consumer.topic(), consumer.group());
         let mut items = Vec::new();
@@ -217,6 +224,7 @@ impl<C: Consume> WorkerState<C> {
                     .dead_letter(topic, group, &item, "delivered too many times")
                     .await?;
                 counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                metrics.queue_processed(topic, "dead_letter", 1);
             } else {
                 work.push(item);
             }
@@ -233,16 +241,19 @@ impl<C: Consume> WorkerState<C> {
                     warn!(topic, id = %item.id, %reason, "dead-lettering an entry");
                     queue.dead_letter(topic, group, item, &reason).await?;
                     counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    metrics.queue_processed(topic, "dead_letter", 1);
                 }
                 Outcome::Retry(reason) if item.deliveries >= config.max_deliveries => {
                     warn!(topic, id = %item.id, %reason, deliveries = item.deliveries, "giving up on an entry");
                     queue.dead_letter(topic, group, item, &reason).await?;
                     counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    metrics.queue_processed(topic, "dead_letter", 1);
                 }
                 Outcome::Later => {}
                 Outcome::Retry(reason) => {
                     debug!(topic, id = %item.id, %reason, "entry left for redelivery");
                     counters.retried.fetch_add(1, Ordering::Relaxed);
+                    metrics.queue_processed(topic, "retry", 1);
                 }
             }
         }
@@ -251,6 +262,7 @@ impl<C: Consume> WorkerState<C> {
             counters
                 .acked
                 .fetch_add(done.len() as u64, Ordering::Relaxed);
+            metrics.queue_processed(topic, "ok", done.len() as u64);
         }
         Ok(())
     }

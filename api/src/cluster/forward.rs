@@ -89,13 +89,16 @@ impl<E: Endpoint<Output = Response>> Endpoint for ForwardEndpoint<E> {
                 break;
             }
             response = match cluster.route(shard) {
-                Route::Node(node) => match cluster.forward(&node, forwarded.clone()).await {
-                    Ok(answer) => into_response(answer),
-                    Err(error) => {
-                        tracing::debug!(node = %node, %error, "forwarding failed; retrying");
-                        response
+                Route::Node(node) => {
+                    self.state.metrics.forwarded("rest");
+                    match cluster.forward(&node, forwarded.clone()).await {
+                        Ok(answer) => into_response(answer),
+                        Err(error) => {
+                            tracing::debug!(node = %node, %error, "forwarding failed; retrying");
+                            response
+                        }
                     }
-                },
+                }
                 Route::Here => {
                     let retry = rebuild(&forwarded)?;
                     self.inner.call(retry).await?

@@ -150,7 +150,38 @@ impl LoginApi {
         &self,
         body: Body<CandidateLoginBody>,
     ) -> Result<Json<CandidateLoginResponse>, ApiError> {
-        let body = body.0;
+        let result = self.candidate_login(body.0).await;
+        self.count("candidate", result.as_ref().err());
+        result
+    }
+
+    /// Proctor login (argon2id-verified password).
+    #[oai(path = "/auth/proctor", method = "post", tag = "ApiTags::Auth")]
+    async fn proctor(
+        &self,
+        body: Body<ProctorLoginBody>,
+    ) -> Result<Json<ProctorLoginResponse>, ApiError> {
+        let result = self.proctor_login(body.0).await;
+        self.count("proctor", result.as_ref().err());
+        result
+    }
+}
+
+impl LoginApi {
+    /// `invigil_logins_total`: ok, limited (429), or refused (anything else).
+    fn count(&self, role: &'static str, error: Option<&ApiError>) {
+        let outcome = match error {
+            None => "ok",
+            Some(error) if error.code == "too_many_attempts" => "limited",
+            Some(_) => "refused",
+        };
+        self.state.metrics.login(role, outcome);
+    }
+
+    async fn candidate_login(
+        &self,
+        body: CandidateLoginBody,
+    ) -> Result<Json<CandidateLoginResponse>, ApiError> {
         let plan_id = PlanId::parse(body.plan_id.as_str()).map_err(|error| {
             ApiError::unprocessable("invalid_id", error.to_string()).with_field("plan_id")
         })?;
@@ -203,13 +234,10 @@ impl LoginApi {
         }))
     }
 
-    /// Proctor login (argon2id-verified password).
-    #[oai(path = "/auth/proctor", method = "post", tag = "ApiTags::Auth")]
-    async fn proctor(
+    async fn proctor_login(
         &self,
-        body: Body<ProctorLoginBody>,
+        body: ProctorLoginBody,
     ) -> Result<Json<ProctorLoginResponse>, ApiError> {
-        let body = body.0;
         bounded(&body.login, "login", 64)?;
         bounded(&body.password, "password", 256)?;
         let plan_filter = body

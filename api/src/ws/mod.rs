@@ -69,7 +69,7 @@ pub async fn candidate_socket(
             .into_response();
     }
     ws.on_upgrade(move |socket| {
-        let (sink, stream) = futures::StreamExt::split(socket);
+        let (sink, stream) = socket::metered(socket, &state.metrics, "candidate");
         candidate::serve(state, plan_id, room_id, candidate_id, ip, sink, stream)
     })
     .into_response()
@@ -91,7 +91,7 @@ pub async fn proctor_socket(
     let token = query.token.unwrap_or_default();
     ws.config(socket_config(&state.settings))
         .on_upgrade(move |socket| {
-            let (sink, stream) = futures::StreamExt::split(socket);
+            let (sink, stream) = socket::metered(socket, &state.metrics, "proctor");
             proctor::serve(state, claims, token, sink, stream)
         })
         .into_response()

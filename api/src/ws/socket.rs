@@ -163,3 +163,139 @@ where
         }
     }
 }
+
+/// One socket's share of the metrics: counted open while either half
+/// lives; its close is counted once, with the first close code seen in
+/// either direction (`none` when the connection just ended).
+struct Meter {
+    gauge: invigil_actors::metrics::SocketGauge,
+    /// The first close code seen; 0 while none.
+    close: std::sync::atomic::AtomicU32,
+}
+
+impl Meter {
+    fn saw_close(&self, code: u16) {
+        let _ = self.close.compare_exchange(
+            0,
+            u32::from(code),
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn frame(&self, message: &Message, direction: &'static str) {
+        match message {
+            Message::Text(_) | Message::Binary(_) => {
+                self.gauge
+                    .metrics()
+                    .socket_frame(self.gauge.role(), direction);
+            }
+            Message::Close(frame) => {
+                self.saw_close(frame.as_ref().map_or(1005, |(code, _)| u16::from(*code)));
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        let code = self.close.load(std::sync::atomic::Ordering::Relaxed);
+        let code = u16::try_from(code).ok().filter(|code| *code != 0);
+        self.gauge.metrics().socket_closed(self.gauge.role(), code);
+    }
+}
+
+/// The reading half of a metered socket.
+pub struct MeteredStream<S> {
+    inner: S,
+    meter: std::sync::Arc<Meter>,
+}
+
+/// The writing half of a metered socket.
+pub struct MeteredSink<K> {
+    inner: K,
+    meter: std::sync::Arc<Meter>,
+}
+
+/// Splits `socket` into halves that count its frames, its close and its
+/// being open (`invigil_sockets`, `invigil_socket_frames_total`,
+/// `invigil_socket_closes_total`) under `role`.
+pub fn metered<T>(
+    socket: T,
+    metrics: &invigil_actors::metrics::Metrics,
+    role: &'static str,
+) -> (
+    MeteredSink<futures::stream::SplitSink<T, Message>>,
+    MeteredStream<futures::stream::SplitStream<T>>,
+)
+where
+    T: Stream<Item = std::io::Result<Message>> + Sink<Message>,
+{
+    let meter = std::sync::Arc::new(Meter {
+        gauge: metrics.socket_opened(role),
+        close: std::sync::atomic::AtomicU32::new(0),
+    });
+    let (sink, stream) = socket.split();
+    (
+        MeteredSink {
+            inner: sink,
+            meter: meter.clone(),
+        },
+        MeteredStream {
+            inner: stream,
+            meter,
+        },
+    )
+}
+
+impl<S> Stream for MeteredStream<S>
+where
+    S: Stream<Item = std::io::Result<Message>> + Unpin,
+{
+    type Item = std::io::Result<Message>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_next(cx);
+        if let std::task::Poll::Ready(Some(Ok(message))) = &polled {
+            self.meter.frame(message, "in");
+        }
+        polled
+    }
+}
+
+impl<K> Sink<Message> for MeteredSink<K>
+where
+    K: Sink<Message> + Unpin,
+{
+    type Error = K::Error;
+
+    fn poll_ready(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::pin::Pin::new(&mut self.inner).poll_ready(cx)
+    }
+
+    fn start_send(mut self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        self.meter.frame(&item, "out");
+        std::pin::Pin::new(&mut self.inner).start_send(item)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::pin::Pin::new(&mut self.inner).poll_close(cx)
+    }
+}

@@ -7,7 +7,7 @@
 //! `1012 reconnect` and the client reconnects (through any node) and
 //! resumes with its `last_seq`.
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use invigil_actors::live::wire::close as code;
 use poem::web::websocket::{Message, WebSocketStream};
 use tokio::sync::mpsc;
@@ -28,7 +28,8 @@ fn client_gone() -> TunnelFrame {
 
 /// Gateway side: pipes a client's socket to the owner's end of a tunnel.
 pub async fn gateway(state: AppState, node: String, open: TunnelOpen, socket: WebSocketStream) {
-    let (mut sink, mut stream) = socket.split();
+    state.metrics.forwarded("socket");
+    let (mut sink, mut stream) = super::socket::metered(socket, &state.metrics, "tunnel");
     let Some(cluster) = state.cluster.clone() else {
         return close(&mut sink, code::TRY_AGAIN, "try again").await;
     };

@@ -139,6 +139,7 @@ async fn consume<C: Consume>(
                 ..ConsumerConfig::default()
             },
             counters: counters.clone(),
+            metrics: invigil_actors::metrics::Metrics::noop(),
         },
     )
     .await?;

@@ -134,14 +134,27 @@ impl Control {
         node.membership.set_load(sockets).await;
     }
 
-    /// Applies the majority rule (module doc); false: hosting nothing.
+    /// Applies the majority rule (module doc) and publishes the members by
+    /// status; false: hosting nothing.
     fn hosts(&self, view: &MembershipView) -> bool {
         let node = &self.node;
-        let majority = node
-            .stability
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .observe(view, node.draining.load(Ordering::Relaxed), Instant::now());
+        let (majority, unreachable) = {
+            let mut stability = node
+                .stability
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let majority =
+                stability.observe(view, node.draining.load(Ordering::Relaxed), Instant::now());
+            // Stable members that are not live now and did not drain.
+            let unreachable = stability
+                .stable
+                .iter()
+                .filter(|id| !stability.departed.contains(*id))
+                .filter(|id| !view.members.iter().any(|member| &member.node_id == *id))
+                .count();
+            (majority, unreachable)
+        };
+        count_members(&node.metrics, view, unreachable);
         let was_hosting = node.hosting.swap(majority, Ordering::Relaxed);
         if !majority && was_hosting {
             warn!(node_id = %node.node_id, live = view.members.len(), "lost the majority of the last stable membership: hosting nothing");
@@ -213,4 +226,23 @@ fn still_announcing(node: &ClusterNode) -> bool {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .is_some_and(|started| started.elapsed() < DRAIN_ANNOUNCE)
+}
+
+/// `invigil_cluster_members{status}`: live members by their status, and
+/// members of the last stable membership that are not live.
+fn count_members(
+    metrics: &invigil_actors::metrics::Metrics,
+    view: &MembershipView,
+    unreachable: usize,
+) {
+    let mut counts = [0i64; 4];
+    for member in &view.members {
+        counts[match member.status {
+            MemberStatus::Joining => 0,
+            MemberStatus::Ready => 1,
+            MemberStatus::Draining => 2,
+        }] += 1;
+    }
+    counts[3] = i64::try_from(unreachable).unwrap_or(i64::MAX);
+    metrics.set_members(counts);
 }

@@ -22,7 +22,7 @@ pub(super) struct Stability {
     pub(super) stable: BTreeSet<String>,
     /// Members seen draining: they leave on purpose and do not count
     /// against a majority (a node that comes back live leaves this set).
-    departed: BTreeSet<String>,
+    pub(super) departed: BTreeSet<String>,
 }
 
 impl Stability {

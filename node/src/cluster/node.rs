@@ -28,9 +28,10 @@ use tracing::{debug, info};
 
 use super::majority::Stability;
 use super::membership::{MemberStatus, Membership};
-use super::transport::Transport;
+use super::transport::{Transport, TransportError};
 use super::tunnels::{Tunnels, pump};
 use super::wire::{Wire, decode_reply, encode};
+use invigil_actors::metrics::Metrics;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -59,6 +60,8 @@ pub struct ClusterNode {
     pub(super) wake: Notify,
     /// Turns true when a drain has handed every shard off.
     pub(super) drained: watch::Sender<bool>,
+    /// Transport calls by outcome, members by status.
+    pub(super) metrics: Metrics,
 }
 
 impl ClusterNode {
@@ -68,8 +71,10 @@ impl ClusterNode {
         transport: Transport,
         leases: Arc<LeaseKeeper>,
         lease_store: Arc<dyn LeaseStore>,
+        metrics: Metrics,
     ) -> Arc<Self> {
         Arc::new(Self {
+            metrics,
             node_id,
             membership,
             transport,
@@ -85,6 +90,17 @@ impl ClusterNode {
             wake: Notify::new(),
             drained: watch::channel(false).0,
         })
+    }
+
+    /// A call to another node over the transport, counted by outcome.
+    async fn call_peer(&self, node: &str, payload: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        let result = self.transport.call(node, payload).await;
+        self.metrics.transport_call(match &result {
+            Ok(_) => "ok",
+            Err(TransportError::Timeout) => "timeout",
+            Err(_) => "error",
+        });
+        result
     }
 
     pub fn membership(&self) -> &Membership {
@@ -238,8 +254,7 @@ impl ClusterPort for ClusterNode {
         request: ForwardedRequest,
     ) -> Result<ForwardedResponse, String> {
         let reply = self
-            .transport
-            .call(node, encode(&Wire::Http(request)))
+            .call_peer(node, encode(&Wire::Http(request)))
             .await
             .map_err(|error| error.to_string())?;
         decode_reply(node, &reply)
@@ -248,8 +263,7 @@ impl ClusterPort for ClusterNode {
     async fn open_tunnel(&self, node: &str, open: TunnelOpen) -> Result<Tunnel, String> {
         let (tunnel, from_owner) = self.tunnels.open_gateway(node);
         let opened = match self
-            .transport
-            .call(node, encode(&Wire::TunnelOpen { tunnel, open }))
+            .call_peer(node, encode(&Wire::TunnelOpen { tunnel, open }))
             .await
         {
             Ok(bytes) => decode_reply::<Result<(), String>>(node, &bytes).and_then(|result| result),
@@ -317,7 +331,7 @@ impl RemoteLive for ClusterNode {
             plan_id: plan_id.clone(),
             room_id: room_id.clone(),
         };
-        match self.transport.call(&owner, encode(&wire)).await {
+        match self.call_peer(&owner, encode(&wire)).await {
             Ok(reply) => decode_reply(&owner, &reply).ok().flatten(),
             Err(error) => {
                 debug!(node = %owner, %error, "presence not answered");
@@ -358,14 +372,10 @@ impl ClusterNode {
         wire: &Wire,
         unconfirmed: &'static str,
     ) -> Result<(), ExamError> {
-        let reply = self
-            .transport
-            .call(node, encode(wire))
-            .await
-            .map_err(|error| {
-                debug!(node = %node, %error, "a call to another node failed");
-                ExamError::Unavailable("the node hosting it did not answer")
-            })?;
+        let reply = self.call_peer(node, encode(wire)).await.map_err(|error| {
+            debug!(node = %node, %error, "a call to another node failed");
+            ExamError::Unavailable("the node hosting it did not answer")
+        })?;
         match decode_reply::<Result<(), String>>(node, &reply) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => {

@@ -359,6 +359,26 @@ impl Default for TelemetrySection {
     }
 }
 
+/// Prometheus metrics (docs/observability.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `false`: nothing is recorded and `GET /metrics` is 404.
+    pub enabled: bool,
+    /// Serve `GET /metrics` on its own address (e.g. `0.0.0.0:9464`) instead
+    /// of the API's; empty: on the API's address.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: None,
+        }
+    }
+}
+
 /// The queue workers every node runs (logs, incident rules, statistics,
 /// admin webhook) and the outbox that feeds them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -425,4 +445,5 @@ pub struct Config {
     pub workers: WorkersSection,
     pub webhook: WebhookSection,
     pub telemetry: TelemetrySection,
+    pub metrics: MetricsSection,
 }

@@ -7,6 +7,7 @@ mod errors;
 mod files;
 mod hot_state;
 mod live;
+mod metrics;
 mod redis_faults;
 mod results;
 mod support;

@@ -149,6 +149,7 @@ async fn a_worker_killed_mid_batch_is_reclaimed_without_double_effect() {
             consumer: DiesAfterWriting(LogWorker::new(store.clone())),
             config: consumer_config(100),
             counters: Arc::new(WorkerCounters::default()),
+            metrics: invigil_actors::metrics::Metrics::noop(),
         },
     )
     .await
@@ -171,6 +172,7 @@ async fn a_worker_killed_mid_batch_is_reclaimed_without_double_effect() {
             consumer: LogWorker::new(store.clone()),
             config: consumer_config(100),
             counters: counters.clone(),
+            metrics: invigil_actors::metrics::Metrics::noop(),
         },
     )
     .await

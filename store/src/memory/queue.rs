@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use invigil_actors::ports::{Clock, DeadLetter, QueueError, SystemClock, WorkItem, WorkQueue};
+use invigil_actors::ports::{
+    Clock, DeadLetter, QueueDepth, QueueError, SystemClock, WorkItem, WorkQueue,
+};
 use tokio::sync::Notify;
 use tracing::warn;
 
@@ -314,6 +316,23 @@ impl WorkQueue for MemoryWorkQueue {
             }
         }
         Ok(())
+    }
+
+    async fn depth(&self, topic: &str, group: &str) -> Result<QueueDepth, QueueError> {
+        let topic = self.topic(topic);
+        let state = topic.lock();
+        let pending = state.groups.get(group).map_or(state.log.len(), |group| {
+            let undelivered = state
+                .log
+                .iter()
+                .filter(|entry| entry.id >= group.cursor)
+                .count();
+            undelivered + group.pending.len()
+        });
+        Ok(QueueDepth {
+            pending: pending as u64,
+            dead_letters: state.dead.len() as u64,
+        })
     }
 
     async fn dead_letters(&self, topic: &str, max: usize) -> Result<Vec<WorkItem>, QueueError> {

@@ -21,6 +21,7 @@ const MAX_LOOKUPS: usize = 8;
 impl RoomState {
     /// Tells whoever sent a refused request why.
     fn refuse_answer(&mut self, seat: usize, answer: Answer, error: ExamError) {
+        self.deps.metrics.answer_refused(error.code());
         match answer.reply {
             Some(reply) => {
                 let _ = reply.send(Err(error));
@@ -66,7 +67,9 @@ impl RoomState {
             Ok(AnswerDecision::Repeat { version }) => {
                 // Still on its way to the journal: acknowledge with the original.
                 if let Some(pending) = self.seats[seat].uncommitted.get_mut(&answer.cseq) {
-                    pending.waiters.push(AnswerWaiter::of(answer.reply));
+                    pending
+                        .waiters
+                        .push(AnswerWaiter::of(answer.reply, answer.received));
                     return None;
                 }
                 self.acknowledge(seat, answer, version);
@@ -79,7 +82,9 @@ impl RoomState {
                     if pending.question_id == answer.question_id
                         && pending.digest == answer.value.digest()
                     {
-                        pending.waiters.push(AnswerWaiter::of(answer.reply));
+                        pending
+                            .waiters
+                            .push(AnswerWaiter::of(answer.reply, answer.received));
                     } else {
                         let cseq = answer.cseq;
                         self.refuse_answer(seat, answer, DomainError::CseqConflict(cseq).into());
@@ -156,7 +161,7 @@ impl RoomState {
                     candidate: seat,
                     cseq,
                     version,
-                    first: AnswerWaiter::of(answer.reply),
+                    first: AnswerWaiter::of(answer.reply, answer.received),
                 });
                 match self.write(myself, vec![entry], after).await {
                     Ok(()) => None,
@@ -198,6 +203,7 @@ impl RoomState {
 
     /// Acknowledges an answer that is already durable.
     fn acknowledge(&mut self, seat: usize, answer: Answer, version: i64) {
+        self.deps.metrics.answer_acked(answer.received.elapsed());
         match answer.reply {
             Some(reply) => {
                 let _ = reply.send(Ok(AnswerReceipt {

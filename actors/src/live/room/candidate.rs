@@ -142,6 +142,7 @@ impl RoomState {
                 return Some("the shard lease is lost");
             }
         };
+        self.deps.metrics.incident_opened(&kind, source.as_str());
         let incident = Incident {
             id: id.unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string()),
             plan_id: self.plan_id.clone(),

@@ -155,6 +155,7 @@ impl RoomState {
             return Some(LEASE_LOST);
         }
         let now = self.now();
+        self.report_counts();
 
         // Connections: hysteresis, and sockets silent for too long are dead.
         for seat in 0..self.seats.len() {

@@ -147,8 +147,12 @@ impl RoomState {
                 let mut stream_acks = 0;
                 for waiter in waiters {
                     match waiter {
-                        AnswerWaiter::Stream => stream_acks += 1,
-                        AnswerWaiter::Rest(reply) => {
+                        AnswerWaiter::Stream { received } => {
+                            self.deps.metrics.answer_acked(received.elapsed());
+                            stream_acks += 1;
+                        }
+                        AnswerWaiter::Rest { reply, received } => {
+                            self.deps.metrics.answer_acked(received.elapsed());
                             let _ = reply.send(Ok(AnswerReceipt { cseq, version }));
                         }
                     }
@@ -167,17 +171,24 @@ impl RoomState {
             Waiting::Done(reply) => {
                 let _ = reply.send(Ok(()));
             }
-            Waiting::Receipt { reply, targets } => replies_after_push = Some((reply, targets)),
+            Waiting::Receipt {
+                reply,
+                targets,
+                received,
+            } => replies_after_push = Some((reply, targets, received)),
         }
         let seats_of_frames: Vec<usize> = frames.iter().map(|(seat, _)| *seat).collect();
         let delivered = self.push(frames);
-        if let Some((reply, targets)) = replies_after_push {
+        if let Some((reply, targets, received)) = replies_after_push {
             let reached: HashSet<usize> = seats_of_frames
                 .iter()
                 .zip(&delivered)
                 .filter(|(seat, delivered)| **delivered && targets.contains(seat))
                 .map(|(seat, _)| *seat)
                 .collect();
+            if !reached.is_empty() {
+                self.deps.metrics.control_delivered(received.elapsed());
+            }
             let _ = reply.send(Ok(CommandReceipt {
                 delivered: !reached.is_empty(),
                 reached: reached.len(),
@@ -207,13 +218,14 @@ impl RoomState {
                     .unwrap_or_default();
                 waiters.push(first);
                 for waiter in waiters {
+                    self.deps.metrics.answer_refused(error.code());
                     match waiter {
-                        AnswerWaiter::Stream => {
+                        AnswerWaiter::Stream { .. } => {
                             let text =
                                 wire::exam_error(self.seats[candidate].last_seq, error, Some(cseq));
                             self.send_connection_frame(candidate, None, text);
                         }
-                        AnswerWaiter::Rest(reply) => {
+                        AnswerWaiter::Rest { reply, .. } => {
                             let _ = reply.send(Err(error.clone()));
                         }
                     }

@@ -78,6 +78,7 @@ impl RoomState {
             (true, Some((_, client_seq))) if *client_seq <= last_seq => Some(*client_seq),
             _ => None,
         };
+        let asked_to_resume = connect.resume.is_some();
         let session = match (client_seq, connect.resume) {
             (Some(_), Some((session, _))) => session,
             _ => uuid::Uuid::now_v7().simple().to_string(),
@@ -120,6 +121,9 @@ impl RoomState {
                 });
             }
             None => {
+                if asked_to_resume {
+                    self.deps.metrics.resumed(false);
+                }
                 let welcome = wire::welcome(&session, last_seq, false, &view);
                 self.send_connection_frame(seat, Some(connect.connection_id), welcome);
                 self.report_connected(seat, connect.ip, false);
@@ -169,6 +173,7 @@ impl RoomState {
             }
         };
         let resumed = replay.is_some();
+        self.deps.metrics.resumed(resumed);
         let held = match self.seats[seat].socket.as_mut() {
             Some(socket) if socket.connection_id == pending.connection_id => socket.held.take(),
             // Let go meanwhile (too slow): its close is in its queue.

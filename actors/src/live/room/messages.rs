@@ -95,6 +95,8 @@ pub struct Answer {
     pub value: AnswerValue,
     pub cseq: i64,
     pub reply: Option<Reply<AnswerReceipt>>,
+    /// When the frame or request arrived (`invigil_answer_ack_seconds`).
+    pub received: std::time::Instant,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -136,6 +136,7 @@ impl Actor for RoomActor {
             vec![myself.get_cell()],
         );
         debug!(plan_id = %args.plan_id, room_id = %args.room_id, seats = seats.len(), "room activated");
+        let gauge = args.deps.metrics.room_gauge();
         let room = myself.clone();
         let resume = ResumeLog::start(
             args.deps.hot.clone(),
@@ -168,6 +169,7 @@ impl Actor for RoomActor {
             retiring: None,
             lookups: 0,
             resume,
+            gauge,
         })
     }
 

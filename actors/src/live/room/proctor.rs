@@ -117,6 +117,7 @@ impl RoomState {
             entry: JournalEntry::Log(log),
         });
         let mut after = AfterCommit::new(Waiting::Receipt {
+            received: std::time::Instant::now(),
             reply: command.reply,
             targets: vec![seat],
         });
@@ -191,6 +192,7 @@ impl RoomState {
         });
         let targets: Vec<usize> = (0..self.seats.len()).collect();
         let mut after = AfterCommit::new(Waiting::Receipt {
+            received: std::time::Instant::now(),
             reply: command.reply,
             targets: targets.clone(),
         });

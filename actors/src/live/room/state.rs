@@ -54,14 +54,20 @@ pub struct PlanShared {
 /// Who waits for an answer to become durable.
 pub(super) enum AnswerWaiter {
     /// The candidate's stream gets an `ack`.
-    Stream,
-    Rest(Reply<AnswerReceipt>),
+    Stream { received: std::time::Instant },
+    Rest {
+        reply: Reply<AnswerReceipt>,
+        received: std::time::Instant,
+    },
 }
 
 impl AnswerWaiter {
     /// A REST caller's reply port, or (none) the candidate's stream.
-    pub(super) fn of(reply: Option<Reply<AnswerReceipt>>) -> Self {
-        reply.map_or(Self::Stream, Self::Rest)
+    pub(super) fn of(reply: Option<Reply<AnswerReceipt>>, received: std::time::Instant) -> Self {
+        match reply {
+            Some(reply) => Self::Rest { reply, received },
+            None => Self::Stream { received },
+        }
     }
 }
 
@@ -156,6 +162,8 @@ pub(super) enum Waiting {
     Receipt {
         reply: Reply<CommandReceipt>,
         targets: Vec<usize>,
+        /// When the room took the command (`invigil_control_delivery_seconds`).
+        received: std::time::Instant,
     },
     Incident {
         reply: Reply<IncidentView>,
@@ -218,6 +226,9 @@ pub struct RoomState {
     pub(super) lookups: usize,
     /// The candidates' resume buffers, written off the mailbox.
     pub(super) resume: ResumeLog,
+    /// This room's part of `invigil_candidates` and friends, refreshed
+    /// every tick; gone with the room.
+    pub(super) gauge: crate::metrics::RoomGauge,
 }
 
 impl RoomState {
@@ -346,6 +357,23 @@ impl RoomState {
                 .collect(),
             incidents: self.incidents.iter().map(IncidentView::from).collect(),
         }
+    }
+
+    /// The room's candidates by state and connection, for the metrics.
+    pub(super) fn report_counts(&self) {
+        let mut counts = crate::metrics::RoomCounts::default();
+        let (mut sitting, mut sitting_offline) = (0, 0);
+        for seat in &self.seats {
+            let presence = seat.connection.presence();
+            counts.add(seat.runtime.state, presence);
+            if seat.runtime.state.is_sitting() || seat.runtime.state == CandidateState::CheckedIn {
+                sitting += 1;
+                if presence == crate::domain::Presence::Offline {
+                    sitting_offline += 1;
+                }
+            }
+        }
+        self.gauge.set(counts.with_dark(sitting, sitting_offline));
     }
 
     pub(super) fn presence(&self) -> PresenceCounts {
