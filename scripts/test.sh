@@ -26,3 +26,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --locked --no-fail-fast
 fi
+
+echo "== observability: promtool config, rules and rule tests; dashboards against a real Prometheus"
+scripts/check-observability.sh
+INVIGIL_BIN=target/debug/invigil scripts/check-live-observability.sh
