@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{Instrument, warn};
 
 use crate::metrics::Metrics;
 use crate::ports::{EntryOutcome, FencedEntry, Journal, StoreError};
@@ -122,6 +122,8 @@ impl ReplyTo {
 struct Pending {
     entries: Vec<FencedEntry>,
     reply: Reply,
+    /// The caller's span: the batch's commit span follows from it.
+    span: tracing::Span,
 }
 
 /// The handle callers write through. Cloning is cheap; the writer stops when
@@ -194,6 +196,7 @@ impl JournalWriter {
         let (reply, answer) = oneshot::channel();
         self.lane(&entries)
             .send(Pending {
+                span: tracing::Span::current(),
                 entries,
                 reply: Reply::channel(reply),
             })
@@ -219,6 +222,7 @@ impl JournalWriter {
         }
         self.lane(&entries)
             .send(Pending {
+                span: tracing::Span::current(),
                 entries,
                 reply: Reply::callback(on_commit),
             })
@@ -282,12 +286,24 @@ async fn commit(
     let mut entries: Vec<FencedEntry> =
         Vec::with_capacity(batch.iter().map(|pending| pending.entries.len()).sum());
     let mut replies: Vec<(Reply, usize)> = Vec::with_capacity(batch.len());
+    let mut spans = Vec::with_capacity(batch.len());
     for pending in batch {
+        spans.push(pending.span);
         replies.push((pending.reply, pending.entries.len()));
         entries.extend(pending.entries);
     }
     let started = Instant::now();
-    let result = commit_with_retries(journal, config, &entries).await;
+    let span = tracing::debug_span!(
+        "journal.commit",
+        entries = entries.len(),
+        callers = replies.len()
+    );
+    for caller in &spans {
+        span.follows_from(caller);
+    }
+    let result = commit_with_retries(journal, config, &entries)
+        .instrument(span)
+        .await;
     metrics.journal_committed(entries.len(), started.elapsed());
     tracing::debug!(
         entries = entries.len(),

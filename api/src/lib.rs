@@ -15,6 +15,7 @@
 //! - `body`: JSON bodies with size limits and field-path errors
 //! - `error`: the one mapping from errors to status and code
 //! - `settings`: what the node configures (limits, lifetimes, sizes)
+//! - `trace`: the trace context carried to other nodes
 //! - `state`, `views`, `tags`, `time`: shared pieces
 
 pub mod admin;
@@ -34,6 +35,7 @@ pub mod settings;
 pub mod state;
 pub mod tags;
 pub mod time;
+pub mod trace;
 pub mod views;
 pub mod ws;
 

@@ -1,4 +1,4 @@
-//! `GET /metrics` and the HTTP request metrics (docs/observability.md).
+//! `GET /metrics`, and the HTTP request metrics and spans (docs/observability.md).
 //!
 //! Requests are counted by route *pattern* (`/api/v1/admin/plans/:plan_id`),
 //! which the router knows once it matched; a path that matched no route is
@@ -11,6 +11,7 @@ use std::time::Instant;
 use invigil_actors::metrics::Metrics;
 use poem::http::Method;
 use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response};
+use tracing::Instrument;
 
 /// Renders the node's metrics in the Prometheus text format.
 pub trait MetricsExposition: Send + Sync + 'static {
@@ -53,9 +54,24 @@ impl<E: Endpoint> Endpoint for HttpMetricsEndpoint<E> {
     async fn call(&self, request: Request) -> poem::Result<Response> {
         let started = Instant::now();
         let method = method_label(request.method());
+        // The request's span continues a trace another node (or a client)
+        // started, when the request carries one.
+        let span = tracing::info_span!(
+            "http.request",
+            method,
+            route = tracing::field::Empty,
+            status = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        let traceparent = request
+            .headers()
+            .get(crate::trace::TRACEPARENT)
+            .and_then(|value| value.to_str().ok());
+        crate::trace::continue_trace(&span, traceparent);
         let result = self
             .inner
             .call(request)
+            .instrument(span.clone())
             .await
             .map(IntoResponse::into_response);
         let (status, pattern) = match &result {
@@ -63,6 +79,8 @@ impl<E: Endpoint> Endpoint for HttpMetricsEndpoint<E> {
             Err(error) => (error.status(), error.data::<PathPattern>().cloned()),
         };
         let route = pattern.as_ref().map_or("other", |pattern| &pattern.0);
+        span.record("route", route);
+        span.record("status", status.as_u16());
         self.metrics
             .http_request(route, method, status.as_u16(), started.elapsed());
         result

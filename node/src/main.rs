@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref())?;
-            telemetry::init(&config.telemetry);
+            let _telemetry = telemetry::init(&config.telemetry, &config.node.id)?;
             Application::build(config)
                 .await?
                 .run_until_stopped(shutdown_signal())
@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { config } => {
             let config = Config::load(config.as_deref())?;
-            telemetry::init(&config.telemetry);
+            let _telemetry = telemetry::init(&config.telemetry, &config.node.id)?;
             let store = invigil_store::SqlStore::connect(&invigil_store::SqlOptions::new(
                 config.store.url.expose(),
             ))
@@ -100,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
                 reset,
             };
             let config = demo::config(&options)?;
-            telemetry::init(&config.telemetry);
+            let _telemetry = telemetry::init(&config.telemetry, &config.node.id)?;
             let application = Application::build(config).await?;
             let seeded = demo::seed(application.state()).await?;
             let plan_state = application

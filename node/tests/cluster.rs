@@ -86,6 +86,8 @@ struct Sandbox {
     /// Nodes stopped with SIGSTOP.
     paused: Vec<bool>,
     client: reqwest::Client,
+    /// More environment for the nodes started from now on.
+    env: Vec<(String, String)>,
 }
 
 impl Sandbox {
@@ -119,6 +121,7 @@ impl Sandbox {
             ports,
             nodes: (0..capacity).map(|_| None).collect(),
             paused: vec![false; capacity],
+            env: Vec::new(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -180,6 +183,7 @@ impl Sandbox {
             .env("RUST_LOG", "info,chitchat=warn,ractor_cluster=warn")
             // Startup errors in a line, not under a backtrace (see `tail`).
             .env("RUST_BACKTRACE", "0")
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -1256,4 +1260,234 @@ async fn a_joiner_takes_a_quarter_and_a_drained_node_hands_off_without_failed_sa
     );
     let total = assert_every_ack_durable(&sandbox, "dr", &seen).await;
     println!("{total} acked answers, all durable; no answer refused");
+}
+
+/// An OTLP/HTTP collector that keeps what it is sent (JSON bodies of
+/// `POST /v1/traces`).
+async fn otlp_collector() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let kept = received.clone();
+    tokio::spawn(async move {
+        while let Ok((connection, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut connection = tokio::io::BufReader::new(connection);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    // Request line and headers.
+                    loop {
+                        line.clear();
+                        if connection.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if connection.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    if let Ok(json) = serde_json::from_slice::<Value>(&body) {
+                        kept.lock().unwrap().push(json);
+                    }
+                    let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    if connection
+                        .get_mut()
+                        .write_all(reply.as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+/// The next text frame of a test socket, as JSON.
+async fn next_json(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    loop {
+        if let Message::Text(text) = socket.next().await.expect("a frame").unwrap() {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// A span as the collector got it: (node, trace id, span id, parent, name).
+type SpanSeen = (String, String, String, String, String);
+
+fn spans_seen(received: &Arc<Mutex<Vec<Value>>>) -> Vec<SpanSeen> {
+    let mut spans = Vec::new();
+    for body in received.lock().unwrap().iter() {
+        for resource in body["resourceSpans"].as_array().into_iter().flatten() {
+            let node = resource["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|attribute| attribute["key"] == "service.instance.id")
+                .and_then(|attribute| attribute["value"]["stringValue"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                for span in scope["spans"].as_array().into_iter().flatten() {
+                    let text = |key: &str| span[key].as_str().unwrap_or_default().to_string();
+                    spans.push((
+                        node.clone(),
+                        text("traceId"),
+                        text("spanId"),
+                        text("parentSpanId"),
+                        text("name"),
+                    ));
+                }
+            }
+        }
+    }
+    spans
+}
+
+/// Whether one trace holds `gateway_span` on `gateway` and `owner_spans`
+/// on `owner`.
+fn one_trace_across(
+    spans: &[SpanSeen],
+    gateway: &str,
+    gateway_span: &str,
+    owner: &str,
+    owner_spans: &[&str],
+) -> bool {
+    spans
+        .iter()
+        .filter(|(node, _, _, _, name)| node == gateway && name == gateway_span)
+        .any(|(_, trace, _, _, _)| {
+            owner_spans.iter().all(|wanted| {
+                spans
+                    .iter()
+                    .any(|(node, t, _, _, name)| node == owner && t == trace && name == wanted)
+            })
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_answer_is_one_trace_across_two_nodes() {
+    let (port, received) = otlp_collector().await;
+    let mut sandbox = Sandbox::new(2).await;
+    sandbox.env = vec![
+        (
+            "INVIGIL_TELEMETRY__OTLP_ENDPOINT".into(),
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into()),
+    ];
+    sandbox.start(0);
+    sandbox.start(1);
+    wait_until("two nodes in agreement", Duration::from_secs(30), || {
+        sandbox.agreed()
+    })
+    .await;
+    let plan_id = "traced";
+    sandbox
+        .admin(
+            0,
+            reqwest::Method::PUT,
+            &format!("/plans/{plan_id}"),
+            Some(plan(6, 1)),
+        )
+        .await;
+    for action in ["open", "start"] {
+        sandbox
+            .admin(
+                0,
+                reqwest::Method::POST,
+                &format!("/plans/{plan_id}/commands"),
+                Some(json!({"action": action})),
+            )
+            .await;
+    }
+    // A room node-2 owns, reached through node-1.
+    let mut room = None;
+    for r in 1..=6 {
+        if room_owner(&sandbox, 0, plan_id, &format!("room-{r}")).await == "node-2" {
+            room = Some(r);
+            break;
+        }
+    }
+    let room = room.expect("node-2 owns one of six rooms");
+    let token = sandbox.candidate_token(0, plan_id, room).await;
+
+    // Over REST: node-1 forwards to node-2.
+    let saved = sandbox
+        .client
+        .put(format!("{}/api/v1/candidate/answers/q1", sandbox.base(0)))
+        .bearer_auth(&token)
+        .json(&json!({"value": "traced", "cseq": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(saved.status().is_success(), "{}", saved.status());
+
+    // Over a socket: node-1 tunnels it to node-2.
+    let url = format!(
+        "{}/ws/candidate?token={token}",
+        sandbox.base(0).replace("http://", "ws://")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    socket
+        .send(Message::text(json!({"t": "hello"}).to_string()))
+        .await
+        .unwrap();
+    while next_json(&mut socket).await["t"] != "welcome" {}
+    socket
+        .send(Message::text(
+            json!({"t": "answer", "q": "q2", "value": "by socket", "cseq": 2}).to_string(),
+        ))
+        .await
+        .unwrap();
+    while next_json(&mut socket).await["t"] != "ack" {}
+    let _ = socket.close(None).await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let spans = spans_seen(&received);
+        let rest = one_trace_across(
+            &spans,
+            "node-1",
+            "http.forward",
+            "node-2",
+            &["http.request", "answer"],
+        );
+        let socket = one_trace_across(
+            &spans,
+            "node-1",
+            "ws.tunnel",
+            "node-2",
+            &["ws.socket", "answer"],
+        );
+        if rest && socket {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no trace across both nodes (rest {rest}, socket {socket}); spans seen: {:?}",
+            spans
+                .iter()
+                .map(|(node, _, _, _, name)| format!("{node}:{name}"))
+                .collect::<std::collections::BTreeSet<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

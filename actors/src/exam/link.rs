@@ -80,6 +80,7 @@ impl CandidateLink {
                 value,
                 cseq,
             } => RoomMsg::Answer(Answer {
+                span: tracing::debug_span!("answer", cseq, question = %question_id),
                 candidate_id,
                 connection_id: Some(connection_id),
                 question_id,

@@ -229,6 +229,7 @@ impl Exam {
     }
 
     /// Runs an admin command on a plan through its coordinator.
+    #[tracing::instrument(name = "plan.command", skip_all, fields(plan_id = %plan_id, command = ?command))]
     pub async fn plan_command(
         &self,
         plan_id: &PlanId,
@@ -288,6 +289,7 @@ impl Exam {
                 cseq,
                 reply: Some(reply),
                 received,
+                span: tracing::debug_span!("answer", cseq, question = %question_id),
             })
         })
         .await
@@ -309,6 +311,7 @@ impl Exam {
         .await
     }
 
+    #[tracing::instrument(name = "proctor.command", skip_all, fields(candidate_id = %candidate_id, action = action.name()))]
     pub async fn candidate_command(
         &self,
         plan_id: &PlanId,

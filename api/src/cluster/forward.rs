@@ -7,6 +7,7 @@ use std::time::Duration;
 use invigil_actors::shard::ShardId;
 use poem::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
+use tracing::Instrument;
 
 use super::port::{ForwardedRequest, ForwardedResponse, Route};
 use crate::error::{ApiError, SHARD_HEADER};
@@ -75,13 +76,48 @@ impl<E: Endpoint<Output = Response>> Endpoint for ForwardEndpoint<E> {
                 .into_response());
             }
         };
+        // The forwarding is a span of its own; the owner's request span
+        // continues its trace (the `traceparent` sent along replaces the
+        // client's, which this span continues).
+        let span = tracing::info_span!(
+            "http.forward",
+            uri = %parts.uri.path(),
+            trace_id = tracing::field::Empty,
+        );
+        let client_trace = parts
+            .headers
+            .get(crate::trace::TRACEPARENT)
+            .and_then(|value| value.to_str().ok());
+        crate::trace::continue_trace(&span, client_trace);
+        let mut headers: Vec<(String, String)> = header_pairs(&parts.headers)
+            .into_iter()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case(crate::trace::TRACEPARENT))
+            .collect();
+        if let Some(traceparent) = crate::trace::traceparent(&span) {
+            headers.push((crate::trace::TRACEPARENT.to_owned(), traceparent));
+        }
         let forwarded = ForwardedRequest {
             method: parts.method.to_string(),
             uri: parts.uri.to_string(),
-            headers: header_pairs(&parts.headers),
+            headers,
             body: body.to_vec(),
         };
         let local = Request::from_parts(parts, Body::from(body));
+        self.forward_while_moving(local, forwarded, cluster)
+            .instrument(span)
+            .await
+    }
+}
+
+impl<E: Endpoint<Output = Response>> ForwardEndpoint<E> {
+    /// Serves `local` here; while the answer is `not_owner`, sends
+    /// `forwarded` to the shard's owner (up to [`FORWARD_PATIENCE`]).
+    async fn forward_while_moving(
+        &self,
+        local: Request,
+        forwarded: ForwardedRequest,
+        cluster: std::sync::Arc<dyn crate::cluster::port::ClusterPort>,
+    ) -> poem::Result<Response> {
         let mut response = self.inner.call(local).await?;
         let deadline = tokio::time::Instant::now() + FORWARD_PATIENCE;
         while let Some(shard) = not_owner_shard(&response) {

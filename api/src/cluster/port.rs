@@ -55,6 +55,9 @@ pub struct TunnelOpen {
     /// The room of a [`SocketKind::ProctorRoom`] feed.
     #[serde(default)]
     pub room: Option<String>,
+    /// The gateway's trace context (W3C), continued by the owner's socket span.
+    #[serde(default)]
+    pub traceparent: Option<String>,
 }
 
 /// One frame through a tunnel, either way.

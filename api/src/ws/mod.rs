@@ -36,6 +36,7 @@ use self::socket::{TokenQuery, socket_config};
 use crate::auth::{Role, candidate_seat, verify_socket_token};
 use crate::cluster::{SocketKind, TunnelOpen};
 use crate::state::AppState;
+use tracing::Instrument;
 
 /// `GET /ws/candidate?token=…`: checks the token (role candidate), then
 /// upgrades; the socket is served here or tunnelled to the room's owner.
@@ -63,6 +64,7 @@ pub async fn candidate_socket(
             token: query.token.unwrap_or_default(),
             ip,
             room: None,
+            traceparent: None,
         };
         return ws
             .on_upgrade(move |socket| tunnel::gateway(state, node, open, socket))
@@ -70,7 +72,13 @@ pub async fn candidate_socket(
     }
     ws.on_upgrade(move |socket| {
         let (sink, stream) = socket::metered(socket, &state.metrics, "candidate");
-        candidate::serve(state, plan_id, room_id, candidate_id, ip, sink, stream)
+        let span = tracing::info_span!(
+            "ws.socket",
+            kind = "candidate",
+            trace_id = tracing::field::Empty
+        );
+        crate::trace::record_trace_id(&span);
+        candidate::serve(state, plan_id, room_id, candidate_id, ip, sink, stream).instrument(span)
     })
     .into_response()
 }

@@ -64,6 +64,7 @@ pub(super) async fn remote_feed(
             token: token.clone(),
             ip: None,
             room: Some(room_id.to_string()),
+            traceparent: None,
         };
         match cluster.open_tunnel(&node, open).await {
             Ok(mut tunnel) => {

@@ -11,7 +11,7 @@ use futures::SinkExt;
 use invigil_actors::live::wire::close as code;
 use poem::web::websocket::{Message, WebSocketStream};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 
 use super::socket::{Incoming, close, next_frame};
 use crate::auth::{Role, candidate_seat, verify_socket_token};
@@ -27,7 +27,15 @@ fn client_gone() -> TunnelFrame {
 }
 
 /// Gateway side: pipes a client's socket to the owner's end of a tunnel.
-pub async fn gateway(state: AppState, node: String, open: TunnelOpen, socket: WebSocketStream) {
+/// The owner's socket span continues this one's trace.
+pub async fn gateway(state: AppState, node: String, mut open: TunnelOpen, socket: WebSocketStream) {
+    let span = tracing::info_span!("ws.tunnel", node = %node, trace_id = tracing::field::Empty);
+    crate::trace::record_trace_id(&span);
+    open.traceparent = crate::trace::traceparent(&span);
+    pipe(state, node, open, socket).instrument(span).await;
+}
+
+async fn pipe(state: AppState, node: String, open: TunnelOpen, socket: WebSocketStream) {
     state.metrics.forwarded("socket");
     let (mut sink, mut stream) = super::socket::metered(socket, &state.metrics, "tunnel");
     let Some(cluster) = state.cluster.clone() else {
@@ -127,38 +135,53 @@ pub async fn serve(
         Ok::<_, std::io::Error>(outgoing)
     });
     let mut sink = Box::pin(sink);
-    match open.kind {
-        SocketKind::Candidate => match candidate_seat(&state, Some(&open.token)).await {
-            Ok((plan_id, room_id, candidate_id)) => {
-                super::candidate::serve(
-                    state,
-                    plan_id,
-                    room_id,
-                    candidate_id,
-                    open.ip,
-                    sink,
-                    stream,
-                )
-                .await;
-            }
-            Err(error) => close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
-        },
-        SocketKind::Proctor => {
-            match verify_socket_token(&state, Some(&open.token), Role::Proctor).await {
-                Ok(claims) => super::proctor::serve(state, claims, open.token, sink, stream).await,
+    let span = tracing::info_span!(
+        "ws.socket",
+        kind = ?open.kind,
+        tunnelled = true,
+        trace_id = tracing::field::Empty,
+    );
+    crate::trace::continue_trace(&span, open.traceparent.as_deref());
+    async move {
+        match open.kind {
+            SocketKind::Candidate => match candidate_seat(&state, Some(&open.token)).await {
+                Ok((plan_id, room_id, candidate_id)) => {
+                    super::candidate::serve(
+                        state,
+                        plan_id,
+                        room_id,
+                        candidate_id,
+                        open.ip,
+                        sink,
+                        stream,
+                    )
+                    .await;
+                }
                 Err(error) => close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
+            },
+            SocketKind::Proctor => {
+                match verify_socket_token(&state, Some(&open.token), Role::Proctor).await {
+                    Ok(claims) => {
+                        super::proctor::serve(state, claims, open.token, sink, stream).await
+                    }
+                    Err(error) => close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
+                }
             }
-        }
-        SocketKind::ProctorRoom => {
-            let claims = match verify_socket_token(&state, Some(&open.token), Role::Proctor).await {
-                Ok(claims) => claims,
-                Err(error) => return close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
-            };
-            let room = open.room.as_deref().unwrap_or_default();
-            match crate::proctor::assigned_room(&claims, room) {
-                Ok(room_id) => super::proctor::feed(state, claims, room_id, sink, stream).await,
-                Err(error) => close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
+            SocketKind::ProctorRoom => {
+                let claims = match verify_socket_token(&state, Some(&open.token), Role::Proctor)
+                    .await
+                {
+                    Ok(claims) => claims,
+                    Err(error) => return close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
+                };
+                let room = open.room.as_deref().unwrap_or_default();
+                match crate::proctor::assigned_room(&claims, room) {
+                    Ok(room_id) => super::proctor::feed(state, claims, room_id, sink, stream).await,
+                    Err(error) => close(&mut sink, code::UNAUTHORIZED, &error.detail).await,
+                }
             }
         }
     }
+    .instrument(span)
+    .await;
 }

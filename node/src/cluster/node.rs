@@ -93,6 +93,7 @@ impl ClusterNode {
     }
 
     /// A call to another node over the transport, counted by outcome.
+    #[tracing::instrument(name = "transport.call", level = "debug", skip(self, payload), fields(bytes = payload.len()))]
     async fn call_peer(&self, node: &str, payload: Vec<u8>) -> Result<Vec<u8>, TransportError> {
         let result = self.transport.call(node, payload).await;
         self.metrics.transport_call(match &result {

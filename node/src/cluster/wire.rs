@@ -109,6 +109,7 @@ mod tests {
                 token: "t".into(),
                 ip: None,
                 room: None,
+                traceparent: None,
             },
         };
         assert!(serde_json::from_slice::<Wire>(&serde_json::to_vec(&open).unwrap()).is_ok());

@@ -348,6 +348,10 @@ pub struct TelemetrySection {
     pub log_format: LogFormat,
     /// An `EnvFilter` directive; `RUST_LOG` overrides it.
     pub log_filter: String,
+    /// An OpenTelemetry collector's OTLP/HTTP address (`http://host:4318`,
+    /// or the whole traces URL): spans are exported there as JSON. Empty:
+    /// no spans leave the node.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for TelemetrySection {
@@ -355,6 +359,7 @@ impl Default for TelemetrySection {
         Self {
             log_format: LogFormat::Json,
             log_filter: "info".into(),
+            otlp_endpoint: None,
         }
     }
 }

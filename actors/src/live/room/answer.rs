@@ -36,7 +36,7 @@ impl RoomState {
     pub(super) async fn on_answer(
         &mut self,
         myself: &ActorRef<RoomMsg>,
-        answer: Answer,
+        mut answer: Answer,
     ) -> Option<&'static str> {
         let seat = match self.seat_index(&answer.candidate_id) {
             Ok(seat) => seat,
@@ -67,9 +67,7 @@ impl RoomState {
             Ok(AnswerDecision::Repeat { version }) => {
                 // Still on its way to the journal: acknowledge with the original.
                 if let Some(pending) = self.seats[seat].uncommitted.get_mut(&answer.cseq) {
-                    pending
-                        .waiters
-                        .push(AnswerWaiter::of(answer.reply, answer.received));
+                    pending.waiters.push(AnswerWaiter::of(&mut answer));
                     return None;
                 }
                 self.acknowledge(seat, answer, version);
@@ -82,9 +80,7 @@ impl RoomState {
                     if pending.question_id == answer.question_id
                         && pending.digest == answer.value.digest()
                     {
-                        pending
-                            .waiters
-                            .push(AnswerWaiter::of(answer.reply, answer.received));
+                        pending.waiters.push(AnswerWaiter::of(&mut answer));
                     } else {
                         let cseq = answer.cseq;
                         self.refuse_answer(seat, answer, DomainError::CseqConflict(cseq).into());
@@ -145,6 +141,7 @@ impl RoomState {
                         waiters: Vec::new(),
                     },
                 );
+                let first = AnswerWaiter::of(&mut answer);
                 let entry = FencedEntry {
                     fence,
                     entry: JournalEntry::Answer {
@@ -161,7 +158,7 @@ impl RoomState {
                     candidate: seat,
                     cseq,
                     version,
-                    first: AnswerWaiter::of(answer.reply, answer.received),
+                    first,
                 });
                 match self.write(myself, vec![entry], after).await {
                     Ok(()) => None,

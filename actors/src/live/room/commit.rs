@@ -147,12 +147,18 @@ impl RoomState {
                 let mut stream_acks = 0;
                 for waiter in waiters {
                     match waiter {
-                        AnswerWaiter::Stream { received } => {
+                        AnswerWaiter::Stream { received, span } => {
                             self.deps.metrics.answer_acked(received.elapsed());
+                            span.in_scope(|| tracing::debug!(version, "acked"));
                             stream_acks += 1;
                         }
-                        AnswerWaiter::Rest { reply, received } => {
+                        AnswerWaiter::Rest {
+                            reply,
+                            received,
+                            span,
+                        } => {
                             self.deps.metrics.answer_acked(received.elapsed());
+                            span.in_scope(|| tracing::debug!(version, "acked"));
                             let _ = reply.send(Ok(AnswerReceipt { cseq, version }));
                         }
                     }

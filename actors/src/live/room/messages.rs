@@ -97,6 +97,9 @@ pub struct Answer {
     pub reply: Option<Reply<AnswerReceipt>>,
     /// When the frame or request arrived (`invigil_answer_ack_seconds`).
     pub received: std::time::Instant,
+    /// The answer's span, from receipt to ack (a `debug` span: traced only
+    /// when spans are exported).
+    pub span: tracing::Span,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -32,6 +32,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tracing::Instrument;
 use tracing::{debug, warn};
 
 pub use self::messages::*;
@@ -223,7 +224,10 @@ impl Actor for RoomActor {
                 state.on_heartbeat(heartbeat);
                 None
             }
-            RoomMsg::Answer(answer) => state.on_answer(&myself, answer).await,
+            RoomMsg::Answer(answer) => {
+                let span = answer.span.clone();
+                state.on_answer(&myself, answer).instrument(span).await
+            }
             RoomMsg::ClientEvent(event) => state.on_client_event(&myself, event).await,
             RoomMsg::Submit(submit) => state.on_submit(&myself, submit).await,
             RoomMsg::CheckIn(check_in) => state.on_check_in(&myself, check_in).await,

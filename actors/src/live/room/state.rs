@@ -54,19 +54,29 @@ pub struct PlanShared {
 /// Who waits for an answer to become durable.
 pub(super) enum AnswerWaiter {
     /// The candidate's stream gets an `ack`.
-    Stream { received: std::time::Instant },
+    Stream {
+        received: std::time::Instant,
+        span: tracing::Span,
+    },
     Rest {
         reply: Reply<AnswerReceipt>,
         received: std::time::Instant,
+        span: tracing::Span,
     },
 }
 
 impl AnswerWaiter {
-    /// A REST caller's reply port, or (none) the candidate's stream.
-    pub(super) fn of(reply: Option<Reply<AnswerReceipt>>, received: std::time::Instant) -> Self {
-        match reply {
-            Some(reply) => Self::Rest { reply, received },
-            None => Self::Stream { received },
+    /// A REST caller's reply port, or (none) the candidate's stream; the
+    /// answer's span stays open until it is answered.
+    pub(super) fn of(answer: &mut super::messages::Answer) -> Self {
+        let (received, span) = (answer.received, answer.span.clone());
+        match answer.reply.take() {
+            Some(reply) => Self::Rest {
+                reply,
+                received,
+                span,
+            },
+            None => Self::Stream { received, span },
         }
     }
 }

@@ -9,9 +9,11 @@
 //! (candidates by state, rooms, plans) are observed at scrape time from
 //! what rooms and plans last reported ([`RoomGauge`], [`PlanGauge`]).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+mod hosted;
+mod labels;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -20,211 +22,9 @@ use opentelemetry::metrics::{
     ObservableGauge, UpDownCounter,
 };
 
-use crate::domain::{CandidateState, PlanState, Presence};
-
-/// Time buckets (seconds) of every latency histogram.
-pub const TIME_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
-/// Buckets of the journal's batch sizes.
-pub const BATCH_BUCKETS: [f64; 11] = [
-    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0,
-];
-
-/// Every candidate state, in the order of [`RoomCounts::states`].
-pub const CANDIDATE_STATES: [CandidateState; 8] = [
-    CandidateState::Registered,
-    CandidateState::CheckedIn,
-    CandidateState::Testing,
-    CandidateState::Paused,
-    CandidateState::Submitted,
-    CandidateState::ForceSubmitted,
-    CandidateState::Expelled,
-    CandidateState::Absent,
-];
-
-/// Every plan state, in the order [`PlanGauge::set`] counts them.
-pub const PLAN_STATES: [PlanState; 6] = [
-    PlanState::Scheduled,
-    PlanState::Open,
-    PlanState::InProgress,
-    PlanState::Paused,
-    PlanState::Ended,
-    PlanState::Finalized,
-];
-
-/// Member statuses as `invigil_cluster_members` labels them.
-pub const MEMBER_STATUSES: [&str; 4] = ["joining", "ready", "draining", "unreachable"];
-
-/// Incident kinds that get their own label value; any other kind a
-/// client sends counts as `other` (kinds are free snake_case words).
-pub const INCIDENT_KINDS: [&str; 15] = [
-    "focus_lost",
-    "focus_lost_repeated",
-    "tab_switch",
-    "fullscreen_exit",
-    "copy_paste",
-    "copy_paste_detected",
-    "screen_share",
-    "duplicate_login",
-    "ip_change",
-    "ip_changed",
-    "went_offline",
-    "connectivity",
-    "proctor_report",
-    "multiple_displays",
-    "other",
-];
-
-/// Queue topics (`workers::topics`).
-pub const QUEUE_TOPICS: [&str; 3] = ["logs", "events", "webhooks"];
-
-/// Socket roles.
-pub const SOCKET_ROLES: [&str; 3] = ["candidate", "proctor", "tunnel"];
-
-/// The `code` label of a WebSocket close code: known codes by number, the
-/// rest as `other`.
-pub fn close_code_label(code: Option<u16>) -> &'static str {
-    match code {
-        None => "none",
-        Some(1000) => "1000",
-        Some(1001) => "1001",
-        Some(1002) => "1002",
-        Some(1003) => "1003",
-        Some(1006) => "1006",
-        Some(1007) => "1007",
-        Some(1008) => "1008",
-        Some(1009) => "1009",
-        Some(1011) => "1011",
-        Some(1012) => "1012",
-        Some(1013) => "1013",
-        Some(4400) => "4400",
-        Some(4401) => "4401",
-        Some(4403) => "4403",
-        Some(4404) => "4404",
-        Some(4408) => "4408",
-        Some(4409) => "4409",
-        Some(4410) => "4410",
-        Some(4429) => "4429",
-        Some(4503) => "4503",
-        Some(_) => "other",
-    }
-}
-
-/// The `status_class` label of an HTTP status.
-pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
-}
-
-/// The `kind` label of an incident kind.
-pub fn incident_kind_label(kind: &str) -> &'static str {
-    INCIDENT_KINDS
-        .iter()
-        .find(|known| **known == kind)
-        .copied()
-        .unwrap_or("other")
-}
-
-/// What one room last reported: its candidates by state and connection.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RoomCounts {
-    /// Indexed like [`CANDIDATE_STATES`].
-    pub states: [i64; 8],
-    /// online, stale, offline.
-    pub connection: [i64; 3],
-    /// Most candidates who checked in are offline.
-    pub dark: bool,
-}
-
-impl RoomCounts {
-    pub fn add(&mut self, state: CandidateState, presence: Presence) {
-        let index = CANDIDATE_STATES
-            .iter()
-            .position(|known| *known == state)
-            .unwrap_or(0);
-        self.states[index] += 1;
-        self.connection[match presence {
-            Presence::Online => 0,
-            Presence::Stale => 1,
-            Presence::Offline => 2,
-        }] += 1;
-    }
-
-    /// Marks the room dark when more than half of the candidates who are
-    /// sitting the exam (checked in, testing or paused) are offline.
-    pub fn with_dark(mut self, sitting: i64, sitting_offline: i64) -> Self {
-        self.dark = sitting > 0 && sitting_offline * 2 > sitting;
-        self
-    }
-}
-
-/// What rooms and plans on this node last reported, and the node-wide
-/// numbers other parts set; read at scrape time.
-#[derive(Default)]
-struct Hosted {
-    rooms: Mutex<HashMap<u64, RoomCounts>>,
-    plans: Mutex<HashMap<u64, usize>>,
-    next: AtomicU64,
-    members: [AtomicI64; 4],
-    shards_owned: AtomicI64,
-    /// (pending, dead letters) by topic index, -1 until sampled.
-    queue: [(AtomicI64, AtomicI64); 3],
-}
-
-/// One room's entry in the hosted gauges; removed when dropped (the room stops).
-pub struct RoomGauge {
-    id: u64,
-    hosted: Arc<Hosted>,
-}
-
-impl RoomGauge {
-    pub fn set(&self, counts: RoomCounts) {
-        if let Ok(mut rooms) = self.hosted.rooms.lock() {
-            rooms.insert(self.id, counts);
-        }
-    }
-}
-
-impl Drop for RoomGauge {
-    fn drop(&mut self) {
-        if let Ok(mut rooms) = self.hosted.rooms.lock() {
-            rooms.remove(&self.id);
-        }
-    }
-}
-
-/// One plan coordinator's entry; removed when dropped.
-pub struct PlanGauge {
-    id: u64,
-    hosted: Arc<Hosted>,
-}
-
-impl PlanGauge {
-    pub fn set(&self, state: PlanState) {
-        let index = PLAN_STATES
-            .iter()
-            .position(|known| *known == state)
-            .unwrap_or(0);
-        if let Ok(mut plans) = self.hosted.plans.lock() {
-            plans.insert(self.id, index);
-        }
-    }
-}
-
-impl Drop for PlanGauge {
-    fn drop(&mut self) {
-        if let Ok(mut plans) = self.hosted.plans.lock() {
-            plans.remove(&self.id);
-        }
-    }
-}
+use self::hosted::{Hosted, observe_hosted};
+pub use self::hosted::{PlanGauge, RoomCounts, RoomGauge};
+pub use self::labels::*;
 
 /// The node's instruments. Cheap to clone.
 #[derive(Clone)]
@@ -260,7 +60,7 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-fn kv(key: &'static str, value: &'static str) -> KeyValue {
+pub(super) fn kv(key: &'static str, value: &'static str) -> KeyValue {
     KeyValue::new(key, value)
 }
 
@@ -274,11 +74,7 @@ impl Metrics {
     /// set starts at zero, so dashboards and alerts find it before the
     /// first event.
     pub fn new(meter: &Meter) -> Self {
-        let hosted = Arc::new(Hosted::default());
-        for topic in &hosted.queue {
-            topic.0.store(-1, Ordering::Relaxed);
-            topic.1.store(-1, Ordering::Relaxed);
-        }
+        let hosted = Hosted::new();
         let time = |name: &'static str, description: &'static str| {
             meter
                 .f64_histogram(name)
@@ -476,21 +272,12 @@ impl Metrics {
 
     /// A room's entry in `invigil_candidates` and friends.
     pub fn room_gauge(&self) -> RoomGauge {
-        let hosted = self.0.hosted.clone();
-        let id = hosted.next.fetch_add(1, Ordering::Relaxed);
-        hosted
-            .rooms
-            .lock()
-            .map(|mut rooms| rooms.insert(id, RoomCounts::default()))
-            .ok();
-        RoomGauge { id, hosted }
+        self.0.hosted.room_gauge()
     }
 
     /// A plan coordinator's entry in `invigil_plan_state`.
     pub fn plan_gauge(&self) -> PlanGauge {
-        let hosted = self.0.hosted.clone();
-        let id = hosted.next.fetch_add(1, Ordering::Relaxed);
-        PlanGauge { id, hosted }
+        self.0.hosted.plan_gauge()
     }
 
     // ------------------------------------------------------------ cluster
@@ -600,178 +387,6 @@ impl Drop for SocketGauge {
     fn drop(&mut self) {
         self.metrics.0.sockets.add(-1, &[kv("role", self.role)]);
     }
-}
-
-/// The gauges read at scrape time from what rooms, plans, the cluster and
-/// the queue sampler last reported, and the process-wide fencing counters.
-fn observe_hosted(
-    meter: &Meter,
-    hosted: &Arc<Hosted>,
-) -> (Vec<ObservableGauge<i64>>, Vec<ObservableCounter<u64>>) {
-    let mut gauges = Vec::new();
-    let rooms = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_candidates")
-            .with_description("Candidates in the rooms this node hosts, by state")
-            .with_callback(move |observer| {
-                let mut states = [0i64; 8];
-                if let Ok(rooms) = rooms.rooms.lock() {
-                    for counts in rooms.values() {
-                        for (total, count) in states.iter_mut().zip(counts.states) {
-                            *total += count;
-                        }
-                    }
-                }
-                for (state, count) in CANDIDATE_STATES.iter().zip(states) {
-                    observer.observe(count, &[kv("state", state.as_str())]);
-                }
-            })
-            .build(),
-    );
-    let rooms = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_candidates_connection")
-            .with_description("Candidates in the rooms this node hosts, by connection")
-            .with_callback(move |observer| {
-                let mut connection = [0i64; 3];
-                if let Ok(rooms) = rooms.rooms.lock() {
-                    for counts in rooms.values() {
-                        for (total, count) in connection.iter_mut().zip(counts.connection) {
-                            *total += count;
-                        }
-                    }
-                }
-                for (label, count) in ["online", "stale", "offline"].into_iter().zip(connection) {
-                    observer.observe(count, &[kv("connection", label)]);
-                }
-            })
-            .build(),
-    );
-    let rooms = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_rooms_active")
-            .with_description("Rooms this node hosts")
-            .with_callback(move |observer| {
-                let count = rooms.rooms.lock().map(|rooms| rooms.len()).unwrap_or(0);
-                observer.observe(i64::try_from(count).unwrap_or(i64::MAX), &[]);
-            })
-            .build(),
-    );
-    let rooms = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_rooms_dark")
-            .with_description("Hosted rooms where most candidates sitting the exam are offline")
-            .with_callback(move |observer| {
-                let count = rooms
-                    .rooms
-                    .lock()
-                    .map(|rooms| rooms.values().filter(|counts| counts.dark).count())
-                    .unwrap_or(0);
-                observer.observe(i64::try_from(count).unwrap_or(i64::MAX), &[]);
-            })
-            .build(),
-    );
-    let plans = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_plan_state")
-            .with_description("Plans whose coordinator runs on this node, by state")
-            .with_callback(move |observer| {
-                let mut states = [0i64; 6];
-                if let Ok(plans) = plans.plans.lock() {
-                    for index in plans.values() {
-                        states[*index] += 1;
-                    }
-                }
-                for (state, count) in PLAN_STATES.iter().zip(states) {
-                    observer.observe(count, &[kv("state", state.as_str())]);
-                }
-            })
-            .build(),
-    );
-    let cluster = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_cluster_members")
-            .with_description("Cluster members as this node sees them, by status")
-            .with_callback(move |observer| {
-                for (status, count) in MEMBER_STATUSES.iter().zip(&cluster.members) {
-                    observer.observe(count.load(Ordering::Relaxed), &[kv("status", status)]);
-                }
-            })
-            .build(),
-    );
-    let cluster = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_shards_owned")
-            .with_description("Shard leases this node holds")
-            .with_callback(move |observer| {
-                observer.observe(cluster.shards_owned.load(Ordering::Relaxed), &[]);
-            })
-            .build(),
-    );
-    let queue = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_queue_pending")
-            .with_description("Work items published and not yet acked, by topic (sampled)")
-            .with_callback(move |observer| {
-                for (topic, (pending, _)) in QUEUE_TOPICS.iter().zip(&queue.queue) {
-                    let value = pending.load(Ordering::Relaxed);
-                    if value >= 0 {
-                        observer.observe(value, &[kv("topic", topic)]);
-                    }
-                }
-            })
-            .build(),
-    );
-    let queue = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_queue_dead_letters")
-            .with_description("Work items parked as dead letters, by topic (sampled)")
-            .with_callback(move |observer| {
-                for (topic, (_, dead)) in QUEUE_TOPICS.iter().zip(&queue.queue) {
-                    let value = dead.load(Ordering::Relaxed);
-                    if value >= 0 {
-                        observer.observe(value, &[kv("topic", topic)]);
-                    }
-                }
-            })
-            .build(),
-    );
-    let counters = vec![
-        meter
-            .u64_observable_counter("invigil_journal_stale_epoch_rejected")
-            .with_description(
-                "Durable writes the store refused because their shard epoch moved on (this process)",
-            )
-            .with_callback(|observer| {
-                observer.observe(
-                    crate::shard::STALE_EPOCH_WRITES.load(Ordering::Relaxed),
-                    &[],
-                );
-            })
-            .build(),
-        meter
-            .u64_observable_counter("invigil_self_fenced")
-            .with_description(
-                "Writes a room refused itself because its shard lease had run out (this process)",
-            )
-            .with_callback(|observer| {
-                observer.observe(
-                    crate::shard::SELF_FENCED_WRITES.load(Ordering::Relaxed),
-                    &[],
-                );
-            })
-            .build(),
-    ];
-    (gauges, counters)
 }
 
 #[cfg(test)]
