@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use opentelemetry::metrics::{Meter, ObservableCounter, ObservableGauge};
 
-use super::kv;
-use super::labels::{CANDIDATE_STATES, MEMBER_STATUSES, PLAN_STATES, QUEUE_TOPICS};
+use super::labels::{CANDIDATE_STATES, MEMBER_STATUSES, PLAN_STATES, QUEUE_TOPICS, kv};
 use crate::domain::{CandidateState, PlanState, Presence};
 
 /// What one room last reported: its candidates by state and connection.

@@ -1,5 +1,7 @@
 //! Label values: every one from a fixed set.
 
+use opentelemetry::KeyValue;
+
 use crate::domain::{CandidateState, PlanState};
 
 /// Time buckets (seconds) of every latency histogram.
@@ -110,4 +112,9 @@ pub fn incident_kind_label(kind: &str) -> &'static str {
         .find(|known| **known == kind)
         .copied()
         .unwrap_or("other")
+}
+
+/// A label with a fixed value.
+pub(super) fn kv(key: &'static str, value: &'static str) -> KeyValue {
+    KeyValue::new(key, value)
 }

@@ -60,10 +60,6 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-pub(super) fn kv(key: &'static str, value: &'static str) -> KeyValue {
-    KeyValue::new(key, value)
-}
-
 impl Metrics {
     /// Instruments that record nothing.
     pub fn noop() -> Self {
