@@ -41,7 +41,7 @@ def substitute(expr):
 
 
 def legend(template, labels):
-    if not template:
+    if not template or template == "__auto":
         return ",".join(f"{k}={v}" for k, v in labels.items() if k != "__name__") or "value"
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), template)
 
