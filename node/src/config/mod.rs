@@ -125,6 +125,39 @@ mod tests {
     }
 
     #[test]
+    fn metrics_and_traces_are_configured_and_checked() {
+        Jail::expect_with(|jail| {
+            jail.create_file("node.toml", VALID)?;
+            let config = Config::load(Some(Path::new("node.toml"))).map_err(|e| e.to_string())?;
+            assert!(config.metrics.enabled && config.metrics.listen.is_none());
+            assert_eq!(config.telemetry.otlp_endpoint, None);
+            jail.set_env("INVIGIL_METRICS__ENABLED", "false");
+            jail.set_env("INVIGIL_METRICS__LISTEN", "127.0.0.1:9464");
+            jail.set_env("INVIGIL_TELEMETRY__OTLP_ENDPOINT", "http://127.0.0.1:4318");
+            let config = Config::load(Some(Path::new("node.toml"))).map_err(|e| e.to_string())?;
+            assert!(!config.metrics.enabled);
+            assert_eq!(config.metrics.listen.unwrap().port(), 9464);
+            for bad in [
+                "https://collector:4318",
+                "collector:4318",
+                "http://",
+                "http://a b",
+            ] {
+                jail.set_env("INVIGIL_TELEMETRY__OTLP_ENDPOINT", bad);
+                let error = format!(
+                    "{:#}",
+                    Config::load(Some(Path::new("node.toml"))).unwrap_err()
+                );
+                assert!(error.contains("telemetry.otlp_endpoint"), "{bad}: {error}");
+            }
+            jail.set_env("INVIGIL_TELEMETRY__OTLP_ENDPOINT", "http://127.0.0.1:4318");
+            jail.set_env("INVIGIL_METRICS__LISTEN", "not an address");
+            assert!(Config::load(Some(Path::new("node.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn file_limits_come_from_the_environment_and_are_bounded() {
         Jail::expect_with(|jail| {
             jail.create_file("node.toml", VALID)?;

@@ -98,6 +98,16 @@ impl Config {
                 bail!("webhook.secret must be at least 16 bytes when webhook.url is set");
             }
         }
+        if let Some(endpoint) = self.telemetry.otlp_endpoint.as_deref()
+            && !endpoint.is_empty()
+            && !(endpoint.starts_with("http://")
+                && endpoint.len() > "http://".len()
+                && endpoint.parse::<poem::http::Uri>().is_ok())
+        {
+            bail!(
+                "telemetry.otlp_endpoint must be an http:// address, e.g. http://127.0.0.1:4318 (spans go as OTLP/HTTP JSON; put a local collector in front of a TLS one)"
+            );
+        }
         if !(100..=600_000).contains(&self.store.idle_in_transaction_timeout_ms) {
             bail!("store.idle_in_transaction_timeout_ms must be between 100 and 600000");
         }
