@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 log() { echo "check-live-observability: $*" >&2; }
 
-command -v promtool >/dev/null 2>&1 || scripts/check-observability.sh --no-live >/dev/null
+scripts/ensure-prometheus.sh
 PROMETHEUS=$(command -v prometheus)
 export INVIGIL_BIN="${INVIGIL_BIN:-target/debug/invigil}"
 if [ ! -x "$INVIGIL_BIN" ]; then

@@ -12,8 +12,8 @@
 #      there (scripts/check-dashboards.py --prometheus), and the checker's
 #      self-test must catch its planted faults. Both processes are stopped
 #      at the end.
-# Installs Debian's prometheus package when promtool is missing, and stops
-# a Prometheus service the installation may have started.
+# scripts/ensure-prometheus.sh installs Debian's prometheus package when
+# promtool is missing.
 # Usage: scripts/check-observability.sh [--no-live]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,32 +27,7 @@ esac
 
 log() { echo "check-observability: $*" >&2; }
 
-as_root() {
-    if [ "$(id -u)" = 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
-    else log "need root for: $*"; return 1
-    fi
-}
-
-ensure_promtool() {
-    command -v promtool >/dev/null 2>&1 && return 0
-    log "promtool missing: installing Debian's prometheus package"
-    local before after pid
-    before=" $(pgrep -x prometheus | tr '\n' ' ' || true) "
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-    # The package may start its service (on 9090). Stop what it started,
-    # nothing that ran before.
-    after=$(pgrep -x prometheus || true)
-    for pid in $after; do
-        case "$before" in *" $pid "*) continue ;; esac
-        log "stopping the prometheus service the package started (pid $pid)"
-        as_root service prometheus stop >/dev/null 2>&1 || as_root kill "$pid" 2>/dev/null || true
-    done
-    command -v promtool >/dev/null 2>&1 || { log "promtool still missing after installing prometheus"; exit 1; }
-}
-
-ensure_promtool
+scripts/ensure-prometheus.sh
 RULES=()
 TESTS=()
 for file in grafana/prometheus/rules/*.yml; do

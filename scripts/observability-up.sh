@@ -28,13 +28,6 @@ esac
 
 log() { echo "observability-up: $*" >&2; }
 
-as_root() {
-    if [ "$(id -u)" = 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
-    else log "need root for: $*"; return 1
-    fi
-}
-
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -51,20 +44,6 @@ wait_for() {
     log "$name did not answer on $url within 30 s; see $logfile"; return 1
 }
 
-ensure_prometheus() {
-    command -v prometheus >/dev/null 2>&1 && return 0
-    log "installing Debian's prometheus package"
-    local before after pid
-    before=" $(pgrep -x prometheus | tr '\n' ' ' || true) "
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-    after=$(pgrep -x prometheus || true)
-    for pid in $after; do
-        case "$before" in *" $pid "*) continue ;; esac
-        log "stopping the prometheus service the package started (pid $pid)"
-        as_root service prometheus stop >/dev/null 2>&1 || as_root kill "$pid" 2>/dev/null || true
-    done
-}
 
 if ! curl -fsS -o /dev/null http://127.0.0.1:8081/healthz 2>/dev/null; then
     if [ "$START_CLUSTER" = 1 ]; then
@@ -84,7 +63,7 @@ mkdir -p .cluster/prometheus
 if running .cluster/prometheus.pid; then
     log "prometheus already running (pid $(cat .cluster/prometheus.pid))"
 else
-    ensure_prometheus
+    scripts/ensure-prometheus.sh
     if port_open "$PROM_PORT"; then
         log "127.0.0.1:$PROM_PORT is taken by another process; set PROM_PORT"
         exit 1

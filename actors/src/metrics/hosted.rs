@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use opentelemetry::metrics::{Meter, ObservableCounter, ObservableGauge};
+use opentelemetry::metrics::{AsyncInstrument, Meter, ObservableCounter, ObservableGauge};
 
 use super::labels::{CANDIDATE_STATES, MEMBER_STATUSES, PLAN_STATES, QUEUE_TOPICS, kv};
 use crate::domain::{CandidateState, PlanState, Presence};
@@ -141,81 +141,53 @@ pub(super) fn observe_hosted(
     meter: &Meter,
     hosted: &Arc<Hosted>,
 ) -> (Vec<ObservableGauge<i64>>, Vec<ObservableCounter<u64>>) {
-    let mut gauges = Vec::new();
-    let rooms = hosted.clone();
-    gauges.push(
+    // One observable gauge read from `hosted` at scrape time.
+    let gauge = |name: &'static str,
+                 description: &'static str,
+                 observe: fn(&Hosted, &dyn AsyncInstrument<i64>)| {
+        let hosted = hosted.clone();
         meter
-            .i64_observable_gauge("invigil_candidates")
-            .with_description("Candidates in the rooms this node hosts, by state")
-            .with_callback(move |observer| {
-                let mut states = [0i64; 8];
-                if let Ok(rooms) = rooms.rooms.lock() {
-                    for counts in rooms.values() {
-                        for (total, count) in states.iter_mut().zip(counts.states) {
-                            *total += count;
-                        }
-                    }
-                }
-                for (state, count) in CANDIDATE_STATES.iter().zip(states) {
+            .i64_observable_gauge(name)
+            .with_description(description)
+            .with_callback(move |observer| observe(&hosted, observer))
+            .build()
+    };
+    let gauges = vec![
+        gauge(
+            "invigil_candidates",
+            "Candidates in the rooms this node hosts, by state",
+            |hosted, observer| {
+                for (state, count) in CANDIDATE_STATES.iter().zip(hosted.room_totals().states) {
                     observer.observe(count, &[kv("state", state.as_str())]);
                 }
-            })
-            .build(),
-    );
-    let rooms = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_candidates_connection")
-            .with_description("Candidates in the rooms this node hosts, by connection")
-            .with_callback(move |observer| {
-                let mut connection = [0i64; 3];
-                if let Ok(rooms) = rooms.rooms.lock() {
-                    for counts in rooms.values() {
-                        for (total, count) in connection.iter_mut().zip(counts.connection) {
-                            *total += count;
-                        }
-                    }
-                }
+            },
+        ),
+        gauge(
+            "invigil_candidates_connection",
+            "Candidates in the rooms this node hosts, by connection",
+            |hosted, observer| {
+                let connection = hosted.room_totals().connection;
                 for (label, count) in ["online", "stale", "offline"].into_iter().zip(connection) {
                     observer.observe(count, &[kv("connection", label)]);
                 }
-            })
-            .build(),
-    );
-    let rooms = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_rooms_active")
-            .with_description("Rooms this node hosts")
-            .with_callback(move |observer| {
-                let count = rooms.rooms.lock().map(|rooms| rooms.len()).unwrap_or(0);
-                observer.observe(i64::try_from(count).unwrap_or(i64::MAX), &[]);
-            })
-            .build(),
-    );
-    let rooms = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_rooms_dark")
-            .with_description("Hosted rooms where most candidates sitting the exam are offline")
-            .with_callback(move |observer| {
-                let count = rooms
-                    .rooms
-                    .lock()
-                    .map(|rooms| rooms.values().filter(|counts| counts.dark).count())
-                    .unwrap_or(0);
-                observer.observe(i64::try_from(count).unwrap_or(i64::MAX), &[]);
-            })
-            .build(),
-    );
-    let plans = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_plan_state")
-            .with_description("Plans whose coordinator runs on this node, by state")
-            .with_callback(move |observer| {
+            },
+        ),
+        gauge(
+            "invigil_rooms_active",
+            "Rooms this node hosts",
+            |hosted, observer| observer.observe(hosted.room_totals().active, &[]),
+        ),
+        gauge(
+            "invigil_rooms_dark",
+            "Hosted rooms where most candidates sitting the exam are offline",
+            |hosted, observer| observer.observe(hosted.room_totals().dark, &[]),
+        ),
+        gauge(
+            "invigil_plan_state",
+            "Plans whose coordinator runs on this node, by state",
+            |hosted, observer| {
                 let mut states = [0i64; 6];
-                if let Ok(plans) = plans.plans.lock() {
+                if let Ok(plans) = hosted.plans.lock() {
                     for index in plans.values() {
                         states[*index] += 1;
                     }
@@ -223,61 +195,41 @@ pub(super) fn observe_hosted(
                 for (state, count) in PLAN_STATES.iter().zip(states) {
                     observer.observe(count, &[kv("state", state.as_str())]);
                 }
-            })
-            .build(),
-    );
-    let cluster = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_cluster_members")
-            .with_description("Cluster members as this node sees them, by status")
-            .with_callback(move |observer| {
-                for (status, count) in MEMBER_STATUSES.iter().zip(&cluster.members) {
+            },
+        ),
+        gauge(
+            "invigil_cluster_members",
+            "Cluster members as this node sees them, by status",
+            |hosted, observer| {
+                for (status, count) in MEMBER_STATUSES.iter().zip(&hosted.members) {
                     observer.observe(count.load(Ordering::Relaxed), &[kv("status", status)]);
                 }
-            })
-            .build(),
-    );
-    let cluster = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_shards_owned")
-            .with_description("Shard leases this node holds")
-            .with_callback(move |observer| {
-                observer.observe(cluster.shards_owned.load(Ordering::Relaxed), &[]);
-            })
-            .build(),
-    );
-    let queue = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_queue_pending")
-            .with_description("Work items published and not yet acked, by topic (sampled)")
-            .with_callback(move |observer| {
-                for (topic, (pending, _)) in QUEUE_TOPICS.iter().zip(&queue.queue) {
-                    let value = pending.load(Ordering::Relaxed);
-                    if value >= 0 {
-                        observer.observe(value, &[kv("topic", topic)]);
-                    }
+            },
+        ),
+        gauge(
+            "invigil_shards_owned",
+            "Shard leases this node holds",
+            |hosted, observer| observer.observe(hosted.shards_owned.load(Ordering::Relaxed), &[]),
+        ),
+        gauge(
+            "invigil_queue_pending",
+            "Work items published and not yet acked, by topic (sampled)",
+            |hosted, observer| {
+                for (topic, (pending, _)) in QUEUE_TOPICS.iter().zip(&hosted.queue) {
+                    observe_sampled(observer, pending, topic);
                 }
-            })
-            .build(),
-    );
-    let queue = hosted.clone();
-    gauges.push(
-        meter
-            .i64_observable_gauge("invigil_queue_dead_letters")
-            .with_description("Work items parked as dead letters, by topic (sampled)")
-            .with_callback(move |observer| {
-                for (topic, (_, dead)) in QUEUE_TOPICS.iter().zip(&queue.queue) {
-                    let value = dead.load(Ordering::Relaxed);
-                    if value >= 0 {
-                        observer.observe(value, &[kv("topic", topic)]);
-                    }
+            },
+        ),
+        gauge(
+            "invigil_queue_dead_letters",
+            "Work items parked as dead letters, by topic (sampled)",
+            |hosted, observer| {
+                for (topic, (_, dead)) in QUEUE_TOPICS.iter().zip(&hosted.queue) {
+                    observe_sampled(observer, dead, topic);
                 }
-            })
-            .build(),
-    );
+            },
+        ),
+    ];
     let counters = vec![
         meter
             .u64_observable_counter("invigil_journal_stale_epoch_rejected")
@@ -305,4 +257,41 @@ pub(super) fn observe_hosted(
             .build(),
     ];
     (gauges, counters)
+}
+
+/// A sampled queue gauge of `topic`; none before the first sample (-1).
+fn observe_sampled(observer: &dyn AsyncInstrument<i64>, value: &AtomicI64, topic: &'static str) {
+    let value = value.load(Ordering::Relaxed);
+    if value >= 0 {
+        observer.observe(value, &[kv("topic", topic)]);
+    }
+}
+
+/// What the hosted rooms add up to at one scrape.
+#[derive(Default)]
+struct RoomTotals {
+    states: [i64; 8],
+    connection: [i64; 3],
+    active: i64,
+    dark: i64,
+}
+
+impl Hosted {
+    /// The rooms' last reports, summed.
+    fn room_totals(&self) -> RoomTotals {
+        let mut totals = RoomTotals::default();
+        if let Ok(rooms) = self.rooms.lock() {
+            for counts in rooms.values() {
+                for (total, count) in totals.states.iter_mut().zip(counts.states) {
+                    *total += count;
+                }
+                for (total, count) in totals.connection.iter_mut().zip(counts.connection) {
+                    *total += count;
+                }
+                totals.active += 1;
+                totals.dark += i64::from(counts.dark);
+            }
+        }
+        totals
+    }
 }
