@@ -72,6 +72,8 @@ struct NodeProcess {
     child: Child,
     /// When the node logged "serving".
     serving_at: Instant,
+    /// Every line the node wrote to its log.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 /// A private cluster: its own Postgres schema, Redis key prefix, cluster id
@@ -195,11 +197,14 @@ impl Sandbox {
         // The last lines the node wrote: why it stopped, if it does not serve.
         let tail = Arc::new(Mutex::new(std::collections::VecDeque::new()));
         let kept = tail.clone();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let all = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if echo {
                     eprintln!("[{name}] {line}");
                 }
+                all.lock().unwrap().push(line.clone());
                 {
                     let mut kept = kept.lock().unwrap();
                     if kept.len() == 20 {
@@ -230,7 +235,14 @@ impl Sandbox {
         self.nodes[index] = Some(NodeProcess {
             child,
             serving_at: Instant::now(),
+            log,
         });
+    }
+
+    /// The lines node `index` has written to its log so far.
+    fn log_lines(&self, index: usize) -> Vec<String> {
+        let node = self.nodes[index].as_ref().expect("running");
+        node.log.lock().unwrap().clone()
     }
 
     fn signal(&mut self, index: usize, signal: &str) {
@@ -1489,5 +1501,38 @@ async fn a_forwarded_answer_is_one_trace_across_two_nodes() {
                 .collect::<std::collections::BTreeSet<_>>()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The log lines written inside a request carry its trace id, on the
+    // node the client reached and on the one it forwarded to.
+    let login = sandbox
+        .client
+        .post(format!("{}/api/v1/auth/proctor", sandbox.base(1)))
+        .json(&json!({"plan_id": plan_id, "login": "proctor-1", "password": "password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(login.status().is_success(), "{}", login.status());
+    for (node, message) in [(0, "plan imported"), (1, "proctor logged in")] {
+        let wait = Instant::now() + Duration::from_secs(5);
+        loop {
+            let traced = sandbox.log_lines(node).iter().any(|line| {
+                serde_json::from_str::<Value>(line).is_ok_and(|log| {
+                    log["message"] == message
+                        && log["span"]["trace_id"]
+                            .as_str()
+                            .is_some_and(|id| id.len() == 32)
+                })
+            });
+            if traced {
+                break;
+            }
+            assert!(
+                Instant::now() < wait,
+                "node-{} logged no {message:?} with a trace id",
+                node + 1
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
