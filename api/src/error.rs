@@ -158,6 +158,10 @@ impl poem::error::ResponseError for ApiError {
         if let Some(shard) = self.shard {
             response = response.header(SHARD_HEADER, shard.to_string());
         }
+        // Every 503 is "not now": say when to come back (RFC 9110 §10.2.3).
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response = response.header("Retry-After", "1");
+        }
         response.body(body)
     }
 }
@@ -501,5 +505,10 @@ mod tests {
         assert_eq!(rest.shard, Some(7));
         let response = rest.into_response();
         assert_eq!(response.headers()[SHARD_HEADER], "7");
+        assert_eq!(
+            response.headers()["Retry-After"],
+            "1",
+            "a 503 says when to retry"
+        );
     }
 }

@@ -42,6 +42,26 @@ pub trait LeaseStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Vec<Lease>, StoreError>;
 
+    /// Takes every shard of `shards` held by a member gossip declared dead
+    /// (`silent`: stable node ids, the part before the '@') that has not
+    /// renewed its lease since `renewed_before` (its lease, of length
+    /// `ttl`, expires at or before `renewed_before + ttl`), without waiting
+    /// for the lease to run out; the new epoch fences any write the silent
+    /// owner still makes. A live owner renews often, so its leases are
+    /// never taken this way. The default takes nothing.
+    async fn take_silent_leases(
+        &self,
+        node_id: &str,
+        shards: &[ShardId],
+        ttl: Duration,
+        now: Timestamp,
+        silent: &[String],
+        renewed_before: Timestamp,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let _ = (node_id, shards, ttl, now, silent, renewed_before);
+        Ok(Vec::new())
+    }
+
     /// Extends the leases still held at the given epochs, in one statement.
     /// Returns the shards renewed; a missing one was lost.
     async fn renew_leases(

@@ -46,6 +46,10 @@ pub struct LeaseKeeper {
     /// could otherwise read fences the acquisition is about to replace and
     /// drop leases it just took.
     store_calls: tokio::sync::Mutex<()>,
+    /// Members gossip declared dead while this node holds a majority
+    /// (stable ids): their leases are taken once they stop renewing,
+    /// without waiting for them to run out ([`Self::silence`]).
+    silent: RwLock<Vec<String>>,
     /// Shards owned, hand-offs, renewal time.
     metrics: Metrics,
 }
@@ -65,6 +69,7 @@ impl LeaseKeeper {
             held: RwLock::new(HashMap::new()),
             desired: RwLock::new(Vec::new()),
             store_calls: tokio::sync::Mutex::new(()),
+            silent: RwLock::new(Vec::new()),
             metrics: Metrics::noop(),
         }
     }
@@ -83,6 +88,30 @@ impl LeaseKeeper {
 
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// How often held leases are renewed: a third of the TTL, at most
+    /// every 500 ms, so that a live owner is never silent for long.
+    pub fn renew_period(&self) -> Duration {
+        (self.ttl / 3)
+            .min(Duration::from_millis(500))
+            .max(Duration::from_millis(50))
+    }
+
+    /// How long an owner gossip declared dead must have gone without
+    /// renewing before its leases are taken: three renewal periods (a
+    /// renewal that is slow once, or clocks a little apart, do not count).
+    pub fn silence(&self) -> Duration {
+        self.renew_period() * 3
+    }
+
+    /// The members gossip declares dead now (stable node ids); empty while
+    /// this node does not hold a majority.
+    pub fn set_silent(&self, members: Vec<String>) {
+        *self
+            .silent
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = members;
     }
 
     fn ttl_millis(&self) -> i64 {
@@ -216,6 +245,35 @@ impl LeaseKeeper {
             .store
             .acquire_leases(&self.node_id, shards, self.ttl, sent_at)
             .await?;
+        let mut leases = leases;
+        let silent = self
+            .silent
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if !silent.is_empty() && leases.len() < shards.len() {
+            let rest: Vec<ShardId> = shards
+                .iter()
+                .filter(|shard| !leases.iter().any(|lease| lease.shard == **shard))
+                .copied()
+                .collect();
+            let silence = i64::try_from(self.silence().as_millis()).unwrap_or(i64::MAX);
+            let taken = self
+                .store
+                .take_silent_leases(
+                    &self.node_id,
+                    &rest,
+                    self.ttl,
+                    sent_at,
+                    &silent,
+                    sent_at.plus_millis(-silence),
+                )
+                .await?;
+            if !taken.is_empty() {
+                info!(node_id = %self.node_id, taken = taken.len(), silent = ?silent, "shard leases taken from members declared dead");
+            }
+            leases.extend(taken);
+        }
         let usable_until = sent_at.plus_millis(self.ttl_millis());
         let mut held = self
             .held
@@ -294,11 +352,12 @@ impl LeaseKeeper {
         Ok(())
     }
 
-    /// Renews every `ttl / 3` until `shutdown` turns true, and takes desired
-    /// shards that are missing. A failed renewal is retried at the next tick;
-    /// leases simply become unusable when their validity runs out.
+    /// Renews every [`Self::renew_period`] until `shutdown` turns true, and
+    /// takes desired shards that are missing. A failed renewal is retried at
+    /// the next tick; leases simply become unusable when their validity runs
+    /// out.
     pub async fn run_renewal(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let period = (self.ttl / 3).max(Duration::from_millis(50));
+        let period = self.renew_period();
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -2,15 +2,22 @@
 //! and submit handed to the room through the exam's `CandidateLink`;
 //! everything the room sends written back. See docs/protocol.md.
 
-use futures::{Sink, SinkExt, Stream};
+use std::time::Duration;
+
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use invigil_actors::domain::{CandidateId, PlanId, QuestionId, RoomId};
-use invigil_actors::exam::CandidateInput;
+use invigil_actors::exam::{CandidateInput, CandidateLink};
 use invigil_actors::live::wire::{self, SocketOut, close as code};
-use poem::web::websocket::Message;
-use tracing::debug;
+use invigil_actors::shard::ShardId;
+use poem::web::websocket::{Message, WebSocketStream};
+use tracing::{Instrument, debug};
 
 use super::frames::{CandidateFrame, describe};
-use super::socket::{FrameRate, Incoming, RATE_LIMITED, await_greeting, close, next_frame};
+use super::socket::{
+    FrameRate, Incoming, RATE_LIMITED, await_greeting, close, metered, next_frame,
+};
+use super::tunnel::{self, HOLD};
+use crate::cluster::{SocketKind, TunnelOpen};
 use crate::state::AppState;
 
 /// Sends a connection frame (`error`) with the current seq; false when the
@@ -27,8 +34,142 @@ async fn send_error(
         .is_ok()
 }
 
-/// The candidate socket over any transport: a WebSocket here, or a tunnel
-/// from the node the client is connected to (cluster).
+/// The hello's `resume`, as the room takes it.
+type Resume = Option<(String, u64)>;
+
+/// Waits for the socket's `hello`: its resume and its text (sent on as is
+/// when the socket is tunnelled); None when the socket ended first.
+async fn greeting<K, S>(state: &AppState, sink: &mut K, stream: &mut S) -> Option<(Resume, String)>
+where
+    K: Sink<Message> + Unpin,
+    S: Stream<Item = std::io::Result<Message>> + Unpin,
+{
+    let parse = |text: &str| match serde_json::from_str::<CandidateFrame>(text) {
+        Ok(CandidateFrame::Hello { resume }) => Ok((
+            resume.map(|resume| (resume.session, resume.last_seq)),
+            text.to_owned(),
+        )),
+        Ok(_) => Err(("hello_expected", "send a hello first".to_string())),
+        Err(error) => Err(describe(&error)),
+    };
+    await_greeting(
+        sink,
+        stream,
+        state.settings.ws_hello_timeout,
+        state.settings.ws_max_message_bytes,
+        parse,
+        |code, message| wire::error(0, code, message, None),
+    )
+    .await
+}
+
+/// The front door of a candidate socket on the node the client reached:
+/// reads the `hello`, then serves the socket here or tunnels it to the
+/// owner of the room. While the room moves (its node died, or hands it
+/// off) the greeting is held until the room has an owner that takes it;
+/// past [`HOLD`] it is refused with `room_moving` and a `retry_after_ms`
+/// (docs/protocol.md, "Reconnecting"). The client never has to spin on
+/// `not_owner`.
+pub async fn connect(
+    state: AppState,
+    seat: (PlanId, RoomId, CandidateId),
+    ip: Option<String>,
+    token: String,
+    socket: WebSocketStream,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let Some((resume, hello)) = greeting(&state, &mut sink, &mut stream).await else {
+        return;
+    };
+    let Ok(socket) = stream.reunite(sink) else {
+        return;
+    };
+    let (plan_id, room_id, candidate_id) = seat;
+    let shard = ShardId::of_room(&plan_id, &room_id);
+    let held_until = tokio::time::Instant::now() + HOLD;
+    loop {
+        if let Some(node) = state.owner_elsewhere(shard) {
+            let open = TunnelOpen {
+                kind: SocketKind::Candidate,
+                token: token.clone(),
+                ip: ip.clone(),
+                room: None,
+                traceparent: None,
+            };
+            let span = tunnel::span(&node);
+            let offered = tunnel::offer(&state, &node, open, hello.clone(), held_until)
+                .instrument(span.clone())
+                .await;
+            if let Some((tunnel, first)) = offered {
+                return tunnel::pipe(state, node, tunnel, first, socket)
+                    .instrument(span)
+                    .await;
+            }
+        } else {
+            match state
+                .exam
+                .connect_candidate(
+                    &plan_id,
+                    &room_id,
+                    &candidate_id,
+                    ip.clone(),
+                    resume.clone(),
+                )
+                .await
+            {
+                Ok(link) => {
+                    let (sink, stream) = metered(socket, &state.metrics, "candidate");
+                    let span = tracing::info_span!(
+                        "ws.socket",
+                        kind = "candidate",
+                        trace_id = tracing::field::Empty
+                    );
+                    crate::trace::record_trace_id(&span);
+                    debug!(plan_id = %plan_id, candidate_id = %candidate_id, connection_id = link.connection_id(), "candidate connected");
+                    return session(state, link, sink, stream).instrument(span).await;
+                }
+                Err(error) if !tunnel::moving(error.code()) => {
+                    let (mut sink, _) = metered(socket, &state.metrics, "candidate");
+                    let _ = sink
+                        .send(Message::text(wire::exam_error(0, &error, None)))
+                        .await;
+                    close(&mut sink, code::TRY_AGAIN, "try again").await;
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+        if tokio::time::Instant::now() + HOLD_STEP >= held_until {
+            let (mut sink, _) = metered(socket, &state.metrics, "candidate");
+            let _ = sink.send(Message::text(room_moving(shard))).await;
+            close(&mut sink, code::TRY_AGAIN, "try again").await;
+            return;
+        }
+        tokio::time::sleep(HOLD_STEP).await;
+    }
+}
+
+/// How long a greeting waits before it looks for the room's owner again.
+const HOLD_STEP: Duration = Duration::from_millis(100);
+
+/// The refusal of a greeting held past [`HOLD`]: try again after this.
+pub const RETRY_AFTER_MS: u64 = 1000;
+
+/// The `room_moving` error frame, with when to try again.
+fn room_moving(shard: ShardId) -> String {
+    serde_json::json!({
+        "t": "error",
+        "seq": 0,
+        "code": "room_moving",
+        "message": format!("the room (shard {shard}) is moving to another node; reconnect and resume after retry_after_ms"),
+        "retry_after_ms": RETRY_AFTER_MS,
+    })
+    .to_string()
+}
+
+/// The candidate socket on the node that hosts its room, reached through
+/// a tunnel from the node the client is connected to: one attempt to
+/// join (the front door holds and retries, not this side).
 pub async fn serve<K, S>(
     state: AppState,
     plan_id: PlanId,
@@ -41,27 +182,11 @@ pub async fn serve<K, S>(
     K: Sink<Message> + Unpin + Send,
     S: Stream<Item = std::io::Result<Message>> + Unpin + Send,
 {
-    let greeting = |text: &str| match serde_json::from_str::<CandidateFrame>(text) {
-        Ok(CandidateFrame::Hello { resume }) => Ok(resume),
-        Ok(_) => Err(("hello_expected", "send a hello first".to_string())),
-        Err(error) => Err(describe(&error)),
-    };
-    let settings = &state.settings;
-    let Some(resume) = await_greeting(
-        &mut sink,
-        &mut stream,
-        settings.ws_hello_timeout,
-        settings.ws_max_message_bytes,
-        greeting,
-        |code, message| wire::error(0, code, message, None),
-    )
-    .await
-    else {
+    let Some((resume, _)) = greeting(&state, &mut sink, &mut stream).await else {
         return;
     };
     // Join the room: it sends the welcome (and the replay) through the link.
-    let resume = resume.map(|resume| (resume.session, resume.last_seq));
-    let mut link = match state
+    let link = match state
         .exam
         .connect_candidate(&plan_id, &room_id, &candidate_id, ip, resume)
         .await
@@ -76,7 +201,15 @@ pub async fn serve<K, S>(
         }
     };
     debug!(plan_id = %plan_id, candidate_id = %candidate_id, connection_id = link.connection_id(), "candidate connected");
+    session(state, link, sink, stream).await;
+}
 
+/// A joined socket: frames to the room, what the room sends to the client.
+async fn session<K, S>(state: AppState, mut link: CandidateLink, mut sink: K, mut stream: S)
+where
+    K: Sink<Message> + Unpin + Send,
+    S: Stream<Item = std::io::Result<Message>> + Unpin + Send,
+{
     let limit = state.settings.ws_max_message_bytes;
     let mut last_seq = 0_u64;
     let mut rate = FrameRate::new(state.settings.ws_frames_per_second);

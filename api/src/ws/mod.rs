@@ -27,16 +27,13 @@ mod proctor_remote;
 pub mod socket;
 pub mod tunnel;
 
-use invigil_actors::shard::ShardId;
 use poem::web::websocket::WebSocket;
 use poem::web::{Data, Query, RemoteAddr};
 use poem::{IntoResponse, Response, handler};
 
 use self::socket::{TokenQuery, socket_config};
 use crate::auth::{Role, candidate_seat, verify_socket_token};
-use crate::cluster::{SocketKind, TunnelOpen};
 use crate::state::AppState;
-use tracing::Instrument;
 
 /// `GET /ws/candidate?token=…`: checks the token (role candidate), then
 /// upgrades; the socket is served here or tunnelled to the room's owner.
@@ -57,30 +54,12 @@ pub async fn candidate_socket(
         Err(error) => return error.into_response(),
     };
     let state = state.clone();
-    let ws = ws.config(socket_config(&state.settings));
-    if let Some(node) = state.owner_elsewhere(ShardId::of_room(&plan_id, &room_id)) {
-        let open = TunnelOpen {
-            kind: SocketKind::Candidate,
-            token: query.token.unwrap_or_default(),
-            ip,
-            room: None,
-            traceparent: None,
-        };
-        return ws
-            .on_upgrade(move |socket| tunnel::gateway(state, node, open, socket))
-            .into_response();
-    }
-    ws.on_upgrade(move |socket| {
-        let (sink, stream) = socket::metered(socket, &state.metrics, "candidate");
-        let span = tracing::info_span!(
-            "ws.socket",
-            kind = "candidate",
-            trace_id = tracing::field::Empty
-        );
-        crate::trace::record_trace_id(&span);
-        candidate::serve(state, plan_id, room_id, candidate_id, ip, sink, stream).instrument(span)
-    })
-    .into_response()
+    let token = query.token.unwrap_or_default();
+    ws.config(socket_config(&state.settings))
+        .on_upgrade(move |socket| {
+            candidate::connect(state, (plan_id, room_id, candidate_id), ip, token, socket)
+        })
+        .into_response()
 }
 
 /// `GET /ws/proctor?token=…`: served here whichever nodes host the rooms

@@ -7,15 +7,17 @@
 //! `1012 reconnect` and the client reconnects (through any node) and
 //! resumes with its `last_seq`.
 
+use std::time::Duration;
+
 use futures::SinkExt;
 use invigil_actors::live::wire::close as code;
 use poem::web::websocket::{Message, WebSocketStream};
 use tokio::sync::mpsc;
-use tracing::{Instrument, debug, warn};
+use tracing::{Instrument, debug};
 
 use super::socket::{Incoming, close, next_frame};
 use crate::auth::{Role, candidate_seat, verify_socket_token};
-use crate::cluster::{SocketKind, TunnelFrame, TunnelOpen};
+use crate::cluster::{SocketKind, Tunnel, TunnelFrame, TunnelOpen};
 use crate::state::AppState;
 
 /// The frame that tells the other side the client is gone.
@@ -26,28 +28,83 @@ fn client_gone() -> TunnelFrame {
     }
 }
 
-/// Gateway side: pipes a client's socket to the owner's end of a tunnel.
-/// The owner's socket span continues this one's trace.
-pub async fn gateway(state: AppState, node: String, mut open: TunnelOpen, socket: WebSocketStream) {
-    let span = tracing::info_span!("ws.tunnel", node = %node, trace_id = tracing::field::Empty);
-    crate::trace::record_trace_id(&span);
-    open.traceparent = crate::trace::traceparent(&span);
-    pipe(state, node, open, socket).instrument(span).await;
+/// How long a greeting is held while its room moves, like a forwarded
+/// REST request.
+pub const HOLD: Duration = crate::cluster::FORWARD_PATIENCE;
+
+/// Codes with which a room's node refuses a socket only for now: the room
+/// is not there yet, or is leaving. The front door looks for the owner
+/// again rather than passing them on.
+pub fn moving(code: &str) -> bool {
+    matches!(code, "not_owner" | "shutting_down" | "unavailable")
 }
 
-async fn pipe(state: AppState, node: String, open: TunnelOpen, socket: WebSocketStream) {
+/// The gateway's span for a socket tunnelled to `node`; the owner's socket
+/// span continues its trace.
+pub fn span(node: &str) -> tracing::Span {
+    let span = tracing::info_span!("ws.tunnel", node = %node, trace_id = tracing::field::Empty);
+    crate::trace::record_trace_id(&span);
+    span
+}
+
+/// Gateway side, first step: opens a tunnel to `node`, sends the client's
+/// `hello` through it and waits (until `until`) for the owner's first
+/// frame. Returns the tunnel and that frame when the owner took the
+/// socket (a welcome, or a refusal meant for the client); None when it
+/// cannot now (unreachable, or the room is not there yet).
+pub async fn offer(
+    state: &AppState,
+    node: &str,
+    mut open: TunnelOpen,
+    hello: String,
+    until: tokio::time::Instant,
+) -> Option<(Tunnel, TunnelFrame)> {
+    let cluster = state.cluster.clone()?;
+    open.traceparent = crate::trace::traceparent(&tracing::Span::current());
+    let mut tunnel = match tokio::time::timeout_at(until, cluster.open_tunnel(node, open)).await {
+        Ok(Ok(tunnel)) => tunnel,
+        Ok(Err(error)) => {
+            debug!(node = %node, %error, "could not open a socket tunnel; looking again");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    tunnel.to_owner.send(TunnelFrame::Text(hello)).await.ok()?;
+    let first = tokio::time::timeout_at(until, tunnel.from_owner.recv())
+        .await
+        .ok()
+        .flatten()?;
+    match &first {
+        TunnelFrame::Text(text) => {
+            let refused = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .filter(|frame| frame["t"] == "error")
+                .and_then(|frame| frame["code"].as_str().map(moving))
+                .unwrap_or(false);
+            (!refused).then_some((tunnel, first))
+        }
+        // Closed before a word: the owner could not take it now.
+        TunnelFrame::Close { .. } | TunnelFrame::Binary => None,
+    }
+}
+
+/// Gateway side: pipes a client's socket to the owner's end of `tunnel`,
+/// starting with the owner's `first` frame.
+pub async fn pipe(
+    state: AppState,
+    node: String,
+    mut tunnel: Tunnel,
+    first: TunnelFrame,
+    socket: WebSocketStream,
+) {
     state.metrics.forwarded("socket");
     let (mut sink, mut stream) = super::socket::metered(socket, &state.metrics, "tunnel");
-    let Some(cluster) = state.cluster.clone() else {
-        return close(&mut sink, code::TRY_AGAIN, "try again").await;
-    };
-    let mut tunnel = match cluster.open_tunnel(&node, open).await {
-        Ok(tunnel) => tunnel,
-        Err(error) => {
-            warn!(node = %node, %error, "could not open a socket tunnel");
-            return close(&mut sink, code::TRY_AGAIN, "try again").await;
-        }
-    };
+    if let TunnelFrame::Text(text) = first
+        && sink.send(Message::Text(text)).await.is_err()
+    {
+        let _ = tunnel.to_owner.send(client_gone()).await;
+        return;
+    }
     let limit = state.settings.ws_max_message_bytes;
     loop {
         tokio::select! {

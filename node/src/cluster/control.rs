@@ -146,15 +146,22 @@ impl Control {
             let majority =
                 stability.observe(view, node.draining.load(Ordering::Relaxed), Instant::now());
             // Stable members that are not live now and did not drain.
-            let unreachable = stability
+            let unreachable: Vec<String> = stability
                 .stable
                 .iter()
                 .filter(|id| !stability.departed.contains(*id))
                 .filter(|id| !view.members.iter().any(|member| &member.node_id == *id))
-                .count();
+                .cloned()
+                .collect();
             (majority, unreachable)
         };
-        count_members(&node.metrics, view, unreachable);
+        count_members(&node.metrics, view, unreachable.len());
+        // With a majority, the leases of members gossip declares dead are
+        // taken as soon as those stop renewing (not when they run out): a
+        // cut-off member is in a minority, stops hosting, and the epoch
+        // fences any write it still makes (docs/cluster.md, "Failover").
+        node.leases
+            .set_silent(if majority { unreachable } else { Vec::new() });
         let was_hosting = node.hosting.swap(majority, Ordering::Relaxed);
         if !majority && was_hosting {
             warn!(node_id = %node.node_id, live = view.members.len(), "lost the majority of the last stable membership: hosting nothing");

@@ -93,6 +93,53 @@ impl LeaseStore for SqlStore {
         })
     }
 
+    async fn take_silent_leases(
+        &self,
+        node_id: &str,
+        shards: &[ShardId],
+        ttl: Duration,
+        now: Timestamp,
+        silent: &[String],
+        renewed_before: Timestamp,
+    ) -> Result<Vec<Lease>, StoreError> {
+        if shards.is_empty() || silent.is_empty() {
+            return Ok(Vec::new());
+        }
+        let expires_at = now.plus_millis(ttl_millis(ttl)).as_millis();
+        let stale = renewed_before.plus_millis(ttl_millis(ttl)).as_millis();
+        on_backend!(self, pool => {
+            let mut update = QueryBuilder::new("UPDATE shard_lease SET epoch = epoch + 1, owner = ");
+            update.push_bind(node_id.to_owned());
+            update.push(", expires_at_ms = ");
+            update.push_bind(expires_at);
+            update.push(" WHERE expires_at_ms <= ");
+            update.push_bind(stale);
+            update.push(" AND (");
+            let mut owners = update.separated(" OR ");
+            for stable_id in silent {
+                let prefix = format!("{stable_id}@");
+                owners.push("substr(owner, 1, ");
+                owners.push_bind_unseparated(i32::try_from(prefix.len()).unwrap_or(i32::MAX));
+                owners.push_unseparated(") = ");
+                owners.push_bind_unseparated(prefix);
+            }
+            update.push(") AND shard IN (");
+            let mut list = update.separated(", ");
+            for shard in shards {
+                list.push_bind(i64::from(shard.get()));
+            }
+            update.push(") RETURNING shard, owner, epoch, expires_at_ms");
+            update
+                .build()
+                .fetch_all(pool)
+                .await
+                .map_err(from_sqlx)?
+                .into_iter()
+                .map(|row| to_lease(row.get(0), row.get(1), row.get(2), row.get(3)))
+                .collect()
+        })
+    }
+
     async fn renew_leases(
         &self,
         node_id: &str,

@@ -11,6 +11,7 @@ crate::conformance!(
     expired_leases_move_with_a_new_epoch,
     release_lets_another_node_take_over_at_once,
     a_restarted_node_supersedes_its_previous_incarnation,
+    a_dead_members_leases_are_taken_once_it_stops_renewing,
 );
 
 fn shards(numbers: &[u16]) -> Vec<ShardId> {
@@ -156,4 +157,51 @@ async fn a_restarted_node_supersedes_its_previous_incarnation(store: &SqlStore) 
             .unwrap()
             .is_empty()
     );
+}
+
+async fn a_dead_members_leases_are_taken_once_it_stops_renewing(store: &SqlStore) {
+    use invigil_actors::ports::owner_id;
+    let dead = owner_id("node-2", t(100));
+    let live = owner_id("node-20", t(100));
+    let me = owner_id("node-1", t(100));
+    let before = store
+        .acquire_leases(&dead, &shards(&[11]), TTL, t(1_000))
+        .await
+        .unwrap();
+    store
+        .acquire_leases(&live, &shards(&[12]), TTL, t(1_000))
+        .await
+        .unwrap();
+    let silent = vec!["node-2".to_string()];
+    // Renewed at 1 000: not silent since 900.
+    let early = store
+        .take_silent_leases(&me, &shards(&[11, 12]), TTL, t(2_000), &silent, t(900))
+        .await
+        .unwrap();
+    assert!(early.is_empty(), "renewed since: {early:?}");
+    // Silent since 1 500: its shard moves with a new epoch; `node-20` (a
+    // live member whose id starts alike) keeps its own.
+    let taken = store
+        .take_silent_leases(&me, &shards(&[11, 12]), TTL, t(2_000), &silent, t(1_500))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(
+        (taken[0].shard, taken[0].owner.as_str(), taken[0].epoch),
+        (shards(&[11])[0], me.as_str(), before[0].epoch + 1)
+    );
+    // The dead member's renewal under its old epoch fails: it is fenced.
+    let renewed = store
+        .renew_leases(
+            &dead,
+            &[Fence {
+                shard: before[0].shard,
+                epoch: before[0].epoch,
+            }],
+            TTL,
+            t(2_100),
+        )
+        .await
+        .unwrap();
+    assert!(renewed.is_empty());
 }
