@@ -30,3 +30,8 @@ fi
 echo "== observability: promtool config, rules and rule tests; dashboards against a real Prometheus"
 scripts/check-observability.sh
 INVIGIL_BIN=target/debug/invigil scripts/check-live-observability.sh
+
+echo "== chaos drills (small): kill, stop, drain, reconnect-storm on a 3-node local cluster"
+cargo build --locked -p invigil-chaos --bin invigil-chaos -p invigil-node --bin invigil
+target/debug/invigil-chaos drill all --nodes 3 --candidates 60 --seconds 3 \
+    --lease-ttl-ms 4000 --bin target/debug/invigil --report target/chaos/ci

@@ -142,6 +142,11 @@ pub trait ClusterPort: Send + Sync + 'static {
     async fn view(&self) -> Result<ClusterView, ApiError>;
     /// Starts draining this node (also on SIGTERM): hand shards off, then exit.
     async fn drain(&self) -> DrainView;
+    /// Whether this node is leaving (draining or stopping): it takes no
+    /// new sockets then, so clients go straight to another node.
+    fn leaving(&self) -> bool {
+        false
+    }
     async fn forward(
         &self,
         node: &str,

@@ -15,12 +15,14 @@
 //! # Layout
 //! - `socket`: reading frames under the size limit, the frame rate, closing
 //! - `frames`: the client frames, parsed strictly
+//! - `door`: where a candidate socket is served; the greeting held while its room moves
 //! - `candidate`: the candidate socket
 //! - `proctor`: the proctor dashboard socket
 //! - `proctor_remote`: a dashboard's rooms and commands on other nodes
 //! - `tunnel`: sockets whose room is hosted on another node
 
 pub mod candidate;
+mod door;
 pub mod frames;
 pub mod proctor;
 mod proctor_remote;
@@ -53,11 +55,14 @@ pub async fn candidate_socket(
         Ok(seat) => seat,
         Err(error) => return error.into_response(),
     };
+    if let Some(refusal) = leaving(state) {
+        return refusal;
+    }
     let state = state.clone();
     let token = query.token.unwrap_or_default();
     ws.config(socket_config(&state.settings))
         .on_upgrade(move |socket| {
-            candidate::connect(state, (plan_id, room_id, candidate_id), ip, token, socket)
+            door::connect(state, (plan_id, room_id, candidate_id), ip, token, socket)
         })
         .into_response()
 }
@@ -74,6 +79,9 @@ pub async fn proctor_socket(
         Ok(claims) => claims,
         Err(error) => return error.into_response(),
     };
+    if let Some(refusal) = leaving(state) {
+        return refusal;
+    }
     let state = state.clone();
     let token = query.token.unwrap_or_default();
     ws.config(socket_config(&state.settings))
@@ -82,4 +90,23 @@ pub async fn proctor_socket(
             proctor::serve(state, claims, token, sink, stream)
         })
         .into_response()
+}
+
+/// A node that is leaving the cluster takes no new sockets: `503
+/// shutting_down` with `Retry-After` before the upgrade, so a reconnecting
+/// client moves on to the next node at once (docs/protocol.md,
+/// "Reconnecting") instead of waiting for a welcome that cannot come.
+fn leaving(state: &AppState) -> Option<Response> {
+    state
+        .cluster
+        .as_ref()
+        .filter(|cluster| cluster.leaving())
+        .map(|_| {
+            crate::error::ApiError::new(
+                poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "this node is leaving the cluster; connect to another",
+            )
+            .into_response()
+        })
 }

@@ -308,14 +308,15 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             println!(
-                "connected={} connect_failures={} answers_sent={} acks={} acks_per_s={:.0} errors={} disconnects={}",
+                "connected={} connect_failures={} answers_sent={} acks={} acks_per_s={:.0} errors={} disconnects={} reconnects={}",
                 report.connected,
                 report.connect_failures,
                 report.answers_sent,
                 report.acks,
                 report.acks_per_second(),
                 report.errors,
-                report.disconnects
+                report.disconnects,
+                report.reconnects
             );
             println!("ack_latency: {}", report.ack_latency.summary());
             if let (Some(before), Some(held), Some(per)) = (

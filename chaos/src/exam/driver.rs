@@ -16,6 +16,7 @@ use super::shared::{Shared, show_progress};
 use super::socket::{connect, login};
 use super::watch::{NodeWatch, resting_rss_kib, spawn_cpu_watch};
 use crate::plans::{access_code, reg_no};
+use crate::reconnect::Candidate;
 use crate::stats::Latencies;
 
 /// What to drive, how fast and for how long.
@@ -89,11 +90,15 @@ pub async fn run(load: ExamLoad) -> anyhow::Result<ExamReport> {
         report.rss_before_kib = resting_rss_kib(pid).await;
     }
     let mut connecting = Vec::new();
+    // Connecting may take until the run would have ended.
+    let connect_until = tokio::time::Instant::now() + load.duration.max(Duration::from_secs(30));
     for token in tokens {
         let (gate, base) = (gate.clone(), load.base.clone());
         connecting.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            connect(&base, "/ws/candidate", &token).await
+            let mut client = Candidate::new(vec![base], token);
+            let (socket, welcome) = client.connect(connect_until).await?;
+            anyhow::Ok((client, socket, welcome.last_cseq))
         }));
     }
     let mut sockets = Vec::new();
@@ -130,7 +135,7 @@ pub async fn run(load: ExamLoad) -> anyhow::Result<ExamReport> {
         .then(|| tokio::spawn(show_progress(shared.clone(), started, load.duration)));
     let mut tasks = Vec::new();
     let count = sockets.len().max(1);
-    for (index, (socket, last_cseq)) in sockets.into_iter().enumerate() {
+    for (index, (client, socket, last_cseq)) in sockets.into_iter().enumerate() {
         // Spread the candidates' schedules over one interval.
         let phase = per_candidate.map(|interval| interval.mul_f64(index as f64 / count as f64));
         let schedule = Schedule {
@@ -142,7 +147,12 @@ pub async fn run(load: ExamLoad) -> anyhow::Result<ExamReport> {
             window: load.window,
             measure_from,
         };
-        tasks.push(tokio::spawn(candidate(socket, shared.clone(), schedule)));
+        tasks.push(tokio::spawn(candidate(
+            client,
+            socket,
+            shared.clone(),
+            schedule,
+        )));
     }
     let per_proctor = (load.command_rate > 0.0 && !proctor_sockets.is_empty())
         .then(|| Duration::from_secs_f64(proctor_sockets.len() as f64 / load.command_rate));

@@ -13,6 +13,8 @@ pub struct ExamReport {
     pub acks: u64,
     pub errors: u64,
     pub disconnects: u64,
+    /// Sockets replaced by the reconnect rule (docs/protocol.md).
+    pub reconnects: u64,
     pub first_error: Option<String>,
     pub ack_latency: Latencies,
     pub commands_sent: u64,

@@ -17,6 +17,8 @@ pub(super) struct Shared {
     pub(super) measured_acks: AtomicU64,
     pub(super) errors: AtomicU64,
     pub(super) disconnects: AtomicU64,
+    /// Sockets replaced by the reconnect rule.
+    pub(super) reconnects: AtomicU64,
     pub(super) controls: AtomicU64,
     pub(super) command_acks: AtomicU64,
     pub(super) commands_sent: AtomicU64,
@@ -45,6 +47,7 @@ impl Shared {
         report.acks = self.acks.load(Ordering::Relaxed);
         report.errors = self.errors.load(Ordering::Relaxed);
         report.disconnects = self.disconnects.load(Ordering::Relaxed);
+        report.reconnects = self.reconnects.load(Ordering::Relaxed);
         report.commands_sent = self.commands_sent.load(Ordering::Relaxed);
         report.command_acks = self.command_acks.load(Ordering::Relaxed);
         report.controls_received = self.controls.load(Ordering::Relaxed);

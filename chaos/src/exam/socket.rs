@@ -7,9 +7,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-/// A client WebSocket to the node.
-pub(super) type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(super) use crate::reconnect::Socket;
 
 /// Logs in with `body` at `path` and returns the session token.
 pub(super) async fn login(

@@ -240,6 +240,10 @@ impl ClusterPort for ClusterNode {
         })
     }
 
+    fn leaving(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
     async fn drain(&self) -> DrainView {
         self.start_drain().await;
         DrainView {

@@ -1,0 +1,250 @@
+//! The drill's figures, from what the clients recorded (not from the
+//! nodes): time for every candidate to save again, refusals by code,
+//! clocks that jumped, and series over time for the report's charts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::traffic::Rider;
+
+/// A gap between acks longer than this is an outage.
+const SILENCE: Duration = Duration::from_millis(500);
+
+/// p50 / p99 / max in milliseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Spread {
+    pub count: usize,
+    pub p50_ms: u64,
+    pub p99_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Spread {
+    fn of(mut values: Vec<Duration>) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort();
+        let at = |q: usize| values[(values.len() * q).div_ceil(100).max(1) - 1].as_millis() as u64;
+        Self {
+            count: values.len(),
+            p50_ms: at(50),
+            p99_ms: at(99),
+            max_ms: values.last().map_or(0, |max| max.as_millis() as u64),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Figures {
+    /// Candidates that saved again after the fault, of all.
+    pub saving_again: usize,
+    pub candidates: usize,
+    /// Fault → the ack that ended each candidate's outage: every candidate,
+    /// and the unlucky ones (on the victim's sockets or in its rooms).
+    pub recovery_all: Spread,
+    pub recovery_unlucky: Spread,
+    pub on_victims_sockets: usize,
+    pub in_victims_rooms: usize,
+    /// Error frames after the fault, by code.
+    pub refused_by_code: BTreeMap<String, usize>,
+    /// Failed connection attempts (the reconnect rule's), over all.
+    pub failed_attempts: u64,
+    pub reconnects: usize,
+    /// The largest difference between a candidate's remaining time and
+    /// what the wall clock says it should be, between two observations.
+    pub clock_jump_max_s: i64,
+    pub acks_total: usize,
+    /// Acks per second since the traffic started (one bucket a second).
+    pub acks_per_second: Vec<usize>,
+    /// Connected candidates, sampled every second.
+    pub connected: Vec<usize>,
+    /// Recovery time of every candidate, ms (the distribution chart).
+    pub recoveries_ms: Vec<u64>,
+    /// When the fault started and ended, seconds since the traffic started.
+    pub fault_at_s: f64,
+    pub fault_ends_s: f64,
+    /// Candidates that gave up (could not be welcomed before the end).
+    pub gave_up: Vec<String>,
+    /// The ten slowest to save again: who, where, how long.
+    pub slowest: Vec<String>,
+}
+
+impl Figures {
+    pub fn gather(
+        riders: &[Rider],
+        began: Instant,
+        fault_at: Instant,
+        fault_ends: Instant,
+        victim: usize,
+        room_owners: Option<&[String]>,
+        victim_id: &str,
+    ) -> Self {
+        let mut figures = Self {
+            candidates: riders.len(),
+            fault_at_s: fault_at.duration_since(began).as_secs_f64(),
+            fault_ends_s: fault_ends.duration_since(began).as_secs_f64(),
+            ..Self::default()
+        };
+        let mut all = Vec::new();
+        let mut unlucky = Vec::new();
+        let mut ack_times = Vec::new();
+        let mut sessions = Vec::new();
+        let end = Instant::now();
+        let mut slowest = Vec::new();
+        for rider in riders {
+            let record = rider.record.lock().unwrap_or_else(|p| p.into_inner());
+            let on_socket = rider.first_node == victim;
+            let in_room = room_owners
+                .and_then(|owners| owners.get(rider.room - 1))
+                .is_some_and(|owner| owner == victim_id);
+            figures.on_victims_sockets += usize::from(on_socket);
+            figures.in_victims_rooms += usize::from(in_room);
+            figures.failed_attempts += record.failed_attempts;
+            figures.reconnects += record.ended.len();
+            figures.acks_total += record.acked.len();
+            if let Some(reason) = &record.gave_up {
+                figures
+                    .gave_up
+                    .push(format!("{}: {reason}", rider.candidate_id));
+            }
+            for (code, at) in &record.refused {
+                if *at > fault_at {
+                    *figures.refused_by_code.entry(code.clone()).or_default() += 1;
+                }
+            }
+            ack_times.extend(record.acked.iter().map(|(_, _, at)| *at));
+            for (index, welcomed) in record.welcomed.iter().enumerate() {
+                let ended = record.ended.get(index).copied().unwrap_or(end);
+                sessions.push((*welcomed, ended));
+            }
+            figures.clock_jump_max_s = figures.clock_jump_max_s.max(clock_jump(&record.clock));
+            if let Some(recovery) = recovery(&record.acked, fault_at) {
+                slowest.push((
+                    recovery,
+                    format!(
+                        "{} (socket on node-{}, room-{} owned by {}): {} ms, {} sockets ended, {} failed attempts",
+                        rider.candidate_id,
+                        rider.first_node + 1,
+                        rider.room,
+                        room_owners
+                            .and_then(|owners| owners.get(rider.room - 1))
+                            .map_or("?", String::as_str),
+                        recovery.as_millis(),
+                        record.ended.len(),
+                        record.failed_attempts
+                    ),
+                ));
+                figures.saving_again += 1;
+                all.push(recovery);
+                if on_socket || in_room {
+                    unlucky.push(recovery);
+                }
+            }
+        }
+        slowest.sort_by_key(|(recovery, _)| std::cmp::Reverse(*recovery));
+        figures.slowest = slowest.into_iter().take(10).map(|(_, what)| what).collect();
+        figures.recoveries_ms = all.iter().map(|d| d.as_millis() as u64).collect();
+        figures.recoveries_ms.sort_unstable();
+        figures.recovery_all = Spread::of(all);
+        figures.recovery_unlucky = Spread::of(unlucky);
+        let seconds = end.duration_since(began).as_secs() as usize + 1;
+        figures.acks_per_second = vec![0; seconds];
+        for at in ack_times {
+            let bucket = at.duration_since(began).as_secs() as usize;
+            if let Some(count) = figures.acks_per_second.get_mut(bucket) {
+                *count += 1;
+            }
+        }
+        figures.connected = (0..seconds)
+            .map(|second| {
+                let at = began + Duration::from_secs(second as u64);
+                sessions
+                    .iter()
+                    .filter(|(from, to)| *from <= at && at < *to)
+                    .count()
+            })
+            .collect();
+        figures
+    }
+}
+
+/// Fault → the first ack after the fault that follows a silence (the
+/// outage's end), or the first ack at all when there was no silence. Acks
+/// already on their way when the fault hit arrive just after it; they do
+/// not end an outage.
+fn recovery(acked: &[(i64, i64, Instant)], fault_at: Instant) -> Option<Duration> {
+    let mut previous = acked
+        .iter()
+        .map(|(_, _, at)| *at)
+        .filter(|at| *at <= fault_at)
+        .max()
+        .unwrap_or(fault_at);
+    let mut first = None;
+    for at in acked
+        .iter()
+        .map(|(_, _, at)| *at)
+        .filter(|at| *at > fault_at)
+    {
+        first.get_or_insert(at);
+        if at.duration_since(previous) > SILENCE {
+            return Some(at.duration_since(fault_at));
+        }
+        previous = at;
+    }
+    first.map(|at| at.duration_since(fault_at))
+}
+
+/// The largest jump of a candidate's remaining time against the wall clock
+/// between two observations (seconds; rounding makes 1 s normal).
+fn clock_jump(clock: &[(Instant, i64)]) -> i64 {
+    clock
+        .windows(2)
+        .map(|pair| {
+            let ((t1, r1), (t2, r2)) = (pair[0], pair[1]);
+            let wall = t2.duration_since(t1).as_secs_f64();
+            let counted = (r1 - r2) as f64;
+            (counted - wall).abs().round() as i64
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outage_ends_with_the_first_ack_after_a_silence() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // One ack in flight arrives 10 ms after the fault, then 2 s of
+        // nothing, then saves again.
+        let acked = vec![
+            (1, 1, at(0)),
+            (2, 1, at(110)),
+            (3, 1, at(2_100)),
+            (4, 1, at(2_200)),
+        ];
+        assert_eq!(
+            recovery(&acked, at(100)),
+            Some(Duration::from_millis(2_000))
+        );
+        // No silence at all: the first ack after the fault.
+        let steady = vec![(1, 1, at(0)), (2, 1, at(200)), (3, 1, at(400))];
+        assert_eq!(recovery(&steady, at(100)), Some(Duration::from_millis(100)));
+        assert_eq!(recovery(&steady, at(500)), None);
+    }
+
+    #[test]
+    fn a_clock_that_jumps_is_seen() {
+        let t0 = Instant::now();
+        let steady = [(t0, 600), (t0 + Duration::from_secs(10), 590)];
+        assert_eq!(clock_jump(&steady), 0);
+        let jumped = [(t0, 600), (t0 + Duration::from_secs(10), 560)];
+        assert_eq!(clock_jump(&jumped), 30);
+    }
+}

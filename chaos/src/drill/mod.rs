@@ -1,0 +1,412 @@
+//! `invigil-chaos drill`: a named fault against a local cluster under
+//! steady exam traffic, a steady-state hypothesis, an independent checker,
+//! a verdict and a report (docs/chaos.md).
+//!
+//! One drill: start N nodes (their own Postgres schema and Redis prefix),
+//! import and start an exam, put every candidate on a socket (round robin
+//! over the nodes), let them save, inject the fault, keep the traffic
+//! going, then check what the clients were told against the journal read
+//! from Postgres directly.
+//!
+//! # Layout
+//! - `cluster`: the local nodes and the faults (SIGKILL, SIGSTOP, drain)
+//! - `traffic`: the candidates, reconnecting by docs/protocol.md's rule
+//! - `checker`: acks against the journal: lost, written twice, stale epoch
+//! - `figures`: recovery times, refusals, clocks, series over time
+//! - `report`: the verdict line, summary.json, report.md, report.html
+
+pub mod checker;
+pub mod cluster;
+pub mod figures;
+pub mod report;
+pub mod traffic;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::json;
+use tokio::time::Instant;
+
+use self::checker::{Acked, Findings, check, read_journal};
+use self::cluster::{API_KEY, ClusterSpec, LocalCluster};
+use self::figures::Figures;
+use self::traffic::{Pace, Record, Rider, Storm, ride};
+use crate::reconnect::Candidate;
+
+/// Steady traffic before the fault.
+const STEADY: Duration = Duration::from_secs(3);
+
+/// The faults a drill can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// SIGKILL of the busiest node.
+    Kill,
+    /// SIGSTOP of the busiest node past its lease, then SIGCONT.
+    Stop,
+    /// The busiest node drained (`POST /api/v1/cluster/drain`).
+    Drain,
+    /// Every candidate's socket dropped at once.
+    ReconnectStorm,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Kill,
+        Scenario::Stop,
+        Scenario::Drain,
+        Scenario::ReconnectStorm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kill => "kill",
+            Self::Stop => "stop",
+            Self::Drain => "drain",
+            Self::ReconnectStorm => "reconnect-storm",
+        }
+    }
+
+    /// The steady-state hypothesis the drill tests.
+    pub fn hypothesis(self) -> &'static str {
+        match self {
+            Self::Kill => {
+                "When the node hosting the most rooms is killed, every candidate — on its sockets or in its rooms — saves again within the budget, and no acknowledged answer is lost or written twice."
+            }
+            Self::Stop => {
+                "When the busiest node freezes past its lease and wakes up, the others take its rooms, every candidate saves again, and nothing the frozen node writes after waking is accepted under its old epoch."
+            }
+            Self::Drain => {
+                "When the busiest node is drained, its rooms move with their writes finished, every candidate saves again, and no acknowledged answer is lost."
+            }
+            Self::ReconnectStorm => {
+                "When every socket drops at once, every candidate reconnects, resumes and saves again within the budget, and every unacknowledged answer is acknowledged once."
+            }
+        }
+    }
+}
+
+/// What to drill and how.
+#[derive(Clone, Debug)]
+pub struct DrillOptions {
+    pub nodes: usize,
+    pub candidates: usize,
+    pub per_room: usize,
+    /// Traffic after the fault (at least until every candidate saved again).
+    pub after: Duration,
+    pub pace: Pace,
+    /// p99 of "saving again" above this fails the drill.
+    pub budget: Duration,
+    pub cluster: ClusterSpec,
+}
+
+/// One drill's outcome.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub scenario: Scenario,
+    pub passed: bool,
+    pub verdict: String,
+    pub hypothesis: &'static str,
+    /// Seconds since the traffic started, and what happened.
+    pub timeline: Vec<(f64, String)>,
+    pub figures: Figures,
+    pub findings: Findings,
+    pub nodes: usize,
+    pub candidates: usize,
+    pub violations: Vec<String>,
+}
+
+/// Runs one scenario on a fresh local cluster.
+pub async fn drill(scenario: Scenario, options: &DrillOptions) -> anyhow::Result<Outcome> {
+    let mut cluster = LocalCluster::start(options.cluster.clone()).await?;
+    let outcome = run(scenario, options, &mut cluster).await;
+    cluster.stop().await;
+    outcome
+}
+
+async fn run(
+    scenario: Scenario,
+    options: &DrillOptions,
+    cluster: &mut LocalCluster,
+) -> anyhow::Result<Outcome> {
+    let began = Instant::now();
+    let mut timeline = Vec::new();
+    let mut note = |what: String| timeline.push((began.elapsed().as_secs_f64(), what));
+    note(format!("{} nodes ready and in agreement", cluster.size()));
+    let plan_id = "drill";
+    let rooms = options.candidates.div_ceil(options.per_room.max(1));
+    start_exam(cluster, plan_id, rooms, options).await?;
+    note(format!(
+        "exam started: {} candidates in {rooms} rooms",
+        options.candidates
+    ));
+
+    // Everyone on a socket, round robin over the nodes.
+    let bases = cluster.bases();
+    let storm = Storm::default();
+    let mut riders = Vec::new();
+    let mut tasks = Vec::new();
+    // Bounded: the riders are stopped when the drill ends, at the latest
+    // after ten minutes.
+    let stop_at = Instant::now() + Duration::from_secs(600);
+    for n in 1..=options.candidates {
+        let first_node = (n - 1) % bases.len();
+        let token = login(cluster, first_node, plan_id, n).await?;
+        let rotated: Vec<String> = (0..bases.len())
+            .map(|i| bases[(first_node + i) % bases.len()].clone())
+            .collect();
+        let record = Arc::new(Mutex::new(Record::default()));
+        riders.push(Rider {
+            candidate_id: format!("cand-{n:04}"),
+            room: (n - 1) / options.per_room + 1,
+            first_node,
+            record: record.clone(),
+        });
+        tasks.push(tokio::spawn(ride(
+            Candidate::new(rotated, token),
+            record,
+            options.pace,
+            storm.clone(),
+            stop_at,
+        )));
+    }
+    wait_for(&riders, None, 2, Duration::from_secs(60))
+        .await
+        .context("every candidate saving before the fault")?;
+    note("every candidate saving".into());
+
+    // Steady traffic for a while before the fault.
+    tokio::time::sleep(STEADY).await;
+    // The fault, on the node hosting the most rooms (owners as they were).
+    let owners = cluster_owners_of_rooms(cluster, plan_id, rooms)
+        .await
+        .context("room owners")?;
+    let victim = busiest(cluster.size(), &owners);
+    let fault_at = Instant::now();
+    let mut fault_ends = fault_at;
+    match scenario {
+        Scenario::Kill => {
+            cluster.kill(victim)?;
+            note(format!("SIGKILL {}", LocalCluster::node_id(victim)));
+        }
+        Scenario::Stop => {
+            cluster.signal(victim, true)?;
+            note(format!("SIGSTOP {}", LocalCluster::node_id(victim)));
+            let ttl = Duration::from_millis(options.cluster.lease_ttl_ms.unwrap_or(15_000));
+            tokio::time::sleep(ttl + Duration::from_secs(2)).await;
+            cluster.signal(victim, false)?;
+            fault_ends = Instant::now();
+            note(format!("SIGCONT {}", LocalCluster::node_id(victim)));
+        }
+        Scenario::Drain => {
+            note(format!("drain {}", LocalCluster::node_id(victim)));
+            cluster.drain(victim).await?;
+            fault_ends = Instant::now();
+            note(format!("{} exited", LocalCluster::node_id(victim)));
+        }
+        Scenario::ReconnectStorm => {
+            storm.now();
+            note(format!("{} sockets dropped at once", options.candidates));
+        }
+    }
+    let saved_again = wait_for(&riders, Some(fault_at), 2, options.budget * 3).await;
+    match &saved_again {
+        Ok(()) => note("every candidate saving again".into()),
+        Err(error) => note(format!("not every candidate saved again: {error:#}")),
+    }
+    let until = (fault_ends + options.after).max(Instant::now() + Duration::from_secs(2));
+    tokio::time::sleep_until(until).await;
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    // Acks on their way are in the records; let writes settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    note("traffic stopped; checking the journal".into());
+
+    let acked: Vec<Acked> = riders
+        .iter()
+        .flat_map(|rider| {
+            let record = rider.record.lock().unwrap_or_else(|p| p.into_inner());
+            record
+                .acked
+                .iter()
+                .map(|(cseq, version, _)| Acked {
+                    candidate: rider.candidate_id.clone(),
+                    cseq: *cseq,
+                    version: *version,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let store = cluster.store().await?;
+    let (journal, epochs) = read_journal(&store, plan_id).await?;
+    store.close().await;
+    let findings = check(&acked, &journal, &epochs);
+    let victim_id = LocalCluster::node_id(victim);
+    let figures = Figures::gather(
+        &riders,
+        began,
+        fault_at,
+        fault_ends,
+        victim,
+        Some(&owners),
+        &victim_id,
+    );
+    Ok(report::judge(
+        scenario, options, timeline, figures, findings,
+    ))
+}
+
+/// Imports, opens and starts the drill's plan.
+async fn start_exam(
+    cluster: &LocalCluster,
+    plan_id: &str,
+    rooms: usize,
+    options: &DrillOptions,
+) -> anyhow::Result<()> {
+    let heartbeat_s = options.pace.heartbeat.as_secs().max(1);
+    let plan = json!({
+        "title": "Chaos drill", "starts_at": "2026-12-01T09:00:00Z", "duration_s": 7200,
+        "settings": {"heartbeat_s": heartbeat_s, "late_entry_s": 3600},
+        "questions": (1..=10).map(|q| json!({"id": format!("q{q}"), "kind": "text"})).collect::<Vec<_>>(),
+        "rooms": (1..=rooms).map(|r| json!({"id": format!("room-{r}"), "name": format!("Room {r}"), "capacity": options.per_room})).collect::<Vec<_>>(),
+        "proctors": (1..=rooms).map(|r| json!({
+            "id": format!("proctor-{r}"), "name": format!("Proctor {r}"), "login": format!("proctor-{r}"),
+            "password": format!("password-{r}"), "room_ids": [format!("room-{r}")]
+        })).collect::<Vec<_>>(),
+        "candidates": (1..=options.candidates).map(|n| json!({
+            "id": format!("cand-{n:04}"), "reg_no": format!("R{n:04}"), "name": format!("Candidate {n}"),
+            "room_id": format!("room-{}", (n - 1) / options.per_room + 1), "seat": (n - 1) % options.per_room + 1,
+            "access_code": format!("code-{n:04}")
+        })).collect::<Vec<_>>(),
+    });
+    let base = cluster.base(0);
+    let response = cluster
+        .client
+        .put(format!("{base}/api/v1/admin/plans/{plan_id}"))
+        .header("X-Api-Key", API_KEY)
+        .json(&plan)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "plan import: {}",
+        response.text().await?
+    );
+    for action in ["open", "start"] {
+        let response = cluster
+            .client
+            .post(format!("{base}/api/v1/admin/plans/{plan_id}/commands"))
+            .header("X-Api-Key", API_KEY)
+            .json(&json!({"action": action}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "plan {action}: {}",
+            response.text().await?
+        );
+    }
+    Ok(())
+}
+
+/// Candidate `n`'s token, logged in on node `index`.
+async fn login(
+    cluster: &LocalCluster,
+    index: usize,
+    plan_id: &str,
+    n: usize,
+) -> anyhow::Result<String> {
+    let body = json!({"plan_id": plan_id, "reg_no": format!("R{n:04}"), "access_code": format!("code-{n:04}")});
+    for _ in 0..50 {
+        let response = cluster
+            .client
+            .post(format!("{}/api/v1/auth/candidate", cluster.base(index)))
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(answer["token"].as_str().context("no token")?.to_string());
+        }
+        anyhow::ensure!(
+            status.as_u16() == 503,
+            "login of R{n:04}: {status} {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("login of R{n:04} kept answering 503")
+}
+
+/// The owner of each room (`room-1` first), as node 0 sees it.
+async fn cluster_owners_of_rooms(
+    cluster: &LocalCluster,
+    plan_id: &str,
+    rooms: usize,
+) -> Option<Vec<String>> {
+    let index = *cluster.running().first()?;
+    let owners = cluster.owners(index).await.ok()?;
+    let plan = invigil_actors::domain::PlanId::parse(plan_id).ok()?;
+    (1..=rooms)
+        .map(|room| {
+            let room = invigil_actors::domain::RoomId::parse(format!("room-{room}")).ok()?;
+            let shard = invigil_actors::shard::ShardId::of_room(&plan, &room);
+            owners.get(usize::from(shard.get())).cloned()
+        })
+        .collect()
+}
+
+/// The node (of `nodes`) that owns the most of the rooms in `owners`.
+fn busiest(nodes: usize, owners: &[String]) -> usize {
+    (0..nodes)
+        .max_by_key(|&index| {
+            let id = LocalCluster::node_id(index);
+            owners.iter().filter(|owner| **owner == id).count()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until every rider has `more` acks (after `since`, when given).
+async fn wait_for(
+    riders: &[Rider],
+    since: Option<Instant>,
+    more: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let behind = riders
+            .iter()
+            .filter(|rider| {
+                let record = rider.record.lock().unwrap_or_else(|p| p.into_inner());
+                record
+                    .acked
+                    .iter()
+                    .filter(|(_, _, at)| since.is_none_or(|since| *at > since))
+                    .count()
+                    < more
+            })
+            .count();
+        if behind == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{behind} of {} candidates did not save within {timeout:?}",
+            riders.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Where a drill's reports go by default.
+pub fn default_report_dir() -> PathBuf {
+    PathBuf::from("target/chaos")
+}
