@@ -1,6 +1,7 @@
 //! A candidate's socket kept alive by docs/protocol.md's reconnect rule
-//! ("Reconnecting"), exactly: the same node first after a welcomed socket
-//! ends, the next node after a failed attempt, full-jitter backoff growing
+//! ("Reconnecting"), exactly: the same node first after a socket closed
+//! with a close frame, the next node after a silence, a broken connection
+//! or a failed attempt, full-jitter backoff growing
 //! while attempts fail, a `hello` with `resume {session, last_seq}`, the
 //! wait for a held greeting, `retry_after_ms` honoured, and every unacked
 //! answer resent byte for byte after the welcome. `invigil-load` and
@@ -121,10 +122,15 @@ impl Candidate {
         self.unacked.len()
     }
 
-    /// The socket that was serving ended: the next [`Self::connect`] tries
-    /// the same node first.
-    pub fn ended(&mut self) {
+    /// The socket that was serving ended. `cleanly`: with a close frame
+    /// (the node is alive — a room moved, it is handing off): the next
+    /// [`Self::connect`] tries the same node first. Otherwise (silence, a
+    /// broken connection: the node may be dead or frozen) the next node.
+    pub fn ended(&mut self, cleanly: bool) {
         self.reconnects += 1;
+        if !cleanly {
+            self.node += 1;
+        }
     }
 
     /// Connects by the rule until welcomed or `until`; after the welcome

@@ -448,8 +448,9 @@ async fn candidate(
     let mut cseq = 1_i64;
     let mut session: Option<(String, u64)> = None;
     // docs/protocol.md, "Reconnecting": the same node again after a socket
-    // that was welcomed; the next one after a failed attempt; a jittered
-    // backoff that grows while attempts fail.
+    // closed with a close frame; the next one after a silence, a broken
+    // socket or a failed attempt; a jittered backoff that grows while
+    // attempts fail.
     let mut node = 0_usize;
     let mut failures = 0_u32;
     while Instant::now() < stop {
@@ -488,6 +489,7 @@ async fn candidate(
         }
         let mut welcomed = false;
         let mut retry_after = None;
+        let mut cleanly = false;
         let mut in_flight: Option<Instant> = None;
         loop {
             if Instant::now() >= stop {
@@ -505,8 +507,12 @@ async fn candidate(
             let next = tokio::time::timeout(patience, stream.next()).await;
             let text = match next {
                 Ok(Some(Ok(Message::Text(text)))) => text,
+                Ok(Some(Ok(Message::Close(_)))) => {
+                    cleanly = true;
+                    break;
+                }
                 Ok(Some(Ok(_))) => continue,
-                // Closed, broken, or silent: reconnect.
+                // Broken, or silent: reconnect.
                 _ => break,
             };
             let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -561,6 +567,9 @@ async fn candidate(
         seen.lock().unwrap().reconnects += 1;
         if !welcomed {
             failures += 1;
+            node += 1;
+        } else if !cleanly {
+            // Silent or broken: the node may be gone; the next one first.
             node += 1;
         }
         if let Some(wait) = retry_after {

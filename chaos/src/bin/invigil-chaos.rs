@@ -25,7 +25,7 @@ enum Command {
     /// Runs one scenario (or `all`, one after another, each on a fresh
     /// cluster) and prints a verdict line per scenario.
     Drill {
-        /// kill, stop, drain, reconnect-storm, or all.
+        /// kill, stop, drain, reconnect-storm, postgres-stall, or all.
         scenario: String,
         #[arg(long, default_value_t = 3)]
         nodes: usize,
@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
         vec![
             <Scenario as clap::ValueEnum>::from_str(&scenario, true).map_err(|_| {
                 anyhow::anyhow!(
-                    "unknown scenario {scenario:?}: kill, stop, drain, reconnect-storm or all"
+                    "unknown scenario {scenario:?}: kill, stop, drain, reconnect-storm, postgres-stall or all"
                 )
             })?,
         ]

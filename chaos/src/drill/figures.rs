@@ -47,6 +47,10 @@ pub struct Figures {
     /// and the unlucky ones (on the victim's sockets or in its rooms).
     pub recovery_all: Spread,
     pub recovery_unlucky: Spread,
+    /// Every candidate's longest pause between two acks from just before
+    /// the fault on (what a candidate lives; for a drain it leaves out the
+    /// announce period, during which saves go on).
+    pub longest_pause: Spread,
     pub on_victims_sockets: usize,
     pub in_victims_rooms: usize,
     /// Error frames after the fault, by code.
@@ -91,6 +95,7 @@ impl Figures {
         };
         let mut all = Vec::new();
         let mut unlucky = Vec::new();
+        let mut pauses = Vec::new();
         let mut ack_times = Vec::new();
         let mut sessions = Vec::new();
         let end = Instant::now();
@@ -122,6 +127,7 @@ impl Figures {
                 sessions.push((*welcomed, ended));
             }
             figures.clock_jump_max_s = figures.clock_jump_max_s.max(clock_jump(&record.clock));
+            pauses.push(longest_pause(&record.acked, fault_at));
             if let Some(recovery) = recovery(&record.acked, fault_at) {
                 slowest.push((
                     recovery,
@@ -151,6 +157,7 @@ impl Figures {
         figures.recoveries_ms.sort_unstable();
         figures.recovery_all = Spread::of(all);
         figures.recovery_unlucky = Spread::of(unlucky);
+        figures.longest_pause = Spread::of(pauses);
         let seconds = end.duration_since(began).as_secs() as usize + 1;
         figures.acks_per_second = vec![0; seconds];
         for at in ack_times {
@@ -196,6 +203,27 @@ fn recovery(acked: &[(i64, i64, Instant)], fault_at: Instant) -> Option<Duration
         previous = at;
     }
     first.map(|at| at.duration_since(fault_at))
+}
+
+/// The longest time between two acks, counted from the last ack before
+/// the fault (or the fault) on.
+fn longest_pause(acked: &[(i64, i64, Instant)], fault_at: Instant) -> Duration {
+    let mut last = acked
+        .iter()
+        .map(|(_, _, at)| *at)
+        .filter(|at| *at <= fault_at)
+        .max()
+        .unwrap_or(fault_at);
+    let mut longest = Duration::ZERO;
+    for at in acked
+        .iter()
+        .map(|(_, _, at)| *at)
+        .filter(|at| *at > fault_at)
+    {
+        longest = longest.max(at.duration_since(last));
+        last = at;
+    }
+    longest
 }
 
 /// The largest jump of a candidate's remaining time against the wall clock

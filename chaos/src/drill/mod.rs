@@ -10,6 +10,7 @@
 //!
 //! # Layout
 //! - `cluster`: the local nodes and the faults (SIGKILL, SIGSTOP, drain)
+//! - `faults`: faults outside the nodes (Postgres stalled)
 //! - `traffic`: the candidates, reconnecting by docs/protocol.md's rule
 //! - `checker`: acks against the journal: lost, written twice, stale epoch
 //! - `figures`: recovery times, refusals, clocks, series over time
@@ -17,6 +18,7 @@
 
 pub mod checker;
 pub mod cluster;
+pub mod faults;
 pub mod figures;
 pub mod report;
 pub mod traffic;
@@ -51,14 +53,18 @@ pub enum Scenario {
     Drain,
     /// Every candidate's socket dropped at once.
     ReconnectStorm,
+    /// Every Postgres process stopped (SIGSTOP) for longer than the ack
+    /// budget, then resumed.
+    PostgresStall,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::Kill,
         Scenario::Stop,
         Scenario::Drain,
         Scenario::ReconnectStorm,
+        Scenario::PostgresStall,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +73,7 @@ impl Scenario {
             Self::Stop => "stop",
             Self::Drain => "drain",
             Self::ReconnectStorm => "reconnect-storm",
+            Self::PostgresStall => "postgres-stall",
         }
     }
 
@@ -84,6 +91,9 @@ impl Scenario {
             }
             Self::ReconnectStorm => {
                 "When every socket drops at once, every candidate reconnects, resumes and saves again within the budget, and every unacknowledged answer is acknowledged once."
+            }
+            Self::PostgresStall => {
+                "When Postgres stops answering for seconds, nothing is acknowledged that is not stored, every candidate saves again once it is back, and no acknowledged answer is lost."
             }
         }
     }
@@ -210,6 +220,18 @@ async fn run(
         Scenario::ReconnectStorm => {
             storm.now();
             note(format!("{} sockets dropped at once", options.candidates));
+        }
+        Scenario::PostgresStall => {
+            // Shorter than the lease (renewals fail meanwhile), longer
+            // than any ack budget.
+            let ttl = Duration::from_millis(options.cluster.lease_ttl_ms.unwrap_or(15_000));
+            let stall = (ttl / 2).min(Duration::from_secs(5));
+            let pool = cluster.store().await?;
+            note(format!("SIGSTOP Postgres for {stall:?}"));
+            let stopped = faults::stall_postgres(&pool, stall).await?;
+            pool.close().await;
+            fault_ends = Instant::now();
+            note(format!("SIGCONT Postgres ({stopped} processes)"));
         }
     }
     let saved_again = wait_for(&riders, Some(fault_at), 2, options.budget * 3).await;

@@ -62,13 +62,14 @@ pub fn judge(
     }
     let passed = violations.is_empty();
     let verdict = format!(
-        "{} {}: {}/{} saving again, p99 {:.1} s (unlucky {:.1} s), {} acked answers lost of {} checked, {} written twice, {} stale epochs",
+        "{} {}: {}/{} saving again, p99 {:.1} s (unlucky {:.1} s, longest pause p99 {:.1} s), {} acked answers lost of {} checked, {} written twice, {} stale epochs",
         if passed { "PASS" } else { "FAIL" },
         scenario.name(),
         figures.saving_again,
         figures.candidates,
         figures.recovery_all.p99_ms as f64 / 1000.0,
         figures.recovery_unlucky.p99_ms as f64 / 1000.0,
+        figures.longest_pause.p99_ms as f64 / 1000.0,
         findings.lost.len(),
         findings.acked_checked,
         findings.twice.len(),
@@ -182,6 +183,7 @@ fn section_markdown(outcome: &Outcome, charts: &[(String, String)]) -> String {
          | saving again | {}/{} |\n\
          | fault → saving again, p50 / p99 / max, every candidate | {} |\n\
          | the same, candidates on the victim's sockets ({}) or in its rooms ({}) | {} |\n\
+         | longest pause between two acks, p50 / p99 / max | {} |\n\
          | acks | {} |\n| reconnects / failed attempts | {} / {} |\n\
          | refusals after the fault | {} |\n| largest clock jump | {} s |\n\n",
         figures.saving_again,
@@ -190,6 +192,7 @@ fn section_markdown(outcome: &Outcome, charts: &[(String, String)]) -> String {
         figures.on_victims_sockets,
         figures.in_victims_rooms,
         spread(&figures.recovery_unlucky),
+        spread(&figures.longest_pause),
         figures.acks_total,
         figures.reconnects,
         figures.failed_attempts,

@@ -105,6 +105,8 @@ pub async fn ride(
         let mut last_heard = Instant::now();
         let storm_hit = storm.0.notified();
         tokio::pin!(storm_hit);
+        // Whether the socket ended with a close frame (the node is alive).
+        let mut cleanly = false;
         loop {
             if Instant::now() >= stop {
                 let _ = sink.close().await;
@@ -129,7 +131,11 @@ pub async fn ride(
                     stop
                 });
             tokio::select! {
-                () = &mut storm_hit => break,
+                () = &mut storm_hit => {
+                    // Dropped on our side; the node is fine.
+                    cleanly = true;
+                    break;
+                }
                 () = tokio::time::sleep_until(wake) => {
                     let now = Instant::now();
                     if now >= silent_at {
@@ -146,6 +152,10 @@ pub async fn ride(
                 message = stream.next() => {
                     let text = match message {
                         Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Close(_))) => {
+                            cleanly = true;
+                            break;
+                        }
                         Some(Ok(_)) => continue,
                         _ => break,
                     };
@@ -200,7 +210,7 @@ pub async fn ride(
             }
         }
         lock(&record).ended.push(Instant::now());
-        client.ended();
+        client.ended(cleanly);
     }
 }
 

@@ -68,6 +68,8 @@ pub(super) async fn candidate(
         let now = tokio::time::Instant::now();
         let sending = Instant::now() < deadline;
         let mut gone = false;
+        // Ended with a close frame (the node is alive): same node first.
+        let mut cleanly = false;
         // Closed loop: top the window up before waiting.
         if let Some(window) = window
             && sending
@@ -125,6 +127,10 @@ pub(super) async fn candidate(
                         last_heard = tokio::time::Instant::now();
                         received(&text, &mut client, &shared, &mut in_flight, &mut latencies, measure_from);
                     }
+                    Some(Ok(Message::Close(_))) => {
+                        gone = true;
+                        cleanly = true;
+                    }
                     Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
                     _ => gone = true,
                 },
@@ -133,7 +139,7 @@ pub(super) async fn candidate(
         if gone {
             // The rule: reconnect (same node first), resume, resend.
             shared.disconnects.fetch_add(1, Ordering::Relaxed);
-            client.ended();
+            client.ended(cleanly);
             match client.connect(drain_until).await {
                 Ok((socket, _)) => {
                     shared.reconnects.fetch_add(1, Ordering::Relaxed);
