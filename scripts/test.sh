@@ -31,7 +31,7 @@ echo "== observability: promtool config, rules and rule tests; dashboards agains
 scripts/check-observability.sh
 INVIGIL_BIN=target/debug/invigil scripts/check-live-observability.sh
 
-echo "== chaos drills (small): kill, stop, drain, reconnect-storm on a 3-node local cluster"
+echo "== chaos drills (small): kill, stop, drain, reconnect-storm, postgres-stall, rolling-restart, scale-out on a 3-node local cluster"
 cargo build --locked -p invigil-chaos --bin invigil-chaos -p invigil-node --bin invigil
 target/debug/invigil-chaos drill all --nodes 3 --candidates 60 --seconds 3 \
     --lease-ttl-ms 4000 --bin target/debug/invigil --report target/chaos/ci

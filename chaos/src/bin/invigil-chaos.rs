@@ -25,7 +25,8 @@ enum Command {
     /// Runs one scenario (or `all`, one after another, each on a fresh
     /// cluster) and prints a verdict line per scenario.
     Drill {
-        /// kill, stop, drain, reconnect-storm, postgres-stall, or all.
+        /// kill, stop, drain, reconnect-storm, postgres-stall,
+        /// rolling-restart, scale-out, or all.
         scenario: String,
         #[arg(long, default_value_t = 3)]
         nodes: usize,
@@ -39,7 +40,7 @@ enum Command {
         /// The plan's heartbeat (a silent socket is left after two).
         #[arg(long, default_value_t = 3)]
         heartbeat_s: u64,
-        /// p99 of "saving again" above this fails the drill.
+        /// A p99 longest pause between saves above this fails the drill.
         #[arg(long, default_value_t = 10_000)]
         budget_ms: u64,
         /// `shards.lease_ttl_ms` of the nodes (their default: 15 000).
@@ -84,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
         vec![
             <Scenario as clap::ValueEnum>::from_str(&scenario, true).map_err(|_| {
                 anyhow::anyhow!(
-                    "unknown scenario {scenario:?}: kill, stop, drain, reconnect-storm, postgres-stall or all"
+                    "unknown scenario {scenario:?}: kill, stop, drain, reconnect-storm, postgres-stall, rolling-restart, scale-out or all"
                 )
             })?,
         ]
@@ -124,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
                 redis_url: redis_url.clone(),
                 lease_ttl_ms,
                 log_dir: log_dir.join(scenario.name()),
+                spare: usize::from(scenario == Scenario::ScaleOut),
             },
         };
         let outcome = drill(scenario, &options).await?;

@@ -27,6 +27,9 @@ pub struct ClusterSpec {
     pub lease_ttl_ms: Option<u64>,
     /// Where the nodes' logs go.
     pub log_dir: PathBuf,
+    /// Nodes that may be added later (`scale-out`): ports are kept for
+    /// them, and clients know their addresses from the start.
+    pub spare: usize,
 }
 
 struct Ports {
@@ -73,7 +76,7 @@ impl LocalCluster {
         );
         std::fs::create_dir_all(&spec.log_dir)?;
         let mut ports = Vec::new();
-        for _ in 0..spec.nodes {
+        for _ in 0..spec.nodes + spec.spare {
             ports.push(Ports {
                 http: free_port()?,
                 gossip: free_port()?,
@@ -81,8 +84,8 @@ impl LocalCluster {
             });
         }
         let mut cluster = Self {
-            children: (0..spec.nodes).map(|_| None).collect(),
-            stopped: vec![false; spec.nodes],
+            children: (0..spec.nodes + spec.spare).map(|_| None).collect(),
+            stopped: vec![false; spec.nodes + spec.spare],
             spec,
             id,
             schema,
@@ -100,8 +103,10 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    /// Nodes there may be (started or not): the first `nodes` start, the
+    /// spares when added.
     pub fn size(&self) -> usize {
-        self.spec.nodes
+        self.spec.nodes + self.spec.spare
     }
 
     pub fn node_id(index: usize) -> String {
@@ -113,7 +118,7 @@ impl LocalCluster {
     }
 
     pub fn bases(&self) -> Vec<String> {
-        (0..self.spec.nodes).map(|index| self.base(index)).collect()
+        (0..self.size()).map(|index| self.base(index)).collect()
     }
 
     pub fn log_path(&self, index: usize) -> PathBuf {
@@ -127,6 +132,7 @@ impl LocalCluster {
         let seeds: Vec<String> = self
             .ports
             .iter()
+            .take(self.spec.nodes)
             .map(|ports| format!("127.0.0.1:{}", ports.gossip))
             .collect();
         let ports = &self.ports[index];
@@ -188,7 +194,7 @@ impl LocalCluster {
 
     /// Nodes started and not killed or stopped.
     pub fn running(&self) -> Vec<usize> {
-        (0..self.spec.nodes)
+        (0..self.size())
             .filter(|&index| self.children[index].is_some() && !self.stopped[index])
             .collect()
     }
@@ -340,7 +346,7 @@ impl LocalCluster {
 
     /// Stops every node and drops the schema.
     pub async fn stop(mut self) {
-        for index in 0..self.spec.nodes {
+        for index in 0..self.size() {
             if self.stopped[index] {
                 let _ = self.signal(index, false);
             }

@@ -56,15 +56,21 @@ pub enum Scenario {
     /// Every Postgres process stopped (SIGSTOP) for longer than the ack
     /// budget, then resumed.
     PostgresStall,
+    /// Every node drained and restarted in turn.
+    RollingRestart,
+    /// One more node started under traffic; it takes its share of rooms.
+    ScaleOut,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Kill,
         Scenario::Stop,
         Scenario::Drain,
         Scenario::ReconnectStorm,
         Scenario::PostgresStall,
+        Scenario::RollingRestart,
+        Scenario::ScaleOut,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +80,8 @@ impl Scenario {
             Self::Drain => "drain",
             Self::ReconnectStorm => "reconnect-storm",
             Self::PostgresStall => "postgres-stall",
+            Self::RollingRestart => "rolling-restart",
+            Self::ScaleOut => "scale-out",
         }
     }
 
@@ -95,6 +103,12 @@ impl Scenario {
             Self::PostgresStall => {
                 "When Postgres stops answering for seconds, nothing is acknowledged that is not stored, every candidate saves again once it is back, and no acknowledged answer is lost."
             }
+            Self::RollingRestart => {
+                "When every node is drained and restarted in turn, as in a release, no candidate's saves pause for long, and no acknowledged answer is lost."
+            }
+            Self::ScaleOut => {
+                "When a node joins under traffic, it takes its share of the rooms without a candidate's saves pausing for long or an acknowledged answer being lost."
+            }
         }
     }
 }
@@ -108,7 +122,7 @@ pub struct DrillOptions {
     /// Traffic after the fault (at least until every candidate saved again).
     pub after: Duration,
     pub pace: Pace,
-    /// p99 of "saving again" above this fails the drill.
+    /// A p99 longest pause between saves above this fails the drill.
     pub budget: Duration,
     pub cluster: ClusterSpec,
 }
@@ -145,7 +159,10 @@ async fn run(
     let began = Instant::now();
     let mut timeline = Vec::new();
     let mut note = |what: String| timeline.push((began.elapsed().as_secs_f64(), what));
-    note(format!("{} nodes ready and in agreement", cluster.size()));
+    note(format!(
+        "{} nodes ready and in agreement",
+        cluster.running().len()
+    ));
     let plan_id = "drill";
     let rooms = options.candidates.div_ceil(options.per_room.max(1));
     start_exam(cluster, plan_id, rooms, options).await?;
@@ -162,8 +179,10 @@ async fn run(
     // Bounded: the riders are stopped when the drill ends, at the latest
     // after ten minutes.
     let stop_at = Instant::now() + Duration::from_secs(600);
+    // Clients know every address (spares too); they start on running nodes.
+    let running = cluster.running().len();
     for n in 1..=options.candidates {
-        let first_node = (n - 1) % bases.len();
+        let first_node = (n - 1) % running;
         let token = login(cluster, first_node, plan_id, n).await?;
         let rotated: Vec<String> = (0..bases.len())
             .map(|i| bases[(first_node + i) % bases.len()].clone())
@@ -220,6 +239,37 @@ async fn run(
         Scenario::ReconnectStorm => {
             storm.now();
             note(format!("{} sockets dropped at once", options.candidates));
+        }
+        Scenario::RollingRestart => {
+            for index in cluster.running() {
+                let node = LocalCluster::node_id(index);
+                note(format!("drain {node}"));
+                cluster.drain(index).await?;
+                cluster.spawn(index)?;
+                note(format!("{node} restarted"));
+                cluster.wait_agreed(Duration::from_secs(60)).await?;
+                note(format!("{node} back: every node in agreement"));
+            }
+            fault_ends = Instant::now();
+        }
+        Scenario::ScaleOut => {
+            let index = cluster.running().len();
+            anyhow::ensure!(index < cluster.size(), "no spare node to add");
+            cluster.spawn(index)?;
+            note(format!("{} started", LocalCluster::node_id(index)));
+            cluster.wait_agreed(Duration::from_secs(60)).await?;
+            fault_ends = Instant::now();
+            let owners = cluster_owners_of_rooms(cluster, plan_id, rooms)
+                .await
+                .unwrap_or_default();
+            let taken = owners
+                .iter()
+                .filter(|owner| **owner == LocalCluster::node_id(index))
+                .count();
+            note(format!(
+                "every node in agreement; {} hosts {taken} of {rooms} rooms",
+                LocalCluster::node_id(index)
+            ));
         }
         Scenario::PostgresStall => {
             // Shorter than the lease (renewals fail meanwhile), longer

@@ -11,7 +11,8 @@ use super::figures::Figures;
 use super::{DrillOptions, Outcome, Scenario};
 
 /// Judges a drill: any checker finding, a candidate that did not save
-/// again, a clock that jumped, or a p99 above the budget fails it.
+/// again, a clock that jumped, or a p99 longest pause between saves above
+/// the budget fails it.
 pub fn judge(
     scenario: Scenario,
     options: &DrillOptions,
@@ -46,11 +47,14 @@ pub fn judge(
             .iter()
             .map(|what| format!("gave up: {what}")),
     );
+    // The budget is on what a candidate lives: the longest it went without
+    // a save (for a fault in steps, a rolling restart, "fault → saving
+    // again" counts from the first step).
     let budget_ms = options.budget.as_millis() as u64;
-    if figures.recovery_all.p99_ms > budget_ms {
+    if figures.longest_pause.p99_ms > budget_ms {
         violations.push(format!(
-            "p99 time to save again {} ms is above the budget of {budget_ms} ms",
-            figures.recovery_all.p99_ms
+            "p99 of the longest pause between saves, {} ms, is above the budget of {budget_ms} ms",
+            figures.longest_pause.p99_ms
         ));
     }
     // Rounding of remaining_s and the time between frames: 2 s is normal.
