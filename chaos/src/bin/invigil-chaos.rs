@@ -34,6 +34,9 @@ enum Command {
         candidates: usize,
         #[arg(long, default_value_t = 10)]
         per_room: usize,
+        /// Proctors (of rooms 1 …), each warning a candidate every 2 s.
+        #[arg(long, default_value_t = 6)]
+        proctors: usize,
         /// Seconds of traffic after the fault ends.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
@@ -70,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         nodes,
         candidates,
         per_room,
+        proctors,
         seconds,
         heartbeat_s,
         budget_ms,
@@ -112,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
             nodes,
             candidates,
             per_room,
+            proctors,
             after: Duration::from_secs(seconds),
             pace: Pace {
                 think: Duration::from_millis(300),

@@ -2,12 +2,13 @@
 //! nodes): time for every candidate to save again, refusals by code,
 //! clocks that jumped, and series over time for the report's charts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::proctors::id_of;
 use super::traffic::Rider;
 
 /// A gap between acks longer than this is an outage.
@@ -36,6 +37,23 @@ impl Spread {
             max_ms: values.last().map_or(0, |max| max.as_millis() as u64),
         }
     }
+}
+
+/// When the traffic began, and the fault began and ended.
+#[derive(Clone, Copy, Debug)]
+pub struct Times {
+    pub began: Instant,
+    pub fault_at: Instant,
+    pub fault_ends: Instant,
+}
+
+/// The node the fault hit: its index and id, and who owned each room
+/// (`room-1` first) before the fault.
+#[derive(Clone, Copy, Debug)]
+pub struct Victim<'a> {
+    pub index: usize,
+    pub id: &'a str,
+    pub room_owners: Option<&'a [String]>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -75,18 +93,33 @@ pub struct Figures {
     pub gave_up: Vec<String>,
     /// The ten slowest to save again: who, where, how long.
     pub slowest: Vec<String>,
+    /// Proctors' warnings sent before / from the fault on, how many reached
+    /// their candidate, and how fast (sent → control at the candidate).
+    pub commands_before: usize,
+    pub delivered_before: usize,
+    pub commands_after: usize,
+    pub delivered_after: usize,
+    pub delivery: Spread,
+    pub delivery_after: Spread,
 }
 
 impl Figures {
     pub fn gather(
         riders: &[Rider],
-        began: Instant,
-        fault_at: Instant,
-        fault_ends: Instant,
-        victim: usize,
-        room_owners: Option<&[String]>,
-        victim_id: &str,
+        times: Times,
+        victim: Victim<'_>,
+        commands: &HashMap<u64, Instant>,
     ) -> Self {
+        let Times {
+            began,
+            fault_at,
+            fault_ends,
+        } = times;
+        let Victim {
+            index: victim,
+            id: victim_id,
+            room_owners,
+        } = victim;
         let mut figures = Self {
             candidates: riders.len(),
             fault_at_s: fault_at.duration_since(began).as_secs_f64(),
@@ -151,6 +184,35 @@ impl Figures {
                 }
             }
         }
+        let received: HashMap<u64, Instant> = riders
+            .iter()
+            .flat_map(|rider| {
+                let record = rider.record.lock().unwrap_or_else(|p| p.into_inner());
+                record
+                    .controls
+                    .iter()
+                    .filter_map(|(_, reason, at)| Some((id_of(reason.as_deref()?)?, *at)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let (mut delivery, mut delivery_after) = (Vec::new(), Vec::new());
+        for (id, sent_at) in commands {
+            let after = *sent_at >= fault_at;
+            let reached = received
+                .get(id)
+                .map(|at| at.saturating_duration_since(*sent_at));
+            if after {
+                figures.commands_after += 1;
+                figures.delivered_after += usize::from(reached.is_some());
+                delivery_after.extend(reached);
+            } else {
+                figures.commands_before += 1;
+                figures.delivered_before += usize::from(reached.is_some());
+            }
+            delivery.extend(reached);
+        }
+        figures.delivery = Spread::of(delivery);
+        figures.delivery_after = Spread::of(delivery_after);
         slowest.sort_by_key(|(recovery, _)| std::cmp::Reverse(*recovery));
         figures.slowest = slowest.into_iter().take(10).map(|(_, what)| what).collect();
         figures.recoveries_ms = all.iter().map(|d| d.as_millis() as u64).collect();

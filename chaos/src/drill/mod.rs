@@ -12,6 +12,7 @@
 //! - `cluster`: the local nodes and the faults (SIGKILL, SIGSTOP, drain)
 //! - `faults`: faults outside the nodes (Postgres stalled)
 //! - `traffic`: the candidates, reconnecting by docs/protocol.md's rule
+//! - `proctors`: proctors warning candidates throughout, delivery timed
 //! - `checker`: acks against the journal: lost, written twice, stale epoch
 //! - `figures`: recovery times, refusals, clocks, series over time
 //! - `report`: the verdict line, summary.json, report.md, report.html
@@ -20,6 +21,7 @@ pub mod checker;
 pub mod cluster;
 pub mod faults;
 pub mod figures;
+pub mod proctors;
 pub mod report;
 pub mod traffic;
 
@@ -34,7 +36,7 @@ use tokio::time::Instant;
 
 use self::checker::{Acked, Findings, check, read_journal};
 use self::cluster::{API_KEY, ClusterSpec, LocalCluster};
-use self::figures::Figures;
+use self::figures::{Figures, Times, Victim};
 use self::traffic::{Pace, Record, Rider, Storm, ride};
 use crate::reconnect::Candidate;
 
@@ -119,6 +121,8 @@ pub struct DrillOptions {
     pub nodes: usize,
     pub candidates: usize,
     pub per_room: usize,
+    /// Proctors (of rooms 1 …) sending a warning every two seconds.
+    pub proctors: usize,
     /// Traffic after the fault (at least until every candidate saved again).
     pub after: Duration,
     pub pace: Pace,
@@ -206,6 +210,30 @@ async fn run(
         .await
         .context("every candidate saving before the fault")?;
     note("every candidate saving".into());
+    let sent = Arc::new(proctors::Sent::default());
+    for room in 1..=options.proctors.min(rooms) {
+        let first = (room - 1) % running;
+        let rotated: Vec<String> = (0..bases.len())
+            .map(|i| bases[(first + i) % bases.len()].clone())
+            .collect();
+        let candidates: Vec<String> = riders
+            .iter()
+            .filter(|rider| rider.room == room)
+            .map(|rider| rider.candidate_id.clone())
+            .collect();
+        let proctor = proctors::Proctor {
+            client: cluster.client.clone(),
+            bases: rotated,
+            plan_id: plan_id.to_string(),
+            room,
+            candidates,
+        };
+        tasks.push(tokio::spawn(proctor.run(
+            sent.clone(),
+            Duration::from_secs(2),
+            stop_at,
+        )));
+    }
 
     // Steady traffic for a while before the fault.
     tokio::time::sleep(STEADY).await;
@@ -321,14 +349,20 @@ async fn run(
     store.close().await;
     let findings = check(&acked, &journal, &epochs);
     let victim_id = LocalCluster::node_id(victim);
+    let commands = sent.take();
     let figures = Figures::gather(
         &riders,
-        began,
-        fault_at,
-        fault_ends,
-        victim,
-        Some(&owners),
-        &victim_id,
+        Times {
+            began,
+            fault_at,
+            fault_ends,
+        },
+        Victim {
+            index: victim,
+            id: &victim_id,
+            room_owners: Some(&owners),
+        },
+        &commands,
     );
     Ok(report::judge(
         scenario, options, timeline, figures, findings,

@@ -189,6 +189,8 @@ fn section_markdown(outcome: &Outcome, charts: &[(String, String)]) -> String {
          | the same, candidates on the victim's sockets ({}) or in its rooms ({}) | {} |\n\
          | longest pause between two acks, p50 / p99 / max | {} |\n\
          | acks | {} |\n| reconnects / failed attempts | {} / {} |\n\
+         | proctor warnings delivered, before the fault / from it on | {}/{} / {}/{} |\n\
+         | warning → control at the candidate, p50 / p99 / max: all / from the fault on | {} / {} |\n\
          | refusals after the fault | {} |\n| largest clock jump | {} s |\n\n",
         figures.saving_again,
         figures.candidates,
@@ -200,6 +202,12 @@ fn section_markdown(outcome: &Outcome, charts: &[(String, String)]) -> String {
         figures.acks_total,
         figures.reconnects,
         figures.failed_attempts,
+        figures.delivered_before,
+        figures.commands_before,
+        figures.delivered_after,
+        figures.commands_after,
+        spread(&figures.delivery),
+        spread(&figures.delivery_after),
         if figures.refused_by_code.is_empty() {
             "none".to_string()
         } else {

@@ -26,7 +26,8 @@ pub struct Record {
     /// When each socket was welcomed, and when each ended.
     pub welcomed: Vec<Instant>,
     pub ended: Vec<Instant>,
-    pub controls: Vec<String>,
+    /// (action, reason, when) of every control.
+    pub controls: Vec<(String, Option<String>, Instant)>,
     pub failed_attempts: u64,
     /// Why the candidate stopped early, if it did.
     pub gave_up: Option<String>,
@@ -202,7 +203,8 @@ pub async fn ride(
                         }
                         Some("control") => {
                             let action = frame["action"].as_str().unwrap_or_default().to_string();
-                            lock(&record).controls.push(action);
+                            let reason = frame["reason"].as_str().map(str::to_string);
+                            lock(&record).controls.push((action, reason, now));
                         }
                         _ => {}
                     }

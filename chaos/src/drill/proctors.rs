@@ -1,0 +1,132 @@
+//! Proctors during a drill: one per room (up to `--proctors`), each on a
+//! dashboard socket of its own node, warning a candidate of its room every
+//! two seconds. A warning's reason carries its id; the candidate that gets
+//! the `control` records it, so delivery is timed end to end (same
+//! process, same clock), before, during and after the fault.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::reconnect::backoff;
+
+/// Warnings sent: id → when.
+#[derive(Default)]
+pub struct Sent(Mutex<HashMap<u64, Instant>>);
+
+impl Sent {
+    pub fn take(&self) -> HashMap<u64, Instant> {
+        std::mem::take(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The reason text of warning `id`.
+pub fn reason(id: u64) -> String {
+    format!("drill:{id}")
+}
+
+/// The id in a warning's reason.
+pub fn id_of(reason: &str) -> Option<u64> {
+    reason.strip_prefix("drill:")?.parse().ok()
+}
+
+/// One proctor of room `room` (login `proctor-ROOM`), its nodes, and the
+/// candidates of its room.
+pub struct Proctor {
+    pub client: reqwest::Client,
+    pub bases: Vec<String>,
+    pub plan_id: String,
+    pub room: usize,
+    pub candidates: Vec<String>,
+}
+
+impl Proctor {
+    /// Logs in on `bases[0]` (the next node when that fails), keeps a
+    /// dashboard socket, warns the candidates in turn every `every` until
+    /// `stop`. Ids are `room * 1_000_000 + n`.
+    pub async fn run(self, sent: Arc<Sent>, every: Duration, stop: Instant) {
+        if self.candidates.is_empty() {
+            return;
+        }
+        let mut node = 0_usize;
+        let mut failures = 0_u32;
+        let mut next = 0_u64;
+        while Instant::now() < stop {
+            tokio::time::sleep(backoff(failures)).await;
+            let base = &self.bases[node % self.bases.len()];
+            let Some(mut socket) = dashboard(&self.client, base, &self.plan_id, self.room).await
+            else {
+                failures += 1;
+                node += 1;
+                continue;
+            };
+            failures = 0;
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if Instant::now() >= stop {
+                            return;
+                        }
+                        let id = self.room as u64 * 1_000_000 + next;
+                        let target = &self.candidates[next as usize % self.candidates.len()];
+                        next += 1;
+                        let command = json!({"t": "command", "id": id.to_string(), "target": {"candidate_id": target},
+                                             "action": "warn", "reason": reason(id)});
+                        sent.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Instant::now());
+                        if socket.send(Message::text(command.to_string())).await.is_err() {
+                            break;
+                        }
+                    }
+                    message = socket.next() => match message {
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    },
+                }
+            }
+            // The dashboard's node went away: the next one.
+            node += 1;
+        }
+    }
+}
+
+/// A proctor logged in on `base` with a dashboard socket that said hello.
+async fn dashboard(
+    client: &reqwest::Client,
+    base: &str,
+    plan_id: &str,
+    room: usize,
+) -> Option<crate::reconnect::Socket> {
+    let login: Value = client
+        .post(format!("{base}/api/v1/auth/proctor"))
+        .json(&json!({"plan_id": plan_id, "login": format!("proctor-{room}"), "password": format!("password-{room}")}))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let token = login["token"].as_str()?;
+    let url = format!(
+        "{}/ws/proctor?token={token}",
+        base.replace("http://", "ws://")
+    );
+    let (mut socket, _) = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    socket
+        .send(Message::text(json!({"t": "hello"}).to_string()))
+        .await
+        .ok()?;
+    Some(socket)
+}
