@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::exam::socket::{connect, login};
 use crate::reconnect::backoff;
 
 /// Warnings sent: id → when.
@@ -95,38 +96,23 @@ impl Proctor {
     }
 }
 
-/// A proctor logged in on `base` with a dashboard socket that said hello.
+/// A proctor logged in on `base` with a dashboard socket that said hello
+/// and got its first room snapshot (the load's own doors, each bounded).
 async fn dashboard(
     client: &reqwest::Client,
     base: &str,
     plan_id: &str,
     room: usize,
 ) -> Option<crate::reconnect::Socket> {
-    let login: Value = client
-        .post(format!("{base}/api/v1/auth/proctor"))
-        .json(&json!({"plan_id": plan_id, "login": format!("proctor-{room}"), "password": format!("password-{room}")}))
-        .timeout(Duration::from_secs(3))
-        .send()
+    let body = json!({"plan_id": plan_id, "login": format!("proctor-{room}"), "password": format!("password-{room}")});
+    let patience = Duration::from_secs(3);
+    let token = tokio::time::timeout(patience, login(client, base, body, "/api/v1/auth/proctor"))
         .await
         .ok()?
-        .json()
-        .await
         .ok()?;
-    let token = login["token"].as_str()?;
-    let url = format!(
-        "{}/ws/proctor?token={token}",
-        base.replace("http://", "ws://")
-    );
-    let (mut socket, _) = tokio::time::timeout(
-        Duration::from_secs(3),
-        tokio_tungstenite::connect_async(url),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    socket
-        .send(Message::text(json!({"t": "hello"}).to_string()))
+    let (socket, _) = tokio::time::timeout(patience, connect(base, "/ws/proctor", &token))
         .await
+        .ok()?
         .ok()?;
     Some(socket)
 }

@@ -19,7 +19,7 @@ mod driver;
 mod proctor;
 mod report;
 mod shared;
-mod socket;
+pub(crate) mod socket;
 mod watch;
 
 pub use driver::{ExamLoad, run};

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 pub(super) use crate::reconnect::Socket;
 
 /// Logs in with `body` at `path` and returns the session token.
-pub(super) async fn login(
+pub(crate) async fn login(
     client: &reqwest::Client,
     base: &str,
     body: Value,
@@ -28,7 +28,7 @@ pub(super) async fn login(
 }
 
 /// A connected socket and the highest cseq the server has accepted so far.
-pub(super) async fn connect(base: &str, path: &str, token: &str) -> anyhow::Result<(Socket, i64)> {
+pub(crate) async fn connect(base: &str, path: &str, token: &str) -> anyhow::Result<(Socket, i64)> {
     let url = format!("{}{path}?token={token}", base.replace("http://", "ws://"));
     // A small read buffer: tungstenite zero-fills the whole buffer on every
     // read, and the 128 KiB default made memset the load tool's top cost.
