@@ -2,6 +2,9 @@
 # Runs every check and test: services, formatting, lints, the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One full build, no incremental caches: they double the target directory
+# and a one-shot run gains nothing from them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 scripts/ensure-services.sh
 
@@ -32,6 +35,10 @@ scripts/check-observability.sh
 INVIGIL_BIN=target/debug/invigil scripts/check-live-observability.sh
 
 echo "== chaos drills (small): kill, stop, drain, reconnect-storm, postgres-stall, rolling-restart, scale-out on a 3-node local cluster"
-cargo build --locked -p invigil-chaos --bin invigil-chaos -p invigil-node --bin invigil
+# The same workspace-wide target set as the tests, so nothing is built twice
+# (a per-package build resolves other features and recompiles the world).
+cargo build --locked --workspace --all-targets
 target/debug/invigil-chaos drill all --nodes 3 --candidates 60 --seconds 3 \
     --lease-ttl-ms 4000 --bin target/debug/invigil --report target/chaos/ci
+
+echo "== done; build output: $(du -sh target 2>/dev/null | cut -f1) in target/, $(df -h --output=avail . | tail -1 | tr -d ' ') free"
