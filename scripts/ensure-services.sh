@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes Postgres and Redis reachable on 127.0.0.1 for the tests.
+# Makes Postgres and Redis reachable on 127.0.0.1 for the tests (and, as
+# root, nftables for the partition drill).
 #   already listening -> nothing to do
 #   installed         -> start it
 #   absent            -> apt-get install -y postgresql redis-server, then start
@@ -104,3 +105,17 @@ ensure_redis() {
 
 ensure_postgres
 ensure_redis
+
+# nftables for the partition drill (invigil-chaos drill partition): only as
+# root, and never fatal — `drill all` skips the partition, saying why, when
+# nft is missing or the drill is not root.
+ensure_nft() {
+    command -v nft >/dev/null 2>&1 && { log "nft ready"; return 0; }
+    if [ "$(id -u)" = 0 ]; then
+        apt_install nftables || log "nftables could not be installed: the partition drill will be skipped"
+    else
+        log "not root: the partition drill will be skipped"
+    fi
+}
+
+ensure_nft

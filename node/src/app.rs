@@ -103,10 +103,14 @@ impl Readiness for NodeReadiness {
             Some(cluster) => Check {
                 name: "cluster",
                 ok: cluster.settled(),
-                detail: format!(
-                    "{held} of {} placed shards held",
-                    self.leases.desired().len()
-                ),
+                detail: if cluster.hosting() {
+                    format!(
+                        "{held} of {} placed shards held",
+                        self.leases.desired().len()
+                    )
+                } else {
+                    "cut off from most of the cluster: hosting nothing".into()
+                },
             },
         };
         vec![store, leases]

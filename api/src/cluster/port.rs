@@ -147,6 +147,12 @@ pub trait ClusterPort: Send + Sync + 'static {
     fn leaving(&self) -> bool {
         false
     }
+    /// Whether this node lost contact with most of the last stable
+    /// membership (a partition's minority side): it hosts nothing and
+    /// takes no new sockets, so clients go straight to another node.
+    fn cut_off(&self) -> bool {
+        false
+    }
     async fn forward(
         &self,
         node: &str,

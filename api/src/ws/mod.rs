@@ -92,21 +92,29 @@ pub async fn proctor_socket(
         .into_response()
 }
 
-/// A node that is leaving the cluster takes no new sockets: `503
-/// shutting_down` with `Retry-After` before the upgrade, so a reconnecting
-/// client moves on to the next node at once (docs/protocol.md,
-/// "Reconnecting") instead of waiting for a welcome that cannot come.
+/// A node that is leaving the cluster, or is cut off from most of it (a
+/// partition's minority side, hosting nothing), takes no new sockets: `503
+/// shutting_down` / `503 node_cut_off` with `Retry-After` before the
+/// upgrade, so a reconnecting client moves on to the next node at once
+/// (docs/protocol.md, "Reconnecting") instead of waiting for a welcome
+/// that cannot come.
 fn leaving(state: &AppState) -> Option<Response> {
-    state
-        .cluster
-        .as_ref()
-        .filter(|cluster| cluster.leaving())
-        .map(|_| {
-            crate::error::ApiError::new(
-                poem::http::StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "this node is leaving the cluster; connect to another",
-            )
-            .into_response()
-        })
+    let cluster = state.cluster.as_ref()?;
+    let (code, detail) = if cluster.leaving() {
+        (
+            "shutting_down",
+            "this node is leaving the cluster; connect to another",
+        )
+    } else if cluster.cut_off() {
+        (
+            "node_cut_off",
+            "this node lost contact with most of the cluster; connect to another",
+        )
+    } else {
+        return None;
+    };
+    Some(
+        crate::error::ApiError::new(poem::http::StatusCode::SERVICE_UNAVAILABLE, code, detail)
+            .into_response(),
+    )
 }

@@ -65,7 +65,12 @@ impl LocalCluster {
         let schema = format!("drill_{id}");
         let admin = sqlx::PgPool::connect(&spec.pg_url)
             .await
-            .with_context(|| format!("Postgres at {}", spec.pg_url))?;
+            .with_context(|| {
+                format!(
+                    "Postgres at {} (scripts/ensure-services.sh starts Postgres and creates the database)",
+                    spec.pg_url
+                )
+            })?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .execute(&admin)
             .await?;
@@ -184,6 +189,10 @@ impl LocalCluster {
         if let Some(ttl) = self.spec.lease_ttl_ms {
             command.env("INVIGIL_SHARDS__LEASE_TTL_MS", ttl.to_string());
         }
+        if super::faults::can_partition().is_ok() {
+            // A group of its own, so a partition can single out its packets.
+            std::os::unix::process::CommandExt::gid(&mut command, super::faults::node_gid(index));
+        }
         let child = command
             .spawn()
             .with_context(|| format!("starting {}", self.spec.bin.display()))?;
@@ -206,6 +215,46 @@ impl LocalCluster {
             child.wait()?;
         }
         Ok(())
+    }
+
+    /// Cuts node `index` off from the others, Postgres and Redis (its HTTP
+    /// port still answers); healed by [`super::faults::Partition::heal`],
+    /// on drop, or at the latest after `at_most`.
+    pub fn partition(
+        &self,
+        index: usize,
+        at_most: Duration,
+    ) -> anyhow::Result<super::faults::Partition> {
+        let ports = &self.ports[index];
+        super::faults::Partition::cut(
+            &self.id,
+            super::faults::node_gid(index),
+            &super::faults::CutPorts {
+                http: ports.http,
+                actor: ports.actor,
+                gossip: ports.gossip,
+            },
+            at_most,
+        )
+    }
+
+    /// Node `index`'s readiness check of the cluster (`/readyz`): its
+    /// detail, `None` when it does not answer.
+    pub async fn readiness(&self, index: usize) -> Option<String> {
+        let response = self
+            .client
+            .get(format!("{}/readyz", self.base(index)))
+            .timeout(Duration::from_secs(4))
+            .send()
+            .await
+            .ok()?;
+        let body: Value = response.json().await.ok()?;
+        body["checks"]
+            .as_array()?
+            .iter()
+            .find(|check| check["name"] == "cluster")
+            .and_then(|check| check["detail"].as_str())
+            .map(str::to_string)
     }
 
     /// SIGSTOP (`stop`) or SIGCONT.

@@ -1,7 +1,8 @@
-//! Faults outside the nodes: Postgres stalled (every process of the
-//! server the drill's schema lives on stopped with SIGSTOP, then resumed).
-//! The server must be on this machine (a loopback address); the drill
-//! refuses otherwise.
+//! Faults outside the nodes:
+//! - Postgres stalled: every process of the server the drill's schema lives
+//!   on stopped with SIGSTOP, then resumed. The server must be on this
+//!   machine (a loopback address); the drill refuses otherwise.
+//! - A node cut off by nftables ([`Partition`]).
 
 use std::process::Command;
 use std::time::Duration;
@@ -68,4 +69,124 @@ pub async fn stall_postgres(pool: &sqlx::PgPool, stall: Duration) -> anyhow::Res
     tokio::time::sleep(stall).await;
     signal(&pids, "CONT")?;
     Ok(pids.len())
+}
+
+/// The group id a drill's node runs under (when the drill runs as root), so
+/// nftables can tell its packets from the others' (`meta skgid`). Unique
+/// per drill process, so two drills on one machine do not cut each
+/// other's nodes.
+pub fn node_gid(index: usize) -> u32 {
+    let slot = std::process::id() % 10_000;
+    100_000 + slot * 32 + u32::try_from(index % 32).unwrap_or(0)
+}
+
+/// Whether this process may cut nodes off: root, and `nft` installed.
+pub fn can_partition() -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    anyhow::ensure!(
+        std::fs::metadata("/proc/self")?.uid() == 0,
+        "the partition drill needs root (nftables rules, nodes under their own group id)"
+    );
+    let found = Command::new("nft")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    anyhow::ensure!(
+        found,
+        "the partition drill needs nft (Debian: apt-get install nftables)"
+    );
+    Ok(())
+}
+
+/// The ports of the node to cut off.
+pub struct CutPorts {
+    pub http: u16,
+    pub actor: u16,
+    pub gossip: u16,
+}
+
+/// One node cut off from the other nodes, Postgres and Redis by an
+/// nftables table of the drill's own, on loopback, both ways and UDP
+/// gossip included; its HTTP port still answers clients (a node whose
+/// back-end network failed while candidates still reach it: the harder
+/// case). Every connection the node makes, and every packet of it, is
+/// marked and dropped (conntrack, so replies die too); packets to its actor
+/// and gossip ports are dropped. The table goes when [`Partition::heal`]
+/// is called, when this value is dropped, and at the latest by a detached
+/// `sleep; nft delete table` started first.
+pub struct Partition {
+    table: String,
+    healed: bool,
+}
+
+impl Partition {
+    pub fn cut(name: &str, gid: u32, ports: &CutPorts, at_most: Duration) -> anyhow::Result<Self> {
+        can_partition()?;
+        let table = format!("invigil_drill_{name}");
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "sleep {:.1}; nft delete table inet {table} 2>/dev/null",
+                at_most.as_secs_f64() + 2.0
+            ))
+            .spawn()
+            .context("the safety net that heals the partition")?;
+        let rules = format!(
+            "table inet {table} {{\n\
+             \x20 chain out {{\n\
+             \x20   type filter hook output priority 0; policy accept;\n\
+             \x20   meta skgid {gid} tcp sport != {http} ct mark set 0x1d1\n\
+             \x20   meta skgid {gid} meta l4proto udp ct mark set 0x1d1\n\
+             \x20   ct mark 0x1d1 drop\n\
+             \x20   tcp dport {actor} drop\n\
+             \x20   udp dport {gossip} drop\n\
+             \x20 }}\n\
+             }}\n",
+            http = ports.http,
+            actor = ports.actor,
+            gossip = ports.gossip,
+        );
+        nft_file(&rules).context("nft: adding the partition")?;
+        Ok(Self {
+            table,
+            healed: false,
+        })
+    }
+
+    /// Removes the rules: the node can talk to everyone again.
+    pub fn heal(mut self) -> anyhow::Result<()> {
+        self.healed = true;
+        let status = Command::new("nft")
+            .args(["delete", "table", "inet", &self.table])
+            .status()?;
+        anyhow::ensure!(status.success(), "nft delete table {} failed", self.table);
+        Ok(())
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        if !self.healed {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "inet", &self.table])
+                .status();
+        }
+    }
+}
+
+fn nft_file(rules: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("nft stdin")?
+        .write_all(rules.as_bytes())?;
+    let status = child.wait()?;
+    anyhow::ensure!(status.success(), "nft -f failed on:\n{rules}");
+    Ok(())
 }

@@ -10,7 +10,8 @@
 //!
 //! # Layout
 //! - `cluster`: the local nodes and the faults (SIGKILL, SIGSTOP, drain)
-//! - `faults`: faults outside the nodes (Postgres stalled)
+//! - `faults`: faults outside the nodes (Postgres stalled, a partition)
+//! - `inject`: each scenario's fault, step by step
 //! - `traffic`: the candidates, reconnecting by docs/protocol.md's rule
 //! - `proctors`: proctors warning candidates throughout, delivery timed
 //! - `checker`: acks against the journal: lost, written twice, stale epoch
@@ -21,6 +22,7 @@ pub mod checker;
 pub mod cluster;
 pub mod faults;
 pub mod figures;
+pub mod inject;
 pub mod proctors;
 pub mod report;
 pub mod traffic;
@@ -55,6 +57,10 @@ pub enum Scenario {
     Drain,
     /// Every candidate's socket dropped at once.
     ReconnectStorm,
+    /// The busiest node cut off from the others, Postgres and Redis
+    /// (nftables on loopback, gossip included) past its lease, then healed;
+    /// its HTTP port still answers clients.
+    Partition,
     /// Every Postgres process stopped (SIGSTOP) for longer than the ack
     /// budget, then resumed.
     PostgresStall,
@@ -65,9 +71,10 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Kill,
         Scenario::Stop,
+        Scenario::Partition,
         Scenario::Drain,
         Scenario::ReconnectStorm,
         Scenario::PostgresStall,
@@ -81,6 +88,7 @@ impl Scenario {
             Self::Stop => "stop",
             Self::Drain => "drain",
             Self::ReconnectStorm => "reconnect-storm",
+            Self::Partition => "partition",
             Self::PostgresStall => "postgres-stall",
             Self::RollingRestart => "rolling-restart",
             Self::ScaleOut => "scale-out",
@@ -101,6 +109,9 @@ impl Scenario {
             }
             Self::ReconnectStorm => {
                 "When every socket drops at once, every candidate reconnects, resumes and saves again within the budget, and every unacknowledged answer is acknowledged once."
+            }
+            Self::Partition => {
+                "When the busiest node is cut off from the other nodes and the data stores while candidates still reach it, the cut-off minority stops hosting and accepting writes, the majority takes every room, every candidate saves again, and after the cut heals no acknowledged answer is lost and none was written under a stale epoch."
             }
             Self::PostgresStall => {
                 "When Postgres stops answering for seconds, nothing is acknowledged that is not stored, every candidate saves again once it is back, and no acknowledged answer is lost."
@@ -243,75 +254,20 @@ async fn run(
         .context("room owners")?;
     let victim = busiest(cluster.size(), &owners);
     let fault_at = Instant::now();
-    let mut fault_ends = fault_at;
-    match scenario {
-        Scenario::Kill => {
-            cluster.kill(victim)?;
-            note(format!("SIGKILL {}", LocalCluster::node_id(victim)));
-        }
-        Scenario::Stop => {
-            cluster.signal(victim, true)?;
-            note(format!("SIGSTOP {}", LocalCluster::node_id(victim)));
-            let ttl = Duration::from_millis(options.cluster.lease_ttl_ms.unwrap_or(15_000));
-            tokio::time::sleep(ttl + Duration::from_secs(2)).await;
-            cluster.signal(victim, false)?;
-            fault_ends = Instant::now();
-            note(format!("SIGCONT {}", LocalCluster::node_id(victim)));
-        }
-        Scenario::Drain => {
-            note(format!("drain {}", LocalCluster::node_id(victim)));
-            cluster.drain(victim).await?;
-            fault_ends = Instant::now();
-            note(format!("{} exited", LocalCluster::node_id(victim)));
-        }
-        Scenario::ReconnectStorm => {
-            storm.now();
-            note(format!("{} sockets dropped at once", options.candidates));
-        }
-        Scenario::RollingRestart => {
-            for index in cluster.running() {
-                let node = LocalCluster::node_id(index);
-                note(format!("drain {node}"));
-                cluster.drain(index).await?;
-                cluster.spawn(index)?;
-                note(format!("{node} restarted"));
-                cluster.wait_agreed(Duration::from_secs(60)).await?;
-                note(format!("{node} back: every node in agreement"));
-            }
-            fault_ends = Instant::now();
-        }
-        Scenario::ScaleOut => {
-            let index = cluster.running().len();
-            anyhow::ensure!(index < cluster.size(), "no spare node to add");
-            cluster.spawn(index)?;
-            note(format!("{} started", LocalCluster::node_id(index)));
-            cluster.wait_agreed(Duration::from_secs(60)).await?;
-            fault_ends = Instant::now();
-            let owners = cluster_owners_of_rooms(cluster, plan_id, rooms)
-                .await
-                .unwrap_or_default();
-            let taken = owners
-                .iter()
-                .filter(|owner| **owner == LocalCluster::node_id(index))
-                .count();
-            note(format!(
-                "every node in agreement; {} hosts {taken} of {rooms} rooms",
-                LocalCluster::node_id(index)
-            ));
-        }
-        Scenario::PostgresStall => {
-            // Shorter than the lease (renewals fail meanwhile), longer
-            // than any ack budget.
-            let ttl = Duration::from_millis(options.cluster.lease_ttl_ms.unwrap_or(15_000));
-            let stall = (ttl / 2).min(Duration::from_secs(5));
-            let pool = cluster.store().await?;
-            note(format!("SIGSTOP Postgres for {stall:?}"));
-            let stopped = faults::stall_postgres(&pool, stall).await?;
-            pool.close().await;
-            fault_ends = Instant::now();
-            note(format!("SIGCONT Postgres ({stopped} processes)"));
-        }
-    }
+    let injected = inject::inject(
+        inject::Fault {
+            scenario,
+            options,
+            victim,
+            storm: &storm,
+            plan_id,
+            rooms,
+        },
+        cluster,
+        &mut note,
+    )
+    .await?;
+    let fault_ends = injected.ends;
     let saved_again = wait_for(&riders, Some(fault_at), 2, options.budget * 3).await;
     match &saved_again {
         Ok(()) => note("every candidate saving again".into()),
@@ -365,7 +321,12 @@ async fn run(
         &commands,
     );
     Ok(report::judge(
-        scenario, options, timeline, figures, findings,
+        scenario,
+        options,
+        timeline,
+        figures,
+        findings,
+        injected.violations,
     ))
 }
 
@@ -452,7 +413,7 @@ async fn login(
 }
 
 /// The owner of each room (`room-1` first), as node 0 sees it.
-async fn cluster_owners_of_rooms(
+pub(super) async fn cluster_owners_of_rooms(
     cluster: &LocalCluster,
     plan_id: &str,
     rooms: usize,

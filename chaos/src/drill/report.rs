@@ -19,8 +19,9 @@ pub fn judge(
     timeline: Vec<(f64, String)>,
     figures: Figures,
     findings: Findings,
+    fault_violations: Vec<String>,
 ) -> Outcome {
-    let mut violations = Vec::new();
+    let mut violations = fault_violations;
     violations.extend(findings.lost.iter().map(|what| format!("lost: {what}")));
     violations.extend(
         findings

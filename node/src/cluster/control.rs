@@ -7,7 +7,11 @@
 //! 2. Majority: live non-draining members versus the last stable membership
 //!    (`majority`). Without a strict majority the node stops hosting at
 //!    once: it drops its leases (they run out; the majority takes them) and
-//!    its rooms retire.
+//!    its rooms retire. The rule is also applied by a watcher task of its
+//!    own on every membership change: a step can sit for seconds on a store
+//!    the node can no longer reach (a partition cuts those too), and a
+//!    minority must stop hosting — and turn new sockets away — within a
+//!    gossip round of losing its peers, not after the store times out.
 //! 3. Hand-off: shards held but no longer placed here are retired (their
 //!    sockets told to reconnect, their writes in flight finished), then
 //!    their leases released so the new owner takes them at once.
@@ -53,6 +57,11 @@ pub async fn run(
         known_held: HashSet::new(),
     };
     let mut views = control.node.membership.subscribe();
+    tokio::spawn(watch_majority(
+        control.node.clone(),
+        control.directory.clone(),
+        stopped.clone(),
+    ));
     let started = Instant::now();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -107,7 +116,7 @@ impl Control {
         let placement = Arc::new(Placement::over(ready));
         node.set_placement(placement.clone());
 
-        if !self.hosts(view) {
+        if !apply_majority(&node, &self.directory, view) {
             return;
         }
         let draining = node.draining.load(Ordering::Relaxed);
@@ -129,48 +138,14 @@ impl Control {
         {
             warn!(%error, "taking shards failed");
         }
+        if !node.hosting() {
+            // The majority was lost while this step ran (the watcher has
+            // let go of everything, or will at its next tick).
+            return;
+        }
         self.activate_taken().await;
         let sockets = u64::try_from(node.tunnels.count()).unwrap_or(u64::MAX);
         node.membership.set_load(sockets).await;
-    }
-
-    /// Applies the majority rule (module doc) and publishes the members by
-    /// status; false: hosting nothing.
-    fn hosts(&self, view: &MembershipView) -> bool {
-        let node = &self.node;
-        let (majority, unreachable) = {
-            let mut stability = node
-                .stability
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let majority =
-                stability.observe(view, node.draining.load(Ordering::Relaxed), Instant::now());
-            // Stable members that are not live now and did not drain.
-            let unreachable: Vec<String> = stability
-                .stable
-                .iter()
-                .filter(|id| !stability.departed.contains(*id))
-                .filter(|id| !view.members.iter().any(|member| &member.node_id == *id))
-                .cloned()
-                .collect();
-            (majority, unreachable)
-        };
-        count_members(&node.metrics, view, unreachable.len());
-        // With a majority, the leases of members gossip declares dead are
-        // taken as soon as those stop renewing (not when they run out): a
-        // cut-off member is in a minority, stops hosting, and the epoch
-        // fences any write it still makes (docs/cluster.md, "Failover").
-        node.leases
-            .set_silent(if majority { unreachable } else { Vec::new() });
-        let was_hosting = node.hosting.swap(majority, Ordering::Relaxed);
-        if !majority && was_hosting {
-            warn!(node_id = %node.node_id, live = view.members.len(), "lost the majority of the last stable membership: hosting nothing");
-            node.leases.set_desired(Vec::new());
-            node.leases.abandon_all();
-            self.directory
-                .retire_all("this node lost contact with the cluster");
-        }
-        majority
     }
 
     /// Makes `desired` the shards to hold; shards held but placed elsewhere
@@ -224,6 +199,85 @@ impl Control {
                 self.known_held.clear();
             }
         }
+    }
+}
+
+/// Applies the majority rule (module doc) and publishes the members by
+/// status; false: hosting nothing. Cheap and without I/O: the watcher and
+/// the step both call it.
+fn apply_majority(node: &ClusterNode, directory: &Directory, view: &MembershipView) -> bool {
+    let (majority, unreachable) = {
+        let mut stability = node
+            .stability
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let majority =
+            stability.observe(view, node.draining.load(Ordering::Relaxed), Instant::now());
+        // Stable members that are not live now and did not drain.
+        let unreachable: Vec<String> = stability
+            .stable
+            .iter()
+            .filter(|id| !stability.departed.contains(*id))
+            .filter(|id| !view.members.iter().any(|member| &member.node_id == *id))
+            .cloned()
+            .collect();
+        (majority, unreachable)
+    };
+    count_members(&node.metrics, view, unreachable.len());
+    // With a majority, the leases of members gossip declares dead are
+    // taken as soon as those stop renewing (not when they run out): a
+    // cut-off member is in a minority, stops hosting, and the epoch
+    // fences any write it still makes (docs/cluster.md, "Failover").
+    node.leases
+        .set_silent(if majority { unreachable } else { Vec::new() });
+    let was_hosting = node.hosting.swap(majority, Ordering::Relaxed);
+    if majority {
+        return true;
+    }
+    if was_hosting {
+        warn!(node_id = %node.node_id, live = view.members.len(), "lost the majority of the last stable membership: hosting nothing");
+    }
+    // Also when a step that was already past this check took a lease in
+    // the meantime: a minority holds none.
+    node.leases.set_desired(Vec::new());
+    if was_hosting || node.leases.held_count() > 0 {
+        node.leases.abandon_all();
+        directory.retire_all("this node lost contact with the cluster");
+    }
+    false
+}
+
+/// Applies the majority rule on every membership change (and every
+/// [`TICK`]: the last stable membership forms with time), independently of
+/// the control step (module doc, step 2), and closes the tunnels of
+/// departed members.
+async fn watch_majority(
+    node: Arc<ClusterNode>,
+    directory: Arc<Directory>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut views = node.membership.subscribe();
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            changed = views.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            changed = stopped.changed() => {
+                if changed.is_err() || *stopped.borrow() {
+                    break;
+                }
+            }
+        }
+        let view = node.membership.view();
+        // Tunnels to departed members close now too, so their sockets
+        // reconnect elsewhere without waiting for the step.
+        node.tunnels.close_departed(&node.node_id, &view);
+        apply_majority(&node, &directory, &view);
     }
 }
 

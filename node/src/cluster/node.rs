@@ -139,6 +139,12 @@ impl ClusterNode {
         self.membership.set_status(status).await;
     }
 
+    /// False while this node has no majority of the last stable membership
+    /// (cut off: it hosts nothing).
+    pub fn hosting(&self) -> bool {
+        self.hosting.load(Ordering::Relaxed)
+    }
+
     /// Whether this node is ready and holds every shard placed on it.
     pub fn settled(&self) -> bool {
         self.status() == MemberStatus::Ready
@@ -242,6 +248,10 @@ impl ClusterPort for ClusterNode {
 
     fn leaving(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    fn cut_off(&self) -> bool {
+        !self.hosting.load(Ordering::Relaxed)
     }
 
     async fn drain(&self) -> DrainView {

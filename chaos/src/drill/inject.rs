@@ -1,0 +1,230 @@
+//! Each scenario's fault, step by step, with what the drill notes on its
+//! timeline (docs/chaos.md, "Scenarios").
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::cluster::LocalCluster;
+use super::traffic::Storm;
+use super::{DrillOptions, Scenario, cluster_owners_of_rooms, faults};
+
+/// What to inject, and where.
+pub struct Fault<'a> {
+    pub scenario: Scenario,
+    pub options: &'a DrillOptions,
+    /// The node hosting the most rooms.
+    pub victim: usize,
+    pub storm: &'a Storm,
+    pub plan_id: &'a str,
+    pub rooms: usize,
+}
+
+/// How the fault went.
+pub struct Injected {
+    /// When the fault was over (for a single blow, when it struck).
+    pub ends: Instant,
+    /// Where the fault step itself saw the hypothesis broken.
+    pub violations: Vec<String>,
+}
+
+/// Injects the fault; returns when it is over.
+pub async fn inject(
+    fault: Fault<'_>,
+    cluster: &mut LocalCluster,
+    note: &mut dyn FnMut(String),
+) -> anyhow::Result<Injected> {
+    let Fault {
+        scenario,
+        options,
+        victim,
+        storm,
+        plan_id,
+        rooms,
+    } = fault;
+    let fault_at = Instant::now();
+    let mut fault_ends = fault_at;
+    let mut violations = Vec::new();
+    match scenario {
+        Scenario::Kill => {
+            cluster.kill(victim)?;
+            note(format!("SIGKILL {}", LocalCluster::node_id(victim)));
+        }
+        Scenario::Stop => {
+            cluster.signal(victim, true)?;
+            note(format!("SIGSTOP {}", LocalCluster::node_id(victim)));
+            let ttl = lease_ttl(options);
+            tokio::time::sleep(ttl + Duration::from_secs(2)).await;
+            cluster.signal(victim, false)?;
+            fault_ends = Instant::now();
+            note(format!("SIGCONT {}", LocalCluster::node_id(victim)));
+        }
+        Scenario::Drain => {
+            note(format!("drain {}", LocalCluster::node_id(victim)));
+            cluster.drain(victim).await?;
+            fault_ends = Instant::now();
+            note(format!("{} exited", LocalCluster::node_id(victim)));
+        }
+        Scenario::ReconnectStorm => {
+            storm.now();
+            note(format!("{} sockets dropped at once", options.candidates));
+        }
+        Scenario::RollingRestart => {
+            for index in cluster.running() {
+                let node = LocalCluster::node_id(index);
+                note(format!("drain {node}"));
+                cluster.drain(index).await?;
+                cluster.spawn(index)?;
+                note(format!("{node} restarted"));
+                cluster.wait_agreed(Duration::from_secs(60)).await?;
+                note(format!("{node} back: every node in agreement"));
+            }
+            fault_ends = Instant::now();
+        }
+        Scenario::ScaleOut => {
+            let index = cluster.running().len();
+            anyhow::ensure!(index < cluster.size(), "no spare node to add");
+            cluster.spawn(index)?;
+            note(format!("{} started", LocalCluster::node_id(index)));
+            cluster.wait_agreed(Duration::from_secs(60)).await?;
+            fault_ends = Instant::now();
+            let owners = cluster_owners_of_rooms(cluster, plan_id, rooms)
+                .await
+                .unwrap_or_default();
+            let taken = owners
+                .iter()
+                .filter(|owner| **owner == LocalCluster::node_id(index))
+                .count();
+            note(format!(
+                "every node in agreement; {} hosts {taken} of {rooms} rooms",
+                LocalCluster::node_id(index)
+            ));
+        }
+        Scenario::PostgresStall => {
+            // Shorter than the lease (renewals fail meanwhile), longer
+            // than any ack budget.
+            let ttl = lease_ttl(options);
+            let stall = (ttl / 2).min(Duration::from_secs(5));
+            let pool = cluster.store().await?;
+            note(format!("SIGSTOP Postgres for {stall:?}"));
+            let stopped = faults::stall_postgres(&pool, stall).await?;
+            pool.close().await;
+            fault_ends = Instant::now();
+            note(format!("SIGCONT Postgres ({stopped} processes)"));
+        }
+        Scenario::Partition => {
+            violations = partition(cluster, options, victim, note).await?;
+            fault_ends = Instant::now();
+        }
+    }
+    Ok(Injected {
+        ends: fault_ends,
+        violations,
+    })
+}
+
+/// The lease TTL the nodes run with.
+fn lease_ttl(options: &DrillOptions) -> Duration {
+    Duration::from_millis(options.cluster.lease_ttl_ms.unwrap_or(15_000))
+}
+
+/// Cuts `victim` off for longer than its lease, watching both sides: the
+/// cut-off node must say it hosts nothing, and the others must hold every
+/// shard between them, before the cut heals.
+async fn partition(
+    cluster: &mut LocalCluster,
+    options: &DrillOptions,
+    victim: usize,
+    note: &mut dyn FnMut(String),
+) -> anyhow::Result<Vec<String>> {
+    let node = LocalCluster::node_id(victim);
+    let others: Vec<usize> = cluster
+        .running()
+        .into_iter()
+        .filter(|&index| index != victim)
+        .collect();
+    let hold = (lease_ttl(options) + Duration::from_secs(4)).max(Duration::from_secs(8));
+    let cut = cluster.partition(victim, hold * 3 + Duration::from_secs(10))?;
+    let cut_at = Instant::now();
+    note(format!(
+        "{node} cut off from the other nodes, Postgres and Redis (nftables; its HTTP port still answers clients)"
+    ));
+    let mut minority = None;
+    let mut majority = None;
+    // At least `hold`; longer (up to 3 × hold) while either side has not
+    // settled, so a slow side shows as a late figure rather than a miss.
+    while cut_at.elapsed() < hold
+        || ((minority.is_none() || majority.is_none()) && cut_at.elapsed() < hold * 3)
+    {
+        if minority.is_none()
+            && cluster
+                .readiness(victim)
+                .await
+                .is_some_and(|detail| detail.starts_with("cut off"))
+        {
+            minority = Some(cut_at.elapsed());
+            note(format!(
+                "{node} (the minority) says it is cut off and hosts nothing, {:.1} s after the cut",
+                cut_at.elapsed().as_secs_f64()
+            ));
+        }
+        if majority.is_none() && majority_holds_every_shard(cluster, &others, &node).await {
+            majority = Some(cut_at.elapsed());
+            note(format!(
+                "the majority ({}) holds every shard, {:.1} s after the cut",
+                others
+                    .iter()
+                    .map(|&index| LocalCluster::node_id(index))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                cut_at.elapsed().as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    cut.heal()?;
+    note(format!(
+        "partition healed after {:.1} s",
+        cut_at.elapsed().as_secs_f64()
+    ));
+    let mut violations = Vec::new();
+    if minority.is_none() {
+        violations.push(format!(
+            "{node}, cut off, never said it stopped hosting ({:.1} s)",
+            cut_at.elapsed().as_secs_f64()
+        ));
+    }
+    if majority.is_none() {
+        violations.push(format!(
+            "the majority never held every shard while {node} was cut off"
+        ));
+    }
+    match cluster.wait_agreed(Duration::from_secs(60)).await {
+        Ok(()) => note("every node in agreement again".into()),
+        Err(error) => violations.push(format!("after the partition healed: {error:#}")),
+    }
+    Ok(violations)
+}
+
+/// Every shard held (and owned) by one of `others`, as each of them sees it.
+async fn majority_holds_every_shard(cluster: &LocalCluster, others: &[usize], cut: &str) -> bool {
+    for &index in others {
+        let Some(view) = cluster.view(index).await else {
+            return false;
+        };
+        let Some(shards) = view["shards"].as_array() else {
+            return false;
+        };
+        let held = |shard: &Value| {
+            shard["held_by"]
+                .as_str()
+                .is_some_and(|holder| holder != cut)
+                && shard["held_by"] == shard["owner"]
+        };
+        if !shards.iter().all(held) {
+            return false;
+        }
+    }
+    true
+}
