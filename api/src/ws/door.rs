@@ -43,6 +43,9 @@ pub async fn connect(
     let shard = ShardId::of_room(&plan_id, &room_id);
     let held_until = tokio::time::Instant::now() + HOLD;
     loop {
+        if cut_off(&state) {
+            return send_away(&state, socket).await;
+        }
         if let Some(node) = state.owner_elsewhere(shard) {
             let open = TunnelOpen {
                 kind: SocketKind::Candidate,
@@ -52,9 +55,14 @@ pub async fn connect(
                 traceparent: None,
             };
             let span = tunnel::span(&node);
-            let offered = tunnel::offer(&state, &node, open, hello.clone(), held_until)
-                .instrument(span.clone())
-                .await;
+            // An owner this node can no longer reach (it was cut off while
+            // the greeting waited) would hold the client for the whole
+            // [`HOLD`]: it is sent away as soon as the node knows.
+            let offered = tokio::select! {
+                offered = tunnel::offer(&state, &node, open, hello.clone(), held_until)
+                    .instrument(span.clone()) => offered,
+                () = until_cut_off(&state) => return send_away(&state, socket).await,
+            };
             if let Some((tunnel, first)) = offered {
                 return tunnel::pipe(state, node, tunnel, first, socket)
                     .instrument(span)
@@ -102,6 +110,38 @@ pub async fn connect(
         }
         tokio::time::sleep(HOLD_STEP).await;
     }
+}
+
+/// Whether this node is cut off from most of the cluster (it hosts
+/// nothing and reaches no owner).
+fn cut_off(state: &AppState) -> bool {
+    state
+        .cluster
+        .as_ref()
+        .is_some_and(|cluster| cluster.cut_off())
+}
+
+/// Returns once this node is cut off.
+async fn until_cut_off(state: &AppState) {
+    while !cut_off(state) {
+        tokio::time::sleep(HOLD_STEP).await;
+    }
+}
+
+/// A held greeting on a node that was cut off: `node_cut_off` and a close
+/// asking the client to reconnect; the node's door then answers `503
+/// node_cut_off` and the client moves on to the next node
+/// (docs/protocol.md, "Reconnecting").
+async fn send_away(state: &AppState, socket: WebSocketStream) {
+    let (mut sink, _) = metered(socket, &state.metrics, "candidate");
+    let frame = serde_json::json!({
+        "t": "error",
+        "seq": 0,
+        "code": "node_cut_off",
+        "message": "this node lost contact with most of the cluster; connect to another",
+    });
+    let _ = sink.send(Message::text(frame.to_string())).await;
+    close(&mut sink, code::RECONNECT, "connect to another node").await;
 }
 
 /// How long a greeting waits before it looks for the room's owner again.

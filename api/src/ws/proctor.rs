@@ -166,15 +166,22 @@ async fn run_command(
     request: RemoteCommand,
     sender: mpsc::Sender<SocketOut>,
 ) {
-    let frame = match command(&state, &claims, &request).await {
-        Ok(delivered) => proctor::command_ack(&id, delivered),
-        Err(error) if error.shard.is_some() => {
-            match request.send(&state, &token, error.shard).await {
-                Ok(delivered) => proctor::command_ack(&id, delivered),
-                Err((code, detail)) => proctor::command_failed(&id, &code, &detail),
+    // While the room moves (`not_owner`: nothing ran) the command is held
+    // and tried again, as REST is, up to the same bound.
+    let deadline = tokio::time::Instant::now() + crate::cluster::FORWARD_PATIENCE;
+    let frame = loop {
+        let outcome = match command(&state, &claims, &request).await {
+            Ok(delivered) => Ok(delivered),
+            Err(error) if error.shard.is_some() => request.send(&state, &token, error.shard).await,
+            Err(error) => Err((error.code.to_string(), error.detail.clone())),
+        };
+        match outcome {
+            Err((code, _)) if code == "not_owner" && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
+            Ok(delivered) => break proctor::command_ack(&id, delivered),
+            Err((code, detail)) => break proctor::command_failed(&id, &code, &detail),
         }
-        Err(error) => proctor::command_failed(&id, error.code, &error.detail),
     };
     let _ = sender
         .send(SocketOut::Frame {

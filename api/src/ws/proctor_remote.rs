@@ -146,6 +146,9 @@ impl RemoteCommand {
             ],
             body: body.to_string().into_bytes(),
         };
+        // A transport failure is retried like a move, as REST forwarding
+        // does (the transport itself already retries a call whose answer
+        // was lost, so a forwarded command is at-least-once either way).
         let answer = cluster.forward(&node, request).await.map_err(|error| {
             debug!(node = %node, %error, "a proctor command could not be forwarded");
             unavailable()

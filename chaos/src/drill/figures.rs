@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::proctors::id_of;
+use super::proctors::{Ack, Command, id_of};
 use super::traffic::Rider;
 
 /// A gap between acks longer than this is an outage.
@@ -99,6 +99,16 @@ pub struct Figures {
     pub delivered_before: usize,
     pub commands_after: usize,
     pub delivered_after: usize,
+    /// Warnings from the fault on by their `command_ack`: confirmed
+    /// delivered, committed for a candidate without a socket, refused (by
+    /// code), never confirmed (the proctor's socket ended first).
+    pub confirmed_after: usize,
+    pub undeliverable_after: usize,
+    pub refused_after: BTreeMap<String, usize>,
+    pub unconfirmed_after: usize,
+    /// Warnings the server confirmed as delivered that never reached their
+    /// candidate (any time): each fails the drill.
+    pub confirmed_not_reached: Vec<String>,
     pub delivery: Spread,
     pub delivery_after: Spread,
 }
@@ -108,7 +118,7 @@ impl Figures {
         riders: &[Rider],
         times: Times,
         victim: Victim<'_>,
-        commands: &HashMap<u64, Instant>,
+        commands: &HashMap<u64, Command>,
     ) -> Self {
         let Times {
             began,
@@ -196,15 +206,32 @@ impl Figures {
             })
             .collect();
         let (mut delivery, mut delivery_after) = (Vec::new(), Vec::new());
-        for (id, sent_at) in commands {
-            let after = *sent_at >= fault_at;
+        for (id, command) in commands {
+            let after = command.sent_at >= fault_at;
             let reached = received
                 .get(id)
-                .map(|at| at.saturating_duration_since(*sent_at));
+                .map(|at| at.saturating_duration_since(command.sent_at));
+            if command.ack == Some(Ack::Delivered(true)) && reached.is_none() {
+                figures.confirmed_not_reached.push(format!(
+                    "warning {id}, sent {:.1} s into the drill",
+                    command
+                        .sent_at
+                        .saturating_duration_since(began)
+                        .as_secs_f64()
+                ));
+            }
             if after {
                 figures.commands_after += 1;
                 figures.delivered_after += usize::from(reached.is_some());
                 delivery_after.extend(reached);
+                match &command.ack {
+                    Some(Ack::Delivered(true)) => figures.confirmed_after += 1,
+                    Some(Ack::Delivered(false)) => figures.undeliverable_after += 1,
+                    Some(Ack::Failed(code)) => {
+                        *figures.refused_after.entry(code.clone()).or_default() += 1;
+                    }
+                    None => figures.unconfirmed_after += 1,
+                }
             } else {
                 figures.commands_before += 1;
                 figures.delivered_before += usize::from(reached.is_some());
@@ -336,5 +363,55 @@ mod tests {
         assert_eq!(clock_jump(&steady), 0);
         let jumped = [(t0, 600), (t0 + Duration::from_secs(10), 560)];
         assert_eq!(clock_jump(&jumped), 30);
+    }
+
+    /// Planted: the server confirms a warning as delivered and the
+    /// candidate never gets it — the drill must fail on it; one never
+    /// confirmed, or confirmed and received, must not.
+    #[test]
+    fn a_confirmed_warning_that_never_arrives_is_caught() {
+        use std::sync::{Arc, Mutex};
+
+        use crate::drill::traffic::Record;
+
+        let began = Instant::now();
+        let mut record = Record::default();
+        record.controls.push((
+            "warn".into(),
+            Some(super::super::proctors::reason(2)),
+            began,
+        ));
+        let riders = [Rider {
+            candidate_id: "cand-0001".into(),
+            room: 1,
+            first_node: 0,
+            record: Arc::new(Mutex::new(record)),
+        }];
+        let command = |ack| Command {
+            sent_at: began,
+            ack,
+        };
+        let commands = HashMap::from([
+            (1, command(Some(Ack::Delivered(true)))),
+            (2, command(Some(Ack::Delivered(true)))),
+            (3, command(None)),
+        ]);
+        let figures = Figures::gather(
+            &riders,
+            Times {
+                began,
+                fault_at: began,
+                fault_ends: began,
+            },
+            Victim {
+                index: 0,
+                id: "node-1",
+                room_owners: None,
+            },
+            &commands,
+        );
+        assert_eq!(figures.confirmed_not_reached.len(), 1, "{figures:?}");
+        assert!(figures.confirmed_not_reached[0].starts_with("warning 1,"));
+        assert_eq!((figures.confirmed_after, figures.unconfirmed_after), (2, 1));
     }
 }

@@ -2,7 +2,11 @@
 //! dashboard socket of its own node, warning a candidate of its room every
 //! two seconds. A warning's reason carries its id; the candidate that gets
 //! the `control` records it, so delivery is timed end to end (same
-//! process, same clock), before, during and after the fault.
+//! process, same clock), before, during and after the fault. The
+//! `command_ack` of each is kept: a warning the server confirmed as
+//! delivered that never reached its candidate fails the drill; one never
+//! confirmed (its socket ended first) is what the proctor sees as not
+//! confirmed, counted but not a violation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,13 +20,64 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::exam::socket::{connect, login};
 use crate::reconnect::backoff;
 
-/// Warnings sent: id → when.
+/// A warning's `command_ack`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ack {
+    /// Committed; `true`: the candidate had a socket to deliver it to.
+    Delivered(bool),
+    /// Refused, with the error's code.
+    Failed(String),
+}
+
+/// One warning sent: when, and its `command_ack` if one came.
+#[derive(Clone, Debug)]
+pub struct Command {
+    pub sent_at: Instant,
+    pub ack: Option<Ack>,
+}
+
+/// Warnings sent, by id.
 #[derive(Default)]
-pub struct Sent(Mutex<HashMap<u64, Instant>>);
+pub struct Sent(Mutex<HashMap<u64, Command>>);
 
 impl Sent {
-    pub fn take(&self) -> HashMap<u64, Instant> {
+    pub fn take(&self) -> HashMap<u64, Command> {
         std::mem::take(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn sent(&self, id: u64) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            id,
+            Command {
+                sent_at: Instant::now(),
+                ack: None,
+            },
+        );
+    }
+
+    /// Records a `command_ack` frame (other frames are ignored).
+    fn acked(&self, text: &str) {
+        let Ok(frame) = serde_json::from_str::<serde_json::Value>(text) else {
+            return;
+        };
+        if frame["t"] != "command_ack" {
+            return;
+        }
+        let Some(id) = frame["id"].as_str().and_then(|id| id.parse::<u64>().ok()) else {
+            return;
+        };
+        let ack = match frame["error"]["code"].as_str() {
+            Some(code) => Ack::Failed(code.to_owned()),
+            None => Ack::Delivered(frame["delivered"].as_bool().unwrap_or(false)),
+        };
+        if let Some(command) = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&id)
+        {
+            command.ack = Some(ack);
+        }
     }
 }
 
@@ -79,12 +134,13 @@ impl Proctor {
                         next += 1;
                         let command = json!({"t": "command", "id": id.to_string(), "target": {"candidate_id": target},
                                              "action": "warn", "reason": reason(id)});
-                        sent.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Instant::now());
+                        sent.sent(id);
                         if socket.send(Message::text(command.to_string())).await.is_err() {
                             break;
                         }
                     }
                     message = socket.next() => match message {
+                        Some(Ok(Message::Text(text))) => sent.acked(&text),
                         Some(Ok(_)) => {}
                         _ => break,
                     },

@@ -58,6 +58,12 @@ pub fn judge(
             figures.longest_pause.p99_ms
         ));
     }
+    violations.extend(
+        figures
+            .confirmed_not_reached
+            .iter()
+            .map(|what| format!("confirmed delivered, never reached its candidate: {what}")),
+    );
     // Rounding of remaining_s and the time between frames: 2 s is normal.
     if figures.clock_jump_max_s > 2 {
         violations.push(format!(
@@ -191,6 +197,7 @@ fn section_markdown(outcome: &Outcome, charts: &[(String, String)]) -> String {
          | longest pause between two acks, p50 / p99 / max | {} |\n\
          | acks | {} |\n| reconnects / failed attempts | {} / {} |\n\
          | proctor warnings delivered, before the fault / from it on | {}/{} / {}/{} |\n\
+         | warnings from the fault on by their command_ack: delivered / no socket / refused / never confirmed | {} / {} / {} / {} |\n\
          | warning → control at the candidate, p50 / p99 / max: all / from the fault on | {} / {} |\n\
          | refusals after the fault | {} |\n| largest clock jump | {} s |\n\n",
         figures.saving_again,
@@ -207,6 +214,19 @@ fn section_markdown(outcome: &Outcome, charts: &[(String, String)]) -> String {
         figures.commands_before,
         figures.delivered_after,
         figures.commands_after,
+        figures.confirmed_after,
+        figures.undeliverable_after,
+        if figures.refused_after.is_empty() {
+            "0".to_string()
+        } else {
+            figures
+                .refused_after
+                .iter()
+                .map(|(code, n)| format!("{n} {code}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        figures.unconfirmed_after,
         spread(&figures.delivery),
         spread(&figures.delivery_after),
         if figures.refused_by_code.is_empty() {
