@@ -15,6 +15,7 @@ use tracing::{Instrument, debug};
 use super::candidate::{greeting, session};
 use super::socket::{close, metered};
 use super::tunnel::{self, HOLD};
+use super::{cut_off, until_cut_off};
 use crate::cluster::{SocketKind, TunnelOpen};
 use crate::state::AppState;
 
@@ -108,22 +109,6 @@ pub async fn connect(
             close(&mut sink, code::TRY_AGAIN, "try again").await;
             return;
         }
-        tokio::time::sleep(HOLD_STEP).await;
-    }
-}
-
-/// Whether this node is cut off from most of the cluster (it hosts
-/// nothing and reaches no owner).
-fn cut_off(state: &AppState) -> bool {
-    state
-        .cluster
-        .as_ref()
-        .is_some_and(|cluster| cluster.cut_off())
-}
-
-/// Returns once this node is cut off.
-async fn until_cut_off(state: &AppState) {
-    while !cut_off(state) {
         tokio::time::sleep(HOLD_STEP).await;
     }
 }

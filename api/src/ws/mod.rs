@@ -50,14 +50,15 @@ pub async fn candidate_socket(
     let ip = remote
         .as_socket_addr()
         .map(|address| address.ip().to_string());
+    // Before the token check: a cut-off node may not reach what that needs.
+    if let Some(refusal) = leaving(state) {
+        return refusal;
+    }
     let (plan_id, room_id, candidate_id) = match candidate_seat(state, query.token.as_deref()).await
     {
         Ok(seat) => seat,
         Err(error) => return error.into_response(),
     };
-    if let Some(refusal) = leaving(state) {
-        return refusal;
-    }
     let state = state.clone();
     let token = query.token.unwrap_or_default();
     ws.config(socket_config(&state.settings))
@@ -75,13 +76,13 @@ pub async fn proctor_socket(
     Query(query): Query<TokenQuery>,
     Data(state): Data<&AppState>,
 ) -> Response {
+    if let Some(refusal) = leaving(state) {
+        return refusal;
+    }
     let claims = match verify_socket_token(state, query.token.as_deref(), Role::Proctor).await {
         Ok(claims) => claims,
         Err(error) => return error.into_response(),
     };
-    if let Some(refusal) = leaving(state) {
-        return refusal;
-    }
     let state = state.clone();
     let token = query.token.unwrap_or_default();
     ws.config(socket_config(&state.settings))
@@ -117,4 +118,21 @@ fn leaving(state: &AppState) -> Option<Response> {
         crate::error::ApiError::new(poem::http::StatusCode::SERVICE_UNAVAILABLE, code, detail)
             .into_response(),
     )
+}
+
+/// Whether this node is cut off from most of the cluster (it hosts
+/// nothing and reaches no owner).
+fn cut_off(state: &AppState) -> bool {
+    state
+        .cluster
+        .as_ref()
+        .is_some_and(|cluster| cluster.cut_off())
+}
+
+/// Returns once this node is cut off (checked every 100 ms): a socket
+/// served here then sends its client on to another node.
+async fn until_cut_off(state: &AppState) {
+    while !cut_off(state) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -135,6 +135,13 @@ where
                     break;
                 }
             }
+            // Cut off from most of the cluster, this node can neither run
+            // commands nor feed rooms: the proctor goes to another node
+            // (the door answers `503 node_cut_off` from now on).
+            () = super::until_cut_off(&state) => {
+                close(&mut sink, code::RECONNECT, "connect to another node").await;
+                break;
+            }
             out = outgoing.recv() => match out {
                 Some(SocketOut::Frame { text, .. }) => {
                     if sink.send(Message::text(text.to_string())).await.is_err() {
