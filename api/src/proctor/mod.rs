@@ -241,12 +241,29 @@ impl ProctorApi {
                 "no such incident",
             ));
         }
-        let incident = self
-            .state
-            .plans
-            .incident(&claims.plan, &incident_id.0)
-            .await?
-            .ok_or_else(|| ApiError::not_found("incident_not_found", "no such incident"))?;
+        // The room shows an incident as soon as it is raised, and stores it
+        // with its next group commit (milliseconds; longer under load): one
+        // just seen may not be readable yet, so a miss is looked up again
+        // for a short while before it is a 404 (a flaky test found a
+        // proctor dismissing a fresh incident told `incident_not_found`).
+        let deadline = tokio::time::Instant::now() + INCIDENT_COMMIT_WAIT;
+        let incident = loop {
+            if let Some(incident) = self
+                .state
+                .plans
+                .incident(&claims.plan, &incident_id.0)
+                .await?
+            {
+                break incident;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::not_found(
+                    "incident_not_found",
+                    "no such incident",
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
         if !claims.reaches_room(&incident.room_id) {
             return Err(ApiError::forbidden(
                 "room_not_assigned",
@@ -272,6 +289,10 @@ impl ProctorApi {
         Ok(Json(resolved.into()))
     }
 }
+
+/// How long a review looks again for an incident the store does not have
+/// yet (raised, not yet committed).
+const INCIDENT_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Builds a candidate command from its wire form.
 pub fn proctor_action(
