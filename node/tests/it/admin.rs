@@ -100,7 +100,13 @@ async fn get_never_returns_secrets(app: &TestApp) {
 }
 
 async fn commands_drive_the_plan_and_its_clock(app: &TestApp) {
-    ok_json(app.put_plan("p1", &plan("p1", 1, 2)).await).await;
+    // Nobody checks in here: with the default late entry (600 s) the clock
+    // moves past it below, both candidates become absent, and the plan
+    // ends on its own ("every candidate is done") at the room's next tick —
+    // before this test's own `end` when the machine is busy.
+    let mut body = plan("p1", 1, 2);
+    body["settings"]["late_entry_s"] = json!(3600);
+    ok_json(app.put_plan("p1", &body).await).await;
     problem(
         app.command("p1", json!({"action": "pause"})).await,
         StatusCode::CONFLICT,
