@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
@@ -116,7 +117,15 @@ pub async fn run(load: ExamLoad) -> anyhow::Result<ExamReport> {
     for room in 1..=load.proctors {
         let body =
             json!({"login": format!("proctor-{room}-1"), "password": format!("password-{room}-1")});
-        let token = login(&client, &load.base, body, "/api/v1/auth/proctor").await?;
+        let token = login(&client, &load.base, body, "/api/v1/auth/proctor")
+            .await
+            .with_context(|| {
+                format!(
+                    "proctor-{room}-1: --proctors drives the first proctor of rooms 1 … {}; \
+                     the plan must have that many rooms (setup makes one per --per-room candidates)",
+                    load.proctors
+                )
+            })?;
         proctor_sockets.push((room, connect(&load.base, "/ws/proctor", &token).await?.0));
     }
 
