@@ -216,29 +216,11 @@ fn section_markdown(outcome: &Outcome, charts: &[(String, String)]) -> String {
         figures.commands_after,
         figures.confirmed_after,
         figures.undeliverable_after,
-        if figures.refused_after.is_empty() {
-            "0".to_string()
-        } else {
-            figures
-                .refused_after
-                .iter()
-                .map(|(code, n)| format!("{n} {code}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
+        by_code(&figures.refused_after, "0"),
         figures.unconfirmed_after,
         spread(&figures.delivery),
         spread(&figures.delivery_after),
-        if figures.refused_by_code.is_empty() {
-            "none".to_string()
-        } else {
-            figures
-                .refused_by_code
-                .iter()
-                .map(|(code, count)| format!("{code} {count}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
+        by_code(&figures.refused_by_code, "none"),
         figures.clock_jump_max_s,
     );
     if !figures.slowest.is_empty() {
@@ -344,4 +326,16 @@ fn recovery_chart(figures: &Figures) -> String {
         HEIGHT - PAD + 14.0,
         points.join(" ")
     )
+}
+
+/// Counts by error code, `code n, …` (`empty` when there are none).
+fn by_code(counts: &std::collections::BTreeMap<String, usize>, empty: &str) -> String {
+    if counts.is_empty() {
+        return empty.to_string();
+    }
+    counts
+        .iter()
+        .map(|(code, count)| format!("{code} {count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
