@@ -87,6 +87,8 @@ where
     debug!(plan_id = %claims.plan, proctor_id = %proctor_id, rooms = watches.len(), "proctor connected");
     let limit = state.settings.ws_max_message_bytes;
     let mut rate = FrameRate::new(state.settings.ws_frames_per_second);
+    // One timer for the socket's life, not one per frame.
+    let mut cut_off_check = tokio::time::interval(std::time::Duration::from_millis(100));
 
     loop {
         tokio::select! {
@@ -138,9 +140,11 @@ where
             // Cut off from most of the cluster, this node can neither run
             // commands nor feed rooms: the proctor goes to another node
             // (the door answers `503 node_cut_off` from now on).
-            () = super::until_cut_off(&state) => {
-                close(&mut sink, code::RECONNECT, "connect to another node").await;
-                break;
+            _ = cut_off_check.tick() => {
+                if super::cut_off(&state) {
+                    close(&mut sink, code::RECONNECT, "connect to another node").await;
+                    break;
+                }
             }
             out = outgoing.recv() => match out {
                 Some(SocketOut::Frame { text, .. }) => {
