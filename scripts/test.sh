@@ -34,7 +34,7 @@ echo "== observability: promtool config, rules and rule tests; dashboards agains
 scripts/check-observability.sh
 INVIGIL_BIN=target/debug/invigil scripts/check-live-observability.sh
 
-echo "== chaos drills (small): kill, stop, drain, reconnect-storm, partition (root and nft), postgres-stall, rolling-restart, scale-out on a 3-node local cluster"
+echo "== chaos drills (small): kill, stop, partition (root and nft), drain, reconnect-storm, postgres-stall, redis-restart, postgres-restart, rolling-restart, scale-out on a 3-node local cluster"
 # The same workspace-wide target set as the tests, so nothing is built twice
 # (a per-package build resolves other features and recompiles the world).
 cargo build --locked --workspace --all-targets

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use invigil_chaos::drill::cluster::ClusterSpec;
-use invigil_chaos::drill::faults::can_partition;
 use invigil_chaos::drill::traffic::Pace;
 use invigil_chaos::drill::{DrillOptions, Scenario, drill, report};
 
@@ -26,8 +25,9 @@ enum Command {
     /// Runs one scenario (or `all`, one after another, each on a fresh
     /// cluster) and prints a verdict line per scenario.
     Drill {
-        /// kill, stop, drain, reconnect-storm, postgres-stall,
-        /// rolling-restart, scale-out, or all.
+        /// kill, stop, drain, reconnect-storm, partition, postgres-stall,
+        /// redis-restart, postgres-restart, rolling-restart, scale-out, or
+        /// all.
         scenario: String,
         #[arg(long, default_value_t = 3)]
         nodes: usize,
@@ -85,23 +85,24 @@ async fn main() -> anyhow::Result<()> {
         report: report_dir,
     } = Cli::parse().command;
     let scenarios: Vec<Scenario> = if scenario == "all" {
-        // `all` skips the partition, saying why, where this process may not
-        // cut nodes off; `drill partition` fails instead.
+        // `all` skips, saying why, what this machine cannot run (the
+        // partition without root or nft, a restart without the server's
+        // programs); naming one of them fails instead.
         Scenario::ALL
             .into_iter()
-            .filter(|scenario| match (scenario, can_partition()) {
-                (Scenario::Partition, Err(why)) => {
-                    println!("SKIP partition: {why:#}");
+            .filter(|scenario| match scenario.can_run() {
+                Err(why) => {
+                    println!("SKIP {}: {why:#}", scenario.name());
                     false
                 }
-                _ => true,
+                Ok(()) => true,
             })
             .collect()
     } else {
         vec![
             <Scenario as clap::ValueEnum>::from_str(&scenario, true).map_err(|_| {
                 anyhow::anyhow!(
-                    "unknown scenario {scenario:?}: kill, stop, drain, reconnect-storm, partition, postgres-stall, rolling-restart, scale-out or all"
+                    "unknown scenario {scenario:?}: kill, stop, drain, reconnect-storm, partition, postgres-stall, redis-restart, postgres-restart, rolling-restart, scale-out or all"
                 )
             })?,
         ]

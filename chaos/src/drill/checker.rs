@@ -145,13 +145,18 @@ pub async fn read_journal(
         epoch: row.get(5),
     })
     .collect();
-    let epochs = sqlx::query("SELECT shard, epoch FROM shard_lease")
+    Ok((rows, read_epochs(pool).await?))
+}
+
+/// Each shard's lease epoch (it grows by one whenever the shard changes
+/// hands).
+pub async fn read_epochs(pool: &sqlx::PgPool) -> anyhow::Result<HashMap<i64, i64>> {
+    Ok(sqlx::query("SELECT shard, epoch FROM shard_lease")
         .fetch_all(pool)
         .await?
         .into_iter()
         .map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1)))
-        .collect();
-    Ok((rows, epochs))
+        .collect())
 }
 
 #[cfg(test)]

@@ -1,12 +1,17 @@
 //! Each scenario's fault, step by step, with what the drill notes on its
 //! timeline (docs/chaos.md, "Scenarios").
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
 
 use super::cluster::LocalCluster;
+use anyhow::Context;
+
+use super::checker::read_epochs;
+use super::servers::Stores;
 use super::traffic::Storm;
 use super::{DrillOptions, Scenario, cluster_owners_of_rooms, faults};
 
@@ -33,6 +38,7 @@ pub struct Injected {
 pub async fn inject(
     fault: Fault<'_>,
     cluster: &mut LocalCluster,
+    stores: &mut Stores,
     note: &mut dyn FnMut(String),
 ) -> anyhow::Result<Injected> {
     let Fault {
@@ -113,6 +119,39 @@ pub async fn inject(
             fault_ends = Instant::now();
             note(format!("SIGCONT Postgres ({stopped} processes)"));
         }
+        Scenario::RedisRestart => {
+            let before = epochs(cluster).await?;
+            let redis = stores
+                .redis
+                .as_mut()
+                .context("no Redis of the drill's own")?;
+            redis.kill()?;
+            note("SIGKILL Redis (no persistence: everything it held is gone)".into());
+            tokio::time::sleep(STORE_DOWN).await;
+            redis.launch().await?;
+            fault_ends = Instant::now();
+            note("Redis started again, empty".into());
+            violations.extend(moved_shards(cluster, &before, note).await?);
+        }
+        Scenario::PostgresRestart => {
+            let postgres = stores
+                .postgres
+                .as_mut()
+                .context("no Postgres of the drill's own")?;
+            // Down for less than the lease: no node can renew meanwhile.
+            let down = (lease_ttl(options) / 2).min(STORE_DOWN);
+            let before = epochs(cluster).await?;
+            postgres.crash()?;
+            note("Postgres crashed (pg_ctl stop -m immediate: no checkpoint)".into());
+            tokio::time::sleep(down).await;
+            postgres.launch().await?;
+            fault_ends = Instant::now();
+            note(format!(
+                "Postgres started again after {:.1} s down (WAL recovery)",
+                fault_at.elapsed().as_secs_f64()
+            ));
+            violations.extend(moved_shards(cluster, &before, note).await?);
+        }
         Scenario::Partition => {
             violations = partition(cluster, options, victim, note).await?;
             fault_ends = Instant::now();
@@ -123,6 +162,56 @@ pub async fn inject(
         violations,
     })
 }
+
+/// Every shard's lease epoch, read from the store directly.
+async fn epochs(cluster: &LocalCluster) -> anyhow::Result<HashMap<i64, i64>> {
+    let pool = cluster.store().await?;
+    let epochs = read_epochs(&pool).await;
+    pool.close().await;
+    epochs
+}
+
+/// After a data store came back: waits (bounded) for the nodes to agree
+/// again, then names every shard that changed hands meanwhile (its epoch
+/// grew) — a store restart shorter than the lease must move none.
+async fn moved_shards(
+    cluster: &LocalCluster,
+    before: &HashMap<i64, i64>,
+    note: &mut dyn FnMut(String),
+) -> anyhow::Result<Vec<String>> {
+    let mut violations = Vec::new();
+    if let Err(error) = cluster.wait_agreed(Duration::from_secs(30)).await {
+        violations.push(format!("after the restart: {error:#}"));
+    }
+    let after = epochs(cluster).await?;
+    let moved = changed_hands(before, &after);
+    note(format!(
+        "{} of {} shards changed hands during the restart",
+        moved.len(),
+        after.len()
+    ));
+    if !moved.is_empty() {
+        violations.push(format!(
+            "{} shards changed hands during a store restart shorter than the lease: {moved:?}",
+            moved.len()
+        ));
+    }
+    Ok(violations)
+}
+
+/// The shards whose epoch differs between `before` and `after`, in order.
+fn changed_hands(before: &HashMap<i64, i64>, after: &HashMap<i64, i64>) -> Vec<i64> {
+    let mut moved: Vec<i64> = after
+        .iter()
+        .filter(|(shard, epoch)| before.get(shard).is_some_and(|was| was != *epoch))
+        .map(|(shard, _)| *shard)
+        .collect();
+    moved.sort_unstable();
+    moved
+}
+
+/// How long a restarted data store stays down.
+const STORE_DOWN: Duration = Duration::from_secs(3);
 
 /// The lease TTL the nodes run with.
 fn lease_ttl(options: &DrillOptions) -> Duration {
@@ -227,4 +316,18 @@ async fn majority_holds_every_shard(cluster: &LocalCluster, others: &[usize], cu
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check can fail: a shard whose epoch grew is named.
+    #[test]
+    fn a_shard_that_changed_hands_is_named() {
+        let before = HashMap::from([(1, 3), (2, 5), (3, 1)]);
+        assert!(changed_hands(&before, &before).is_empty());
+        let after = HashMap::from([(1, 3), (2, 6), (3, 2)]);
+        assert_eq!(changed_hands(&before, &after), vec![2, 3]);
+    }
 }

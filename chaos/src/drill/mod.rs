@@ -11,39 +11,47 @@
 //! # Layout
 //! - `cluster`: the local nodes and the faults (SIGKILL, SIGSTOP, drain)
 //! - `faults`: faults outside the nodes (Postgres stalled, a partition)
+//! - `servers`: a Redis and a Postgres of the drill's own, to restart
 //! - `inject`: each scenario's fault, step by step
 //! - `traffic`: the candidates, reconnecting by docs/protocol.md's rule
 //! - `proctors`: proctors warning candidates throughout, delivery timed
+//! - `boarding`: the drill's plans imported and started, candidates on sockets
 //! - `checker`: acks against the journal: lost, written twice, stale epoch
+//! - `closing`: a second plan whose time runs out during the fault
 //! - `figures`: recovery times, refusals, clocks, series over time
 //! - `report`: the verdict line, summary.json, report.md, report.html
 
+pub mod boarding;
 pub mod checker;
+pub mod closing;
 pub mod cluster;
 pub mod faults;
 pub mod figures;
 pub mod inject;
 pub mod proctors;
 pub mod report;
+pub mod servers;
 pub mod traffic;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
-use serde_json::json;
 use tokio::time::Instant;
 
+use self::boarding::{Boarding, Exam, board, start_exam};
 use self::checker::{Acked, Findings, check, read_journal};
-use self::cluster::{API_KEY, ClusterSpec, LocalCluster};
+use self::cluster::{ClusterSpec, LocalCluster};
 use self::figures::{Figures, Times, Victim};
-use self::traffic::{Pace, Record, Rider, Storm, ride};
-use crate::reconnect::Candidate;
+use self::traffic::{Pace, Rider, Storm};
 
 /// Steady traffic before the fault.
 const STEADY: Duration = Duration::from_secs(3);
+
+/// How long into the fault the closing plan's time runs out.
+const CLOSING_AFTER_FAULT: Duration = Duration::from_secs(2);
 
 /// The faults a drill can inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -64,6 +72,12 @@ pub enum Scenario {
     /// Every Postgres process stopped (SIGSTOP) for longer than the ack
     /// budget, then resumed.
     PostgresStall,
+    /// Redis (the drill's own, without persistence) killed and started
+    /// again empty.
+    RedisRestart,
+    /// Postgres (the drill's own) crashed (`pg_ctl stop -m immediate`) and
+    /// started again, recovering from its WAL.
+    PostgresRestart,
     /// Every node drained and restarted in turn.
     RollingRestart,
     /// One more node started under traffic; it takes its share of rooms.
@@ -71,13 +85,15 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Kill,
         Scenario::Stop,
         Scenario::Partition,
         Scenario::Drain,
         Scenario::ReconnectStorm,
         Scenario::PostgresStall,
+        Scenario::RedisRestart,
+        Scenario::PostgresRestart,
         Scenario::RollingRestart,
         Scenario::ScaleOut,
     ];
@@ -90,6 +106,8 @@ impl Scenario {
             Self::ReconnectStorm => "reconnect-storm",
             Self::Partition => "partition",
             Self::PostgresStall => "postgres-stall",
+            Self::RedisRestart => "redis-restart",
+            Self::PostgresRestart => "postgres-restart",
             Self::RollingRestart => "rolling-restart",
             Self::ScaleOut => "scale-out",
         }
@@ -116,6 +134,12 @@ impl Scenario {
             Self::PostgresStall => {
                 "When Postgres stops answering for seconds, nothing is acknowledged that is not stored, every candidate saves again once it is back, and no acknowledged answer is lost."
             }
+            Self::RedisRestart => {
+                "When Redis dies and comes back empty, candidates keep saving throughout (answers go to the store, not Redis), resumes get snapshots instead of replays, and no acknowledged answer is lost."
+            }
+            Self::PostgresRestart => {
+                "When Postgres crashes and restarts, nothing is acknowledged that is not stored, every candidate saves again once it is back, no acknowledged answer is lost (the crash recovery keeps every committed row), and no shard changes hands."
+            }
             Self::RollingRestart => {
                 "When every node is drained and restarted in turn, as in a release, no candidate's saves pause for long, and no acknowledged answer is lost."
             }
@@ -123,6 +147,33 @@ impl Scenario {
                 "When a node joins under traffic, it takes its share of the rooms without a candidate's saves pausing for long or an acknowledged answer being lost."
             }
         }
+    }
+}
+
+impl Scenario {
+    /// Whether this machine can run the scenario (`all` skips, saying why,
+    /// the ones it cannot; naming one of them fails instead).
+    pub fn can_run(self) -> anyhow::Result<()> {
+        match self {
+            Self::Partition => faults::can_partition(),
+            Self::RedisRestart => servers::PrivateRedis::available(),
+            Self::PostgresRestart => servers::PrivatePostgres::available(),
+            _ => Ok(()),
+        }
+    }
+
+    /// The data stores of the drill's own the scenario needs.
+    async fn stores(self) -> anyhow::Result<servers::Stores> {
+        Ok(servers::Stores {
+            redis: match self {
+                Self::RedisRestart => Some(servers::PrivateRedis::start().await?),
+                _ => None,
+            },
+            postgres: match self {
+                Self::PostgresRestart => Some(servers::PrivatePostgres::start().await?),
+                _ => None,
+            },
+        })
     }
 }
 
@@ -153,6 +204,8 @@ pub struct Outcome {
     pub timeline: Vec<(f64, String)>,
     pub figures: Figures,
     pub findings: Findings,
+    /// The closing plan: time-up during the fault.
+    pub time_up: closing::TimeUp,
     pub nodes: usize,
     pub candidates: usize,
     pub violations: Vec<String>,
@@ -160,9 +213,15 @@ pub struct Outcome {
 
 /// Runs one scenario on a fresh local cluster.
 pub async fn drill(scenario: Scenario, options: &DrillOptions) -> anyhow::Result<Outcome> {
-    let mut cluster = LocalCluster::start(options.cluster.clone()).await?;
-    let outcome = run(scenario, options, &mut cluster).await;
+    scenario.can_run()?;
+    let mut stores = scenario.stores().await?;
+    let mut spec = options.cluster.clone();
+    stores.apply(&mut spec);
+    let mut cluster = LocalCluster::start(spec).await?;
+    let outcome = run(scenario, options, &mut cluster, &mut stores).await;
+    // The nodes first: their stores go after them.
     cluster.stop().await;
+    drop(stores);
     outcome
 }
 
@@ -170,6 +229,7 @@ async fn run(
     scenario: Scenario,
     options: &DrillOptions,
     cluster: &mut LocalCluster,
+    stores: &mut servers::Stores,
 ) -> anyhow::Result<Outcome> {
     let began = Instant::now();
     let mut timeline = Vec::new();
@@ -180,7 +240,19 @@ async fn run(
     ));
     let plan_id = "drill";
     let rooms = options.candidates.div_ceil(options.per_room.max(1));
-    start_exam(cluster, plan_id, rooms, options).await?;
+    let heartbeat_s = options.pace.heartbeat.as_secs().max(1);
+    start_exam(
+        cluster,
+        &Exam {
+            plan_id,
+            title: "Chaos drill",
+            duration_s: 7200,
+            per_room: options.per_room,
+            candidates: options.candidates,
+            heartbeat_s,
+        },
+    )
+    .await?;
     note(format!(
         "exam started: {} candidates in {rooms} rooms",
         options.candidates
@@ -188,35 +260,19 @@ async fn run(
 
     // Everyone on a socket, round robin over the nodes.
     let bases = cluster.bases();
+    let running = cluster.running().len();
     let storm = Storm::default();
-    let mut riders = Vec::new();
-    let mut tasks = Vec::new();
     // Bounded: the riders are stopped when the drill ends, at the latest
     // after ten minutes.
     let stop_at = Instant::now() + Duration::from_secs(600);
-    // Clients know every address (spares too); they start on running nodes.
-    let running = cluster.running().len();
-    for n in 1..=options.candidates {
-        let first_node = (n - 1) % running;
-        let token = login(cluster, first_node, plan_id, n).await?;
-        let rotated: Vec<String> = (0..bases.len())
-            .map(|i| bases[(first_node + i) % bases.len()].clone())
-            .collect();
-        let record = Arc::new(Mutex::new(Record::default()));
-        riders.push(Rider {
-            candidate_id: format!("cand-{n:04}"),
-            room: (n - 1) / options.per_room + 1,
-            first_node,
-            record: record.clone(),
-        });
-        tasks.push(tokio::spawn(ride(
-            Candidate::new(rotated, token),
-            record,
-            options.pace,
-            storm.clone(),
-            stop_at,
-        )));
-    }
+    let boarding = Boarding {
+        plan_id,
+        per_room: options.per_room,
+        pace: options.pace,
+        storm: &storm,
+        stop_at,
+    };
+    let (riders, mut tasks) = board(cluster, &boarding, options.candidates).await?;
     wait_for(&riders, None, 2, Duration::from_secs(60))
         .await
         .context("every candidate saving before the fault")?;
@@ -246,14 +302,47 @@ async fn run(
         )));
     }
 
-    // Steady traffic for a while before the fault.
-    tokio::time::sleep(STEADY).await;
+    // The closing plan, whose time runs out a couple of seconds into the
+    // fault; steady traffic for a while before the fault.
+    let steady_from = Instant::now();
+    let closing_rooms = closing::rooms(cluster.size());
+    let closing_duration_s = STEADY.as_secs() + CLOSING_AFTER_FAULT.as_secs();
+    start_exam(
+        cluster,
+        &Exam {
+            plan_id: closing::PLAN_ID,
+            title: "Chaos drill: time runs out",
+            duration_s: closing_duration_s,
+            per_room: closing::PER_ROOM,
+            candidates: closing_rooms * closing::PER_ROOM,
+            heartbeat_s,
+        },
+    )
+    .await?;
+    let (closing_riders, closing_tasks) = board(
+        cluster,
+        &Boarding {
+            plan_id: closing::PLAN_ID,
+            per_room: closing::PER_ROOM,
+            ..boarding
+        },
+        closing_rooms * closing::PER_ROOM,
+    )
+    .await?;
+    tasks.extend(closing_tasks);
+    note(format!(
+        "closing plan started: {} candidates, {closing_duration_s} s",
+        closing_rooms * closing::PER_ROOM
+    ));
+    tokio::time::sleep_until(steady_from + STEADY).await;
     // The fault, on the node hosting the most rooms (owners as they were).
     let owners = cluster_owners_of_rooms(cluster, plan_id, rooms)
         .await
         .context("room owners")?;
     let victim = busiest(cluster.size(), &owners);
+    let closing_unlucky = closing::in_victims_rooms(cluster, victim, closing_rooms).await;
     let fault_at = Instant::now();
+    let fault_at_ms = unix_ms();
     let injected = inject::inject(
         inject::Fault {
             scenario,
@@ -264,6 +353,7 @@ async fn run(
             rooms,
         },
         cluster,
+        stores,
         &mut note,
     )
     .await?;
@@ -302,8 +392,17 @@ async fn run(
         .collect();
     let store = cluster.store().await?;
     let (journal, epochs) = read_journal(&store, plan_id).await?;
-    store.close().await;
     let findings = check(&acked, &journal, &epochs);
+    let mut time_up = closing::check(
+        &store,
+        &closing_riders,
+        i64::try_from(closing_duration_s)?,
+        options.budget,
+    )
+    .await?;
+    store.close().await;
+    time_up.in_victims_rooms = closing_unlucky;
+    time_up.deadline_after_fault_s = time_up.deadline_after_fault_s_from(fault_at_ms);
     let victim_id = LocalCluster::node_id(victim);
     let commands = sent.take();
     let figures = Figures::gather(
@@ -326,90 +425,18 @@ async fn run(
         timeline,
         figures,
         findings,
+        time_up,
         injected.violations,
     ))
 }
 
-/// Imports, opens and starts the drill's plan.
-async fn start_exam(
-    cluster: &LocalCluster,
-    plan_id: &str,
-    rooms: usize,
-    options: &DrillOptions,
-) -> anyhow::Result<()> {
-    let heartbeat_s = options.pace.heartbeat.as_secs().max(1);
-    let plan = json!({
-        "title": "Chaos drill", "starts_at": "2026-12-01T09:00:00Z", "duration_s": 7200,
-        "settings": {"heartbeat_s": heartbeat_s, "late_entry_s": 3600},
-        "questions": (1..=10).map(|q| json!({"id": format!("q{q}"), "kind": "text"})).collect::<Vec<_>>(),
-        "rooms": (1..=rooms).map(|r| json!({"id": format!("room-{r}"), "name": format!("Room {r}"), "capacity": options.per_room})).collect::<Vec<_>>(),
-        "proctors": (1..=rooms).map(|r| json!({
-            "id": format!("proctor-{r}"), "name": format!("Proctor {r}"), "login": format!("proctor-{r}"),
-            "password": format!("password-{r}"), "room_ids": [format!("room-{r}")]
-        })).collect::<Vec<_>>(),
-        "candidates": (1..=options.candidates).map(|n| json!({
-            "id": format!("cand-{n:04}"), "reg_no": format!("R{n:04}"), "name": format!("Candidate {n}"),
-            "room_id": format!("room-{}", (n - 1) / options.per_room + 1), "seat": (n - 1) % options.per_room + 1,
-            "access_code": format!("code-{n:04}")
-        })).collect::<Vec<_>>(),
-    });
-    let base = cluster.base(0);
-    let response = cluster
-        .client
-        .put(format!("{base}/api/v1/admin/plans/{plan_id}"))
-        .header("X-Api-Key", API_KEY)
-        .json(&plan)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "plan import: {}",
-        response.text().await?
-    );
-    for action in ["open", "start"] {
-        let response = cluster
-            .client
-            .post(format!("{base}/api/v1/admin/plans/{plan_id}/commands"))
-            .header("X-Api-Key", API_KEY)
-            .json(&json!({"action": action}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "plan {action}: {}",
-            response.text().await?
-        );
-    }
-    Ok(())
-}
-
-/// Candidate `n`'s token, logged in on node `index`.
-async fn login(
-    cluster: &LocalCluster,
-    index: usize,
-    plan_id: &str,
-    n: usize,
-) -> anyhow::Result<String> {
-    let body = json!({"plan_id": plan_id, "reg_no": format!("R{n:04}"), "access_code": format!("code-{n:04}")});
-    for _ in 0..50 {
-        let response = cluster
-            .client
-            .post(format!("{}/api/v1/auth/candidate", cluster.base(index)))
-            .json(&body)
-            .send()
-            .await?;
-        let status = response.status();
-        let answer: serde_json::Value = response.json().await.unwrap_or_default();
-        if status.is_success() {
-            return Ok(answer["token"].as_str().context("no token")?.to_string());
-        }
-        anyhow::ensure!(
-            status.as_u16() == 503,
-            "login of R{n:04}: {status} {answer}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    anyhow::bail!("login of R{n:04} kept answering 503")
+/// Now, in milliseconds since the unix epoch (the nodes' timestamps).
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 /// The owner of each room (`room-1` first), as node 0 sees it.

@@ -19,9 +19,16 @@ pub fn judge(
     timeline: Vec<(f64, String)>,
     figures: Figures,
     findings: Findings,
+    time_up: super::closing::TimeUp,
     fault_violations: Vec<String>,
 ) -> Outcome {
     let mut violations = fault_violations;
+    violations.extend(
+        time_up
+            .violations
+            .iter()
+            .map(|what| format!("time-up: {what}")),
+    );
     violations.extend(findings.lost.iter().map(|what| format!("lost: {what}")));
     violations.extend(
         findings
@@ -73,7 +80,7 @@ pub fn judge(
     }
     let passed = violations.is_empty();
     let verdict = format!(
-        "{} {}: {}/{} saving again, p99 {:.1} s (unlucky {:.1} s, longest pause p99 {:.1} s), {} acked answers lost of {} checked, {} written twice, {} stale epochs",
+        "{} {}: {}/{} saving again, p99 {:.1} s (unlucky {:.1} s, longest pause p99 {:.1} s), {} acked answers lost of {} checked, {} written twice, {} stale epochs, time-up {}/{} on time",
         if passed { "PASS" } else { "FAIL" },
         scenario.name(),
         figures.saving_again,
@@ -85,6 +92,8 @@ pub fn judge(
         findings.acked_checked,
         findings.twice.len(),
         findings.stale_epochs.len(),
+        time_up.on_time,
+        time_up.candidates,
     );
     Outcome {
         scenario,
@@ -96,6 +105,7 @@ pub fn judge(
         candidates: options.candidates,
         figures,
         findings,
+        time_up,
         violations,
     }
 }
@@ -178,6 +188,17 @@ fn section_markdown(outcome: &Outcome, charts: &[(String, String)]) -> String {
         findings.lost.len(),
         findings.twice.len(),
         findings.stale_epochs.len()
+    );
+    let time_up = &outcome.time_up;
+    let _ = writeln!(
+        text,
+        "- time-up (the closing plan, {} candidates, {} in the victim's rooms, deadline {:.1} s after the fault): {} submitted at time-up within the budget, {} told, latest {} ms after the deadline",
+        time_up.candidates,
+        time_up.in_victims_rooms,
+        time_up.deadline_after_fault_s,
+        time_up.on_time,
+        time_up.told,
+        time_up.latest_ms
     );
     for violation in outcome.violations.iter().take(20) {
         let _ = writeln!(text, "- **violation:** {violation}");

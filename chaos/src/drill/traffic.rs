@@ -28,6 +28,10 @@ pub struct Record {
     pub ended: Vec<Instant>,
     /// (action, reason, when) of every control.
     pub controls: Vec<(String, Option<String>, Instant)>,
+    /// When the candidate first learned its time was up: a `state
+    /// {event: time_up}` frame, or a view (welcome or state) whose
+    /// `submit_reason` is `time_up`.
+    pub told_time_up: Option<Instant>,
     pub failed_attempts: u64,
     /// Why the candidate stopped early, if it did.
     pub gave_up: Option<String>,
@@ -98,6 +102,9 @@ pub async fn ride(
             if let Some(remaining) = welcome.frame["state"]["remaining_s"].as_i64() {
                 record.clock.push((Instant::now(), remaining));
             }
+            if welcome.frame["state"]["submit_reason"] == "time_up" {
+                record.told_time_up.get_or_insert(Instant::now());
+            }
         }
         cseq = cseq.max(welcome.last_cseq);
         let (mut sink, mut stream) = socket.split();
@@ -113,7 +120,9 @@ pub async fn ride(
                 let _ = sink.close().await;
                 return;
             }
-            if in_flight.is_none() && Instant::now() >= next_answer {
+            // After time-up there is nothing left to answer.
+            let done = lock(&record).told_time_up.is_some();
+            if in_flight.is_none() && !done && Instant::now() >= next_answer {
                 cseq += 1;
                 let question = format!("q{}", cseq % 10 + 1);
                 let text = client.answer(&question, &json!(format!("answer {cseq}")), cseq);
@@ -123,14 +132,15 @@ pub async fn ride(
                 in_flight = Some(cseq);
             }
             let silent_at = last_heard + pace.heartbeat * 2;
-            let wake = next_heartbeat
-                .min(silent_at)
-                .min(stop)
-                .min(if in_flight.is_none() {
-                    next_answer
-                } else {
-                    stop
-                });
+            let wake =
+                next_heartbeat
+                    .min(silent_at)
+                    .min(stop)
+                    .min(if in_flight.is_none() && !done {
+                        next_answer
+                    } else {
+                        stop
+                    });
             tokio::select! {
                 () = &mut storm_hit => {
                     // Dropped on our side; the node is fine.
@@ -197,8 +207,12 @@ pub async fn ride(
                             }
                         }
                         Some("state") => {
+                            let mut record = lock(&record);
                             if let Some(remaining) = frame["remaining_s"].as_i64() {
-                                lock(&record).clock.push((now, remaining));
+                                record.clock.push((now, remaining));
+                            }
+                            if frame["event"] == "time_up" || frame["submit_reason"] == "time_up" {
+                                record.told_time_up.get_or_insert(now);
                             }
                         }
                         Some("control") => {

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+use tracing::{debug, info, warn};
 
 use super::messages::ResumeRead;
 use crate::domain::CandidateId;
@@ -169,9 +169,11 @@ async fn settle(
     cap: usize,
 ) {
     let swaps = claims.drain(..).map(|(key, claim)| async move {
-        if let Err(error) = hot.swap_session(&key, claim).await {
-            warn!(%error, "session not recorded in the hot state");
-        }
+        let outcome = hot.swap_session(&key, claim).await;
+        SESSIONS_FAILING.observe(
+            outcome.as_ref().err(),
+            "session not recorded in the hot state",
+        );
     });
     futures::future::join(append(hot, frames, cap), futures::future::join_all(swaps)).await;
 }
@@ -181,11 +183,34 @@ async fn append(hot: &dyn HotState, frames: &mut Vec<(CandidateKey, OutboundFram
     if frames.is_empty() {
         return;
     }
-    if let Err(error) = hot.append_outbound(frames, cap).await {
-        // Resume degrades to a snapshot; the live frames went out.
-        warn!(%error, frames = frames.len(), "resume buffer append failed");
-    }
+    // On failure resume degrades to a snapshot; the live frames went out.
+    let outcome = hot.append_outbound(frames, cap).await;
+    APPENDS_FAILING.observe(outcome.as_ref().err(), "resume buffer append failed");
     frames.clear();
+}
+
+/// One warning when hot-state writes start failing and one line when they
+/// work again, for the whole process: while Redis is down every room fails
+/// every batch (hundreds a second), and the Redis adapter has already said
+/// so once ("redis unavailable"). The failures between are at debug.
+struct Failing(AtomicBool);
+
+static APPENDS_FAILING: Failing = Failing(AtomicBool::new(false));
+static SESSIONS_FAILING: Failing = Failing(AtomicBool::new(false));
+
+impl Failing {
+    fn observe(&self, error: Option<&impl std::fmt::Display>, what: &'static str) {
+        match error {
+            Some(error) if !self.0.swap(true, Ordering::Relaxed) => {
+                warn!(%error, "{what} (further failures at debug until one succeeds)");
+            }
+            Some(error) => debug!(%error, "{what}"),
+            None if self.0.swap(false, Ordering::Relaxed) => {
+                info!("{what}: working again");
+            }
+            None => {}
+        }
+    }
 }
 
 #[cfg(test)]
