@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use invigil_chaos::drill::cluster::ClusterSpec;
+use invigil_chaos::drill::fleet::ControlFile;
 use invigil_chaos::drill::traffic::Pace;
-use invigil_chaos::drill::{DrillOptions, Scenario, drill, report};
+use invigil_chaos::drill::{DrillOptions, Fleet, Scenario, drill, report};
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +65,15 @@ enum Command {
         /// Writes summary.json, report.md and report.html (with charts) here.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Drills an existing fleet instead of starting one: every node's
+        /// base URL, comma-separated (loopback: reach a remote fleet
+        /// through tunnels or port-forwards). Needs --control.
+        #[arg(long, value_delimiter = ',', requires = "control")]
+        target: Vec<String>,
+        /// The fleet's control file (TOML): its admin key, its store, and
+        /// the shell commands that inject each fault (docs/chaos.md).
+        #[arg(long, requires = "target")]
+        control: Option<PathBuf>,
     },
 }
 
@@ -83,19 +93,33 @@ async fn main() -> anyhow::Result<()> {
         pg_url,
         redis_url,
         report: report_dir,
+        target,
+        control,
     } = Cli::parse().command;
+    let fleet = match control {
+        Some(path) => Some(Fleet {
+            targets: target,
+            control: ControlFile::read(&path)?,
+        }),
+        None => None,
+    };
     let scenarios: Vec<Scenario> = if scenario == "all" {
         // `all` skips, saying why, what this machine cannot run (the
         // partition without root or nft, a restart without the server's
         // programs); naming one of them fails instead.
         Scenario::ALL
             .into_iter()
-            .filter(|scenario| match scenario.can_run() {
-                Err(why) => {
-                    println!("SKIP {}: {why:#}", scenario.name());
-                    false
+            .filter(|scenario| {
+                match fleet.as_ref().map_or_else(
+                    || scenario.can_run(),
+                    |fleet| scenario.can_run_on(&fleet.control),
+                ) {
+                    Err(why) => {
+                        println!("SKIP {}: {why:#}", scenario.name());
+                        false
+                    }
+                    Ok(()) => true,
                 }
-                Ok(()) => true,
             })
             .collect()
     } else {
@@ -115,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(per_room >= 1, "--per-room is at least 1");
     anyhow::ensure!((1..=600).contains(&seconds), "--seconds is 1 … 600");
     anyhow::ensure!(
-        bin.exists(),
+        fleet.is_some() || bin.exists(),
         "no node binary at {} (cargo build --release -p invigil-node)",
         bin.display()
     );
@@ -145,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
                 log_dir: log_dir.join(scenario.name()),
                 spare: usize::from(scenario == Scenario::ScaleOut),
             },
+            fleet: fleet.clone(),
         };
         let outcome = drill(scenario, &options).await?;
         println!("{}", outcome.verdict);

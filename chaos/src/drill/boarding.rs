@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::cluster::{API_KEY, LocalCluster};
+use super::cluster::Cluster;
 use super::traffic::{Pace, Record, Rider, Storm, ride};
 use crate::reconnect::Candidate;
 
@@ -25,7 +25,7 @@ pub struct Exam<'a> {
 
 /// Imports, opens and starts a plan: `candidates` in rooms of `per_room`,
 /// one proctor per room.
-pub async fn start_exam(cluster: &LocalCluster, exam: &Exam<'_>) -> anyhow::Result<()> {
+pub async fn start_exam(cluster: &Cluster, exam: &Exam<'_>) -> anyhow::Result<()> {
     let Exam {
         plan_id,
         title,
@@ -54,7 +54,7 @@ pub async fn start_exam(cluster: &LocalCluster, exam: &Exam<'_>) -> anyhow::Resu
     let response = cluster
         .client
         .put(format!("{base}/api/v1/admin/plans/{plan_id}"))
-        .header("X-Api-Key", API_KEY)
+        .header("X-Api-Key", cluster.api_key())
         .json(&plan)
         .send()
         .await?;
@@ -67,7 +67,7 @@ pub async fn start_exam(cluster: &LocalCluster, exam: &Exam<'_>) -> anyhow::Resu
         let response = cluster
             .client
             .post(format!("{base}/api/v1/admin/plans/{plan_id}/commands"))
-            .header("X-Api-Key", API_KEY)
+            .header("X-Api-Key", cluster.api_key())
             .json(&json!({"action": action}))
             .send()
             .await?;
@@ -94,7 +94,7 @@ pub struct Boarding<'a> {
 /// round robin over the running nodes; every client knows every address
 /// (spares too).
 pub async fn board(
-    cluster: &LocalCluster,
+    cluster: &Cluster,
     boarding: &Boarding<'_>,
     count: usize,
 ) -> anyhow::Result<(Vec<Rider>, Vec<tokio::task::JoinHandle<()>>)> {
@@ -127,12 +127,7 @@ pub async fn board(
 }
 
 /// Candidate `n`'s token, logged in on node `index`.
-async fn login(
-    cluster: &LocalCluster,
-    index: usize,
-    plan_id: &str,
-    n: usize,
-) -> anyhow::Result<String> {
+async fn login(cluster: &Cluster, index: usize, plan_id: &str, n: usize) -> anyhow::Result<String> {
     let body = json!({"plan_id": plan_id, "reg_no": format!("R{n:04}"), "access_code": format!("code-{n:04}")});
     for _ in 0..50 {
         let response = cluster

@@ -17,11 +17,12 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::cluster::LocalCluster;
 use super::traffic::Rider;
 
-/// The closing plan's id.
-pub const PLAN_ID: &str = "drill-end";
+/// The closing plan's id, beside the drill's main plan `main`.
+pub fn plan_id(main: &str) -> String {
+    format!("{main}-end")
+}
 
 /// Candidates per room of the closing plan.
 pub const PER_ROOM: usize = 2;
@@ -137,18 +138,19 @@ pub fn judge(
 /// Reads the closing plan from the store and judges it.
 pub async fn check(
     pool: &sqlx::PgPool,
+    plan_id: &str,
     riders: &[Rider],
     duration_s: i64,
     budget: Duration,
 ) -> anyhow::Result<TimeUp> {
     let plan: String = sqlx::query_scalar("SELECT runtime FROM plans WHERE id = $1")
-        .bind(PLAN_ID)
+        .bind(plan_id)
         .fetch_one(pool)
         .await?;
     let deadline = deadline_ms(&serde_json::from_str(&plan)?, duration_s)?;
     let sheets: Vec<Sheet> =
         sqlx::query("SELECT id, state, runtime FROM candidates WHERE plan_id = $1 ORDER BY id")
-            .bind(PLAN_ID)
+            .bind(plan_id)
             .fetch_all(pool)
             .await?
             .into_iter()
@@ -161,7 +163,7 @@ pub async fn check(
     let late: Vec<(String, i64, i64)> = sqlx::query(
         "SELECT candidate_id, cseq, at_ms FROM answer_journal WHERE plan_id = $1 AND at_ms > $2",
     )
-    .bind(PLAN_ID)
+    .bind(plan_id)
     .bind(deadline)
     .fetch_all(pool)
     .await?
@@ -176,15 +178,6 @@ pub async fn check(
         })
         .collect();
     Ok(judge(deadline, &sheets, &late, &told, budget))
-}
-
-/// How many of the closing plan's rooms `victim` hosted.
-pub async fn in_victims_rooms(cluster: &LocalCluster, victim: usize, rooms: usize) -> usize {
-    let owners = super::cluster_owners_of_rooms(cluster, PLAN_ID, rooms)
-        .await
-        .unwrap_or_default();
-    let id = LocalCluster::node_id(victim);
-    owners.iter().filter(|owner| **owner == id).count() * PER_ROOM
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
-//! A local cluster for a drill: N `invigil serve` processes on loopback
-//! ports, one Postgres schema of their own (dropped afterwards) and a Redis
-//! key prefix of their own; each node's log goes to a file. The faults are
-//! real: SIGKILL, SIGSTOP/SIGCONT, the drain endpoint.
+//! The cluster a drill runs on. Usually a local one: N `invigil serve`
+//! processes on loopback ports, one Postgres schema of their own (dropped
+//! afterwards) and a Redis key prefix of their own; each node's log goes to
+//! a file. The faults are real: SIGKILL, SIGSTOP/SIGCONT, the drain
+//! endpoint. Or an existing fleet ([`Cluster::attach`]): its nodes named by
+//! URL, the faults done by the commands of a control file
+//! ([`super::fleet`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -9,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::Value;
 
 /// The admin key of a drill's nodes.
 pub const API_KEY: &str = "drill-admin-key-0123456789";
@@ -38,9 +40,19 @@ struct Ports {
     actor: u16,
 }
 
+/// An existing fleet's nodes and how to inject faults into them.
+struct Remote {
+    nodes: Vec<super::fleet::Node>,
+    control: super::fleet::ControlFile,
+    /// Nodes not killed or drained by the drill.
+    up: Vec<bool>,
+}
+
 /// The running cluster.
-pub struct LocalCluster {
+pub struct Cluster {
     spec: ClusterSpec,
+    /// Set for an existing fleet (`--target`): no process is the drill's.
+    remote: Option<Remote>,
     id: String,
     schema: String,
     /// The node's URL to the schema (what the nodes and the checker use).
@@ -57,7 +69,7 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(socket.local_addr()?.port())
 }
 
-impl LocalCluster {
+impl Cluster {
     /// Makes the schema and starts every node; returns once all are ready
     /// and agree on members and owners.
     pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
@@ -89,6 +101,7 @@ impl LocalCluster {
             });
         }
         let mut cluster = Self {
+            remote: None,
             children: (0..spec.nodes + spec.spare).map(|_| None).collect(),
             stopped: vec![false; spec.nodes + spec.spare],
             spec,
@@ -108,18 +121,99 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    /// An existing fleet: every node's base URL in `targets`, the faults
+    /// by `control`'s commands, the checker reading `control.store_url`.
+    pub async fn attach(
+        spec: ClusterSpec,
+        targets: &[String],
+        control: super::fleet::ControlFile,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let key = control.api_key.clone().unwrap_or_default();
+        let nodes = super::fleet::discover(&client, targets, &key).await?;
+        let admin = sqlx::PgPool::connect(&control.store_url)
+            .await
+            .context("the control file's store_url")?;
+        let count = nodes.len();
+        let cluster = Self {
+            spec: ClusterSpec {
+                nodes: count,
+                spare: 0,
+                ..spec
+            },
+            remote: Some(Remote {
+                nodes,
+                up: vec![true; count],
+                control: control.clone(),
+            }),
+            id: uuid::Uuid::now_v7().simple().to_string()[20..].to_string(),
+            schema: String::new(),
+            store_url: control.store_url,
+            ports: Vec::new(),
+            children: (0..count).map(|_| None).collect(),
+            stopped: vec![false; count],
+            client,
+            admin,
+        };
+        cluster
+            .wait_agreed(Duration::from_secs(30))
+            .await
+            .context("the fleet before the drill")?;
+        Ok(cluster)
+    }
+
+    /// The fleet's control file, when drilling an existing fleet.
+    pub fn control(&self) -> Option<&super::fleet::ControlFile> {
+        self.remote.as_ref().map(|remote| &remote.control)
+    }
+
+    /// A name for the drill's plans, unique to this drill.
+    pub fn plan_id(&self) -> String {
+        format!("drill-{}", self.id)
+    }
+
+    /// The admin key of the nodes.
+    pub fn api_key(&self) -> &str {
+        self.control()
+            .and_then(|control| control.api_key.as_deref())
+            .unwrap_or(API_KEY)
+    }
+
+    /// Runs the control file's command `name` on node `index`.
+    fn command(&self, name: &str, index: usize) -> anyhow::Result<()> {
+        let remote = self.remote.as_ref().context("not a fleet")?;
+        let control = &remote.control;
+        let command = match name {
+            "kill" => control.kill.as_ref(),
+            "stop" => control.stop.as_ref(),
+            "cont" => control.cont.as_ref(),
+            "start" => control.start.as_ref(),
+            "cut" => control.cut.as_ref(),
+            _ => None,
+        };
+        control.run(name, command, Some(&remote.nodes[index]))
+    }
+
     /// Nodes there may be (started or not): the first `nodes` start, the
     /// spares when added.
     pub fn size(&self) -> usize {
         self.spec.nodes + self.spec.spare
     }
 
-    pub fn node_id(index: usize) -> String {
-        format!("node-{}", index + 1)
+    pub fn node_id(&self, index: usize) -> String {
+        match &self.remote {
+            Some(remote) => remote.nodes[index].id.clone(),
+            None => format!("node-{}", index + 1),
+        }
     }
 
     pub fn base(&self, index: usize) -> String {
-        format!("http://127.0.0.1:{}", self.ports[index].http)
+        match &self.remote {
+            Some(remote) => remote.nodes[index].url.clone(),
+            None => format!("http://127.0.0.1:{}", self.ports[index].http),
+        }
     }
 
     pub fn bases(&self) -> Vec<String> {
@@ -129,11 +223,19 @@ impl LocalCluster {
     pub fn log_path(&self, index: usize) -> PathBuf {
         self.spec
             .log_dir
-            .join(format!("{}.log", Self::node_id(index)))
+            .join(format!("{}.log", self.node_id(index)))
     }
 
     /// Starts (or restarts) node `index`.
     pub fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
+        if self.remote.is_some() {
+            self.command("start", index)?;
+            if let Some(remote) = &mut self.remote {
+                remote.up[index] = true;
+            }
+            self.stopped[index] = false;
+            return Ok(());
+        }
         let seeds: Vec<String> = self
             .ports
             .iter()
@@ -148,7 +250,7 @@ impl LocalCluster {
         let mut command = Command::new(&self.spec.bin);
         command
             .arg("serve")
-            .env("INVIGIL_NODE__ID", Self::node_id(index))
+            .env("INVIGIL_NODE__ID", self.node_id(index))
             .env("INVIGIL_NODE__LISTEN", format!("127.0.0.1:{}", ports.http))
             .env("INVIGIL_NODE__SHUTDOWN_GRACE_S", "5")
             .env("INVIGIL_STORE__URL", &self.store_url)
@@ -204,12 +306,25 @@ impl LocalCluster {
     /// Nodes started and not killed or stopped.
     pub fn running(&self) -> Vec<usize> {
         (0..self.size())
-            .filter(|&index| self.children[index].is_some() && !self.stopped[index])
+            .filter(|&index| {
+                let up = match &self.remote {
+                    Some(remote) => remote.up[index],
+                    None => self.children[index].is_some(),
+                };
+                up && !self.stopped[index]
+            })
             .collect()
     }
 
     /// SIGKILL.
     pub fn kill(&mut self, index: usize) -> anyhow::Result<()> {
+        if self.remote.is_some() {
+            self.command("kill", index)?;
+            if let Some(remote) = &mut self.remote {
+                remote.up[index] = false;
+            }
+            return Ok(());
+        }
         if let Some(mut child) = self.children[index].take() {
             child.kill()?;
             child.wait()?;
@@ -225,6 +340,13 @@ impl LocalCluster {
         index: usize,
         at_most: Duration,
     ) -> anyhow::Result<super::faults::Partition> {
+        if let Some(remote) = &self.remote {
+            self.command("cut", index)?;
+            return Ok(super::faults::Partition::by_command(
+                remote.control.clone(),
+                remote.nodes[index].clone(),
+            ));
+        }
         let ports = &self.ports[index];
         super::faults::Partition::cut(
             &self.id,
@@ -238,27 +360,13 @@ impl LocalCluster {
         )
     }
 
-    /// Node `index`'s readiness check of the cluster (`/readyz`): its
-    /// detail, `None` when it does not answer.
-    pub async fn readiness(&self, index: usize) -> Option<String> {
-        let response = self
-            .client
-            .get(format!("{}/readyz", self.base(index)))
-            .timeout(Duration::from_secs(4))
-            .send()
-            .await
-            .ok()?;
-        let body: Value = response.json().await.ok()?;
-        body["checks"]
-            .as_array()?
-            .iter()
-            .find(|check| check["name"] == "cluster")
-            .and_then(|check| check["detail"].as_str())
-            .map(str::to_string)
-    }
-
     /// SIGSTOP (`stop`) or SIGCONT.
     pub fn signal(&mut self, index: usize, stop: bool) -> anyhow::Result<()> {
+        if self.remote.is_some() {
+            self.command(if stop { "stop" } else { "cont" }, index)?;
+            self.stopped[index] = stop;
+            return Ok(());
+        }
         let child = self.children[index].as_ref().context("not running")?;
         let status = Command::new("kill")
             .arg(if stop { "-STOP" } else { "-CONT" })
@@ -273,10 +381,30 @@ impl LocalCluster {
     pub async fn drain(&mut self, index: usize) -> anyhow::Result<()> {
         self.client
             .post(format!("{}/api/v1/cluster/drain", self.base(index)))
-            .header("X-Api-Key", API_KEY)
+            .header("X-Api-Key", self.api_key())
             .send()
             .await?
             .error_for_status()?;
+        if self.remote.is_some() {
+            // Gone when its HTTP port no longer answers.
+            for _ in 0..600 {
+                let answered = self
+                    .client
+                    .get(format!("{}/healthz", self.base(index)))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .is_ok();
+                if !answered {
+                    if let Some(remote) = &mut self.remote {
+                        remote.up[index] = false;
+                    }
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            anyhow::bail!("{} still answers 60 s after its drain", self.node_id(index));
+        }
         let child = self.children[index].as_mut().context("not running")?;
         for _ in 0..300 {
             if child.try_wait()?.is_some() {
@@ -286,99 +414,6 @@ impl LocalCluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         anyhow::bail!("node {} did not exit within 30 s of its drain", index + 1)
-    }
-
-    /// Node `index`'s view of the cluster.
-    pub async fn view(&self, index: usize) -> Option<Value> {
-        let response = self
-            .client
-            .get(format!("{}/api/v1/cluster", self.base(index)))
-            .header("X-Api-Key", API_KEY)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.json().await.ok()
-    }
-
-    /// Every running node sees the running nodes ready and the same owner
-    /// holding every shard.
-    pub async fn agreed(&self) -> bool {
-        let running: Vec<String> = self.running().into_iter().map(Self::node_id).collect();
-        let mut owners: Option<Vec<Value>> = None;
-        for index in self.running() {
-            let Some(view) = self.view(index).await else {
-                return false;
-            };
-            let mut ready: Vec<String> = view["members"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|member| member["status"] == "ready")
-                .filter_map(|member| member["node_id"].as_str().map(str::to_string))
-                .collect();
-            ready.sort();
-            if ready != running {
-                return false;
-            }
-            let Some(shards) = view["shards"].as_array() else {
-                return false;
-            };
-            if shards
-                .iter()
-                .any(|shard| shard["held_by"] != shard["owner"])
-            {
-                return false;
-            }
-            let these: Vec<Value> = shards.iter().map(|shard| shard["owner"].clone()).collect();
-            match &owners {
-                None => owners = Some(these),
-                Some(first) if *first != these => return false,
-                Some(_) => {}
-            }
-        }
-        true
-    }
-
-    /// Waits until [`Self::agreed`], and the membership is stable (the
-    /// majority rule counts against it), or fails after `timeout`.
-    pub async fn wait_agreed(&self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if self.agreed().await {
-                let running = self.running().len();
-                let mut stable = true;
-                for index in self.running() {
-                    let view = self.view(index).await;
-                    stable &= view.is_some_and(|view| {
-                        view["stable_members"].as_u64() == Some(running as u64)
-                    });
-                }
-                if stable {
-                    return Ok(());
-                }
-            }
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "the nodes did not agree within {timeout:?} (logs in {})",
-                self.spec.log_dir.display()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// The owner of every shard as node `index` sees it.
-    pub async fn owners(&self, index: usize) -> anyhow::Result<Vec<String>> {
-        let view = self.view(index).await.context("no cluster view")?;
-        Ok(view["shards"]
-            .as_array()
-            .context("no shards")?
-            .iter()
-            .map(|shard| shard["owner"].as_str().unwrap_or_default().to_string())
-            .collect())
     }
 
     /// A pool on the drill's schema, for the checker.
@@ -393,8 +428,15 @@ impl LocalCluster {
         &self.spec.log_dir
     }
 
-    /// Stops every node and drops the schema.
+    /// Stops every node and drops the schema; on a fleet, resumes what it
+    /// stopped and starts what it killed (when the control file can), and
+    /// ends the drill's plans.
     pub async fn stop(mut self) {
+        if self.remote.is_some() {
+            self.restore();
+            self.admin.close().await;
+            return;
+        }
         for index in 0..self.size() {
             if self.stopped[index] {
                 let _ = self.signal(index, false);
@@ -411,7 +453,7 @@ impl LocalCluster {
     }
 }
 
-impl Drop for LocalCluster {
+impl Drop for Cluster {
     /// No node outlives the drill, whatever happened.
     fn drop(&mut self) {
         for child in self.children.iter_mut().flatten() {
@@ -421,6 +463,30 @@ impl Drop for LocalCluster {
                 .status();
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+impl Cluster {
+    /// Leaves a fleet as the drill found it, as far as it can (the plans
+    /// the drill made are ended by the drill).
+    fn restore(&mut self) {
+        for index in 0..self.size() {
+            let node = self.node_id(index);
+            if self.stopped[index]
+                && let Err(error) = self.signal(index, false)
+            {
+                eprintln!("the drill could not resume {node}: {error:#}");
+            }
+            let down = self.remote.as_ref().is_some_and(|remote| !remote.up[index]);
+            let can_start = self
+                .control()
+                .is_some_and(|control| control.start.is_some());
+            if down && !can_start {
+                eprintln!("{node} is down after the drill: the control file has no `start`");
+            } else if down && let Err(error) = self.spawn(index) {
+                eprintln!("the drill could not start {node} again: {error:#}");
+            }
         }
     }
 }

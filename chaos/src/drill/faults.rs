@@ -116,8 +116,16 @@ pub struct CutPorts {
 /// is called, when this value is dropped, and at the latest by a detached
 /// `sleep; nft delete table` started first.
 pub struct Partition {
-    table: String,
+    how: Cut,
     healed: bool,
+}
+
+/// How the cut was made, so it can be undone.
+enum Cut {
+    /// The drill's own nftables table.
+    Table(String),
+    /// A fleet's `cut` command; `heal` undoes it.
+    Command(Box<(super::fleet::ControlFile, super::fleet::Node)>),
 }
 
 impl Partition {
@@ -149,28 +157,47 @@ impl Partition {
         );
         nft_file(&rules).context("nft: adding the partition")?;
         Ok(Self {
-            table,
+            how: Cut::Table(table),
             healed: false,
         })
     }
 
-    /// Removes the rules: the node can talk to everyone again.
+    /// A cut a fleet's `cut` command made (already run); healed by its
+    /// `heal` command.
+    pub fn by_command(control: super::fleet::ControlFile, node: super::fleet::Node) -> Self {
+        Self {
+            how: Cut::Command(Box::new((control, node))),
+            healed: false,
+        }
+    }
+
+    fn undo(&self) -> anyhow::Result<()> {
+        match &self.how {
+            Cut::Table(table) => {
+                let status = Command::new("nft")
+                    .args(["delete", "table", "inet", table])
+                    .status()?;
+                anyhow::ensure!(status.success(), "nft delete table {table} failed");
+                Ok(())
+            }
+            Cut::Command(cut) => {
+                let (control, node) = &**cut;
+                control.run("heal", control.heal.as_ref(), Some(node))
+            }
+        }
+    }
+
+    /// Removes the cut: the node can talk to everyone again.
     pub fn heal(mut self) -> anyhow::Result<()> {
         self.healed = true;
-        let status = Command::new("nft")
-            .args(["delete", "table", "inet", &self.table])
-            .status()?;
-        anyhow::ensure!(status.success(), "nft delete table {} failed", self.table);
-        Ok(())
+        self.undo()
     }
 }
 
 impl Drop for Partition {
     fn drop(&mut self) {
         if !self.healed {
-            let _ = Command::new("nft")
-                .args(["delete", "table", "inet", &self.table])
-                .status();
+            let _ = self.undo();
         }
     }
 }

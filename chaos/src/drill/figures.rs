@@ -271,7 +271,10 @@ impl Figures {
 /// Fault → the first ack after the fault that follows a silence (the
 /// outage's end), or the first ack at all when there was no silence. Acks
 /// already on their way when the fault hit arrive just after it; they do
-/// not end an outage.
+/// not end an outage. Only a silence that began by `SILENCE` after the
+/// fault counts: a candidate saving on past that was not stopped by the
+/// fault's blow, and a later pause (the next step of a rolling restart, a
+/// room moving at the end of a drain) is the longest pause's to show.
 fn recovery(acked: &[(i64, i64, Instant)], fault_at: Instant) -> Option<Duration> {
     let mut previous = acked
         .iter()
@@ -286,6 +289,9 @@ fn recovery(acked: &[(i64, i64, Instant)], fault_at: Instant) -> Option<Duration
         .filter(|at| *at > fault_at)
     {
         first.get_or_insert(at);
+        if previous > fault_at + SILENCE {
+            break;
+        }
         if at.duration_since(previous) > SILENCE {
             return Some(at.duration_since(fault_at));
         }
@@ -354,6 +360,16 @@ mod tests {
         let steady = vec![(1, 1, at(0)), (2, 1, at(200)), (3, 1, at(400))];
         assert_eq!(recovery(&steady, at(100)), Some(Duration::from_millis(100)));
         assert_eq!(recovery(&steady, at(500)), None);
+        // Saving on after the fault, then a pause later (the next step of
+        // a rolling restart): the fault did not stop this candidate.
+        let later = vec![
+            (1, 1, at(0)),
+            (2, 1, at(300)),
+            (3, 1, at(600)),
+            (4, 1, at(900)),
+            (5, 1, at(5_000)),
+        ];
+        assert_eq!(recovery(&later, at(100)), Some(Duration::from_millis(200)));
     }
 
     #[test]

@@ -7,13 +7,13 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::cluster::LocalCluster;
+use super::cluster::Cluster;
 use anyhow::Context;
 
 use super::checker::read_epochs;
 use super::servers::Stores;
 use super::traffic::Storm;
-use super::{DrillOptions, Scenario, cluster_owners_of_rooms, faults};
+use super::{DrillOptions, Scenario, faults};
 
 /// What to inject, and where.
 pub struct Fault<'a> {
@@ -37,7 +37,7 @@ pub struct Injected {
 /// Injects the fault; returns when it is over.
 pub async fn inject(
     fault: Fault<'_>,
-    cluster: &mut LocalCluster,
+    cluster: &mut Cluster,
     stores: &mut Stores,
     note: &mut dyn FnMut(String),
 ) -> anyhow::Result<Injected> {
@@ -55,22 +55,22 @@ pub async fn inject(
     match scenario {
         Scenario::Kill => {
             cluster.kill(victim)?;
-            note(format!("SIGKILL {}", LocalCluster::node_id(victim)));
+            note(format!("SIGKILL {}", cluster.node_id(victim)));
         }
         Scenario::Stop => {
             cluster.signal(victim, true)?;
-            note(format!("SIGSTOP {}", LocalCluster::node_id(victim)));
+            note(format!("SIGSTOP {}", cluster.node_id(victim)));
             let ttl = lease_ttl(options);
             tokio::time::sleep(ttl + Duration::from_secs(2)).await;
             cluster.signal(victim, false)?;
             fault_ends = Instant::now();
-            note(format!("SIGCONT {}", LocalCluster::node_id(victim)));
+            note(format!("SIGCONT {}", cluster.node_id(victim)));
         }
         Scenario::Drain => {
-            note(format!("drain {}", LocalCluster::node_id(victim)));
+            note(format!("drain {}", cluster.node_id(victim)));
             cluster.drain(victim).await?;
             fault_ends = Instant::now();
-            note(format!("{} exited", LocalCluster::node_id(victim)));
+            note(format!("{} exited", cluster.node_id(victim)));
         }
         Scenario::ReconnectStorm => {
             storm.now();
@@ -78,7 +78,7 @@ pub async fn inject(
         }
         Scenario::RollingRestart => {
             for index in cluster.running() {
-                let node = LocalCluster::node_id(index);
+                let node = cluster.node_id(index);
                 note(format!("drain {node}"));
                 cluster.drain(index).await?;
                 cluster.spawn(index)?;
@@ -92,19 +92,20 @@ pub async fn inject(
             let index = cluster.running().len();
             anyhow::ensure!(index < cluster.size(), "no spare node to add");
             cluster.spawn(index)?;
-            note(format!("{} started", LocalCluster::node_id(index)));
+            note(format!("{} started", cluster.node_id(index)));
             cluster.wait_agreed(Duration::from_secs(60)).await?;
             fault_ends = Instant::now();
-            let owners = cluster_owners_of_rooms(cluster, plan_id, rooms)
+            let owners = cluster
+                .owners_of_rooms(plan_id, rooms)
                 .await
                 .unwrap_or_default();
             let taken = owners
                 .iter()
-                .filter(|owner| **owner == LocalCluster::node_id(index))
+                .filter(|owner| **owner == cluster.node_id(index))
                 .count();
             note(format!(
                 "every node in agreement; {} hosts {taken} of {rooms} rooms",
-                LocalCluster::node_id(index)
+                cluster.node_id(index)
             ));
         }
         Scenario::PostgresStall => {
@@ -112,35 +113,62 @@ pub async fn inject(
             // than any ack budget.
             let ttl = lease_ttl(options);
             let stall = (ttl / 2).min(Duration::from_secs(5));
-            let pool = cluster.store().await?;
-            note(format!("SIGSTOP Postgres for {stall:?}"));
-            let stopped = faults::stall_postgres(&pool, stall).await?;
-            pool.close().await;
-            fault_ends = Instant::now();
-            note(format!("SIGCONT Postgres ({stopped} processes)"));
+            if let Some(control) = cluster.control() {
+                control.run("postgres_stop", control.postgres_stop.as_ref(), None)?;
+                note(format!("Postgres stopped (postgres_stop) for {stall:?}"));
+                tokio::time::sleep(stall).await;
+                control.run("postgres_cont", control.postgres_cont.as_ref(), None)?;
+                fault_ends = Instant::now();
+                note("Postgres resumed (postgres_cont)".into());
+            } else {
+                let pool = cluster.store().await?;
+                note(format!("SIGSTOP Postgres for {stall:?}"));
+                let stopped = faults::stall_postgres(&pool, stall).await?;
+                pool.close().await;
+                fault_ends = Instant::now();
+                note(format!("SIGCONT Postgres ({stopped} processes)"));
+            }
         }
         Scenario::RedisRestart => {
             let before = epochs(cluster).await?;
-            let redis = stores
-                .redis
-                .as_mut()
-                .context("no Redis of the drill's own")?;
-            redis.kill()?;
-            note("SIGKILL Redis (no persistence: everything it held is gone)".into());
-            tokio::time::sleep(STORE_DOWN).await;
-            redis.launch().await?;
-            fault_ends = Instant::now();
-            note("Redis started again, empty".into());
+            if let Some(control) = cluster.control() {
+                note("Redis restart (redis_restart)".into());
+                control.run("redis_restart", control.redis_restart.as_ref(), None)?;
+                fault_ends = Instant::now();
+                note("redis_restart done".into());
+            } else {
+                let redis = stores
+                    .redis
+                    .as_mut()
+                    .context("no Redis of the drill's own")?;
+                redis.kill()?;
+                note("SIGKILL Redis (no persistence: everything it held is gone)".into());
+                tokio::time::sleep(STORE_DOWN).await;
+                redis.launch().await?;
+                fault_ends = Instant::now();
+                note("Redis started again, empty".into());
+            }
             violations.extend(moved_shards(cluster, &before, note).await?);
         }
         Scenario::PostgresRestart => {
+            // Down for less than the lease: no node can renew meanwhile.
+            let down = (lease_ttl(options) / 2).min(STORE_DOWN);
+            let before = epochs(cluster).await?;
+            if let Some(control) = cluster.control() {
+                note("Postgres restart (postgres_restart)".into());
+                control.run("postgres_restart", control.postgres_restart.as_ref(), None)?;
+                fault_ends = Instant::now();
+                note("postgres_restart done".into());
+                violations.extend(moved_shards(cluster, &before, note).await?);
+                return Ok(Injected {
+                    ends: fault_ends,
+                    violations,
+                });
+            }
             let postgres = stores
                 .postgres
                 .as_mut()
                 .context("no Postgres of the drill's own")?;
-            // Down for less than the lease: no node can renew meanwhile.
-            let down = (lease_ttl(options) / 2).min(STORE_DOWN);
-            let before = epochs(cluster).await?;
             postgres.crash()?;
             note("Postgres crashed (pg_ctl stop -m immediate: no checkpoint)".into());
             tokio::time::sleep(down).await;
@@ -164,7 +192,7 @@ pub async fn inject(
 }
 
 /// Every shard's lease epoch, read from the store directly.
-async fn epochs(cluster: &LocalCluster) -> anyhow::Result<HashMap<i64, i64>> {
+async fn epochs(cluster: &Cluster) -> anyhow::Result<HashMap<i64, i64>> {
     let pool = cluster.store().await?;
     let epochs = read_epochs(&pool).await;
     pool.close().await;
@@ -175,7 +203,7 @@ async fn epochs(cluster: &LocalCluster) -> anyhow::Result<HashMap<i64, i64>> {
 /// again, then names every shard that changed hands meanwhile (its epoch
 /// grew) — a store restart shorter than the lease must move none.
 async fn moved_shards(
-    cluster: &LocalCluster,
+    cluster: &Cluster,
     before: &HashMap<i64, i64>,
     note: &mut dyn FnMut(String),
 ) -> anyhow::Result<Vec<String>> {
@@ -222,12 +250,12 @@ fn lease_ttl(options: &DrillOptions) -> Duration {
 /// cut-off node must say it hosts nothing, and the others must hold every
 /// shard between them, before the cut heals.
 async fn partition(
-    cluster: &mut LocalCluster,
+    cluster: &mut Cluster,
     options: &DrillOptions,
     victim: usize,
     note: &mut dyn FnMut(String),
 ) -> anyhow::Result<Vec<String>> {
-    let node = LocalCluster::node_id(victim);
+    let node = cluster.node_id(victim);
     let others: Vec<usize> = cluster
         .running()
         .into_iter()
@@ -264,7 +292,7 @@ async fn partition(
                 "the majority ({}) holds every shard, {:.1} s after the cut",
                 others
                     .iter()
-                    .map(|&index| LocalCluster::node_id(index))
+                    .map(|&index| cluster.node_id(index))
                     .collect::<Vec<_>>()
                     .join(", "),
                 cut_at.elapsed().as_secs_f64()
@@ -297,7 +325,7 @@ async fn partition(
 }
 
 /// Every shard held (and owned) by one of `others`, as each of them sees it.
-async fn majority_holds_every_shard(cluster: &LocalCluster, others: &[usize], cut: &str) -> bool {
+async fn majority_holds_every_shard(cluster: &Cluster, others: &[usize], cut: &str) -> bool {
     for &index in others {
         let Some(view) = cluster.view(index).await else {
             return false;

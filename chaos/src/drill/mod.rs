@@ -11,22 +11,26 @@
 //! # Layout
 //! - `cluster`: the local nodes and the faults (SIGKILL, SIGSTOP, drain)
 //! - `faults`: faults outside the nodes (Postgres stalled, a partition)
+//! - `fleet`: an existing fleet (`--target`, `--control`): its nodes, its commands
 //! - `servers`: a Redis and a Postgres of the drill's own, to restart
 //! - `inject`: each scenario's fault, step by step
 //! - `traffic`: the candidates, reconnecting by docs/protocol.md's rule
 //! - `proctors`: proctors warning candidates throughout, delivery timed
+//! - `agreement`: what the nodes say: views, readiness, agreement
 //! - `boarding`: the drill's plans imported and started, candidates on sockets
 //! - `checker`: acks against the journal: lost, written twice, stale epoch
 //! - `closing`: a second plan whose time runs out during the fault
 //! - `figures`: recovery times, refusals, clocks, series over time
 //! - `report`: the verdict line, summary.json, report.md, report.html
 
+pub mod agreement;
 pub mod boarding;
 pub mod checker;
 pub mod closing;
 pub mod cluster;
 pub mod faults;
 pub mod figures;
+pub mod fleet;
 pub mod inject;
 pub mod proctors;
 pub mod report;
@@ -43,7 +47,7 @@ use tokio::time::Instant;
 
 use self::boarding::{Boarding, Exam, board, start_exam};
 use self::checker::{Acked, Findings, check, read_journal};
-use self::cluster::{ClusterSpec, LocalCluster};
+use self::cluster::{Cluster, ClusterSpec};
 use self::figures::{Figures, Times, Victim};
 use self::traffic::{Pace, Rider, Storm};
 
@@ -162,6 +166,41 @@ impl Scenario {
         }
     }
 
+    /// The control file's commands the scenario needs on an existing fleet.
+    fn needs(self) -> &'static [&'static str] {
+        match self {
+            Self::Kill => &["kill"],
+            Self::Stop => &["stop", "cont"],
+            Self::Partition => &["cut", "heal"],
+            Self::RollingRestart => &["start"],
+            Self::RedisRestart => &["redis_restart"],
+            Self::PostgresRestart => &["postgres_restart"],
+            Self::PostgresStall => &["postgres_stop", "postgres_cont"],
+            Self::Drain | Self::ReconnectStorm | Self::ScaleOut => &[],
+        }
+    }
+
+    /// Whether `control` lets the drill run the scenario on its fleet.
+    pub fn can_run_on(self, control: &fleet::ControlFile) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self != Self::ScaleOut,
+            "scale-out needs a node that is not in the fleet yet: run it on a local cluster"
+        );
+        let missing: Vec<&str> = self
+            .needs()
+            .iter()
+            .copied()
+            .filter(|name| !control.has(name))
+            .collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "{} needs `{}` in the control file",
+            self.name(),
+            missing.join("`, `")
+        );
+        Ok(())
+    }
+
     /// The data stores of the drill's own the scenario needs.
     async fn stores(self) -> anyhow::Result<servers::Stores> {
         Ok(servers::Stores {
@@ -191,6 +230,15 @@ pub struct DrillOptions {
     /// A p99 longest pause between saves above this fails the drill.
     pub budget: Duration,
     pub cluster: ClusterSpec,
+    /// An existing fleet to drill instead of a local cluster.
+    pub fleet: Option<Fleet>,
+}
+
+/// An existing fleet: every node's base URL, and the control file.
+#[derive(Clone, Debug)]
+pub struct Fleet {
+    pub targets: Vec<String>,
+    pub control: fleet::ControlFile,
 }
 
 /// One drill's outcome.
@@ -213,11 +261,34 @@ pub struct Outcome {
 
 /// Runs one scenario on a fresh local cluster.
 pub async fn drill(scenario: Scenario, options: &DrillOptions) -> anyhow::Result<Outcome> {
+    if let Some(fleet) = &options.fleet {
+        scenario.can_run_on(&fleet.control)?;
+        let mut cluster = Cluster::attach(
+            options.cluster.clone(),
+            &fleet.targets,
+            fleet.control.clone(),
+        )
+        .await?;
+        let outcome = run(
+            scenario,
+            options,
+            &mut cluster,
+            &mut servers::Stores::default(),
+        )
+        .await;
+        // The fleet is not the drill's: its plans are ended, not dropped.
+        let plan = cluster.plan_id();
+        for plan_id in [closing::plan_id(&plan), plan] {
+            end_plan(&cluster, &plan_id).await;
+        }
+        cluster.stop().await;
+        return outcome;
+    }
     scenario.can_run()?;
     let mut stores = scenario.stores().await?;
     let mut spec = options.cluster.clone();
     stores.apply(&mut spec);
-    let mut cluster = LocalCluster::start(spec).await?;
+    let mut cluster = Cluster::start(spec).await?;
     let outcome = run(scenario, options, &mut cluster, &mut stores).await;
     // The nodes first: their stores go after them.
     cluster.stop().await;
@@ -228,7 +299,7 @@ pub async fn drill(scenario: Scenario, options: &DrillOptions) -> anyhow::Result
 async fn run(
     scenario: Scenario,
     options: &DrillOptions,
-    cluster: &mut LocalCluster,
+    cluster: &mut Cluster,
     stores: &mut servers::Stores,
 ) -> anyhow::Result<Outcome> {
     let began = Instant::now();
@@ -238,7 +309,9 @@ async fn run(
         "{} nodes ready and in agreement",
         cluster.running().len()
     ));
-    let plan_id = "drill";
+    let main_plan = cluster.plan_id();
+    let plan_id = main_plan.as_str();
+    let closing_plan = closing::plan_id(plan_id);
     let rooms = options.candidates.div_ceil(options.per_room.max(1));
     let heartbeat_s = options.pace.heartbeat.as_secs().max(1);
     start_exam(
@@ -310,7 +383,7 @@ async fn run(
     start_exam(
         cluster,
         &Exam {
-            plan_id: closing::PLAN_ID,
+            plan_id: &closing_plan,
             title: "Chaos drill: time runs out",
             duration_s: closing_duration_s,
             per_room: closing::PER_ROOM,
@@ -322,7 +395,7 @@ async fn run(
     let (closing_riders, closing_tasks) = board(
         cluster,
         &Boarding {
-            plan_id: closing::PLAN_ID,
+            plan_id: &closing_plan,
             per_room: closing::PER_ROOM,
             ..boarding
         },
@@ -336,11 +409,19 @@ async fn run(
     ));
     tokio::time::sleep_until(steady_from + STEADY).await;
     // The fault, on the node hosting the most rooms (owners as they were).
-    let owners = cluster_owners_of_rooms(cluster, plan_id, rooms)
+    let owners = cluster
+        .owners_of_rooms(plan_id, rooms)
         .await
         .context("room owners")?;
-    let victim = busiest(cluster.size(), &owners);
-    let closing_unlucky = closing::in_victims_rooms(cluster, victim, closing_rooms).await;
+    let victim = busiest(cluster, &owners);
+    let closing_unlucky = cluster
+        .owners_of_rooms(&closing_plan, closing_rooms)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|owner| **owner == cluster.node_id(victim))
+        .count()
+        * closing::PER_ROOM;
     let fault_at = Instant::now();
     let fault_at_ms = unix_ms();
     let injected = inject::inject(
@@ -395,6 +476,7 @@ async fn run(
     let findings = check(&acked, &journal, &epochs);
     let mut time_up = closing::check(
         &store,
+        &closing_plan,
         &closing_riders,
         i64::try_from(closing_duration_s)?,
         options.budget,
@@ -403,7 +485,7 @@ async fn run(
     store.close().await;
     time_up.in_victims_rooms = closing_unlucky;
     time_up.deadline_after_fault_s = time_up.deadline_after_fault_s_from(fault_at_ms);
-    let victim_id = LocalCluster::node_id(victim);
+    let victim_id = cluster.node_id(victim);
     let commands = sent.take();
     let figures = Figures::gather(
         &riders,
@@ -430,6 +512,26 @@ async fn run(
     ))
 }
 
+/// Ends a plan (best effort: the drill is over either way).
+async fn end_plan(cluster: &Cluster, plan_id: &str) {
+    let Some(&index) = cluster.running().first() else {
+        return;
+    };
+    let ended = cluster
+        .client
+        .post(format!(
+            "{}/api/v1/admin/plans/{plan_id}/commands",
+            cluster.base(index)
+        ))
+        .header("X-Api-Key", cluster.api_key())
+        .json(&serde_json::json!({"action": "end"}))
+        .send()
+        .await;
+    if let Err(error) = ended {
+        eprintln!("the drill could not end its plan {plan_id}: {error:#}");
+    }
+}
+
 /// Now, in milliseconds since the unix epoch (the nodes' timestamps).
 fn unix_ms() -> i64 {
     std::time::SystemTime::now()
@@ -439,29 +541,11 @@ fn unix_ms() -> i64 {
         })
 }
 
-/// The owner of each room (`room-1` first), as node 0 sees it.
-pub(super) async fn cluster_owners_of_rooms(
-    cluster: &LocalCluster,
-    plan_id: &str,
-    rooms: usize,
-) -> Option<Vec<String>> {
-    let index = *cluster.running().first()?;
-    let owners = cluster.owners(index).await.ok()?;
-    let plan = invigil_actors::domain::PlanId::parse(plan_id).ok()?;
-    (1..=rooms)
-        .map(|room| {
-            let room = invigil_actors::domain::RoomId::parse(format!("room-{room}")).ok()?;
-            let shard = invigil_actors::shard::ShardId::of_room(&plan, &room);
-            owners.get(usize::from(shard.get())).cloned()
-        })
-        .collect()
-}
-
 /// The node (of `nodes`) that owns the most of the rooms in `owners`.
-fn busiest(nodes: usize, owners: &[String]) -> usize {
-    (0..nodes)
+fn busiest(cluster: &Cluster, owners: &[String]) -> usize {
+    (0..cluster.size())
         .max_by_key(|&index| {
-            let id = LocalCluster::node_id(index);
+            let id = cluster.node_id(index);
             owners.iter().filter(|owner| **owner == id).count()
         })
         .unwrap_or(0)
